@@ -1,0 +1,516 @@
+// csi_native: the few Linux syscalls Node has no API for, exposed through
+// Node-API (C, node_api.h only, NAPI_VERSION 8):
+//
+//   - memory hardening: mlockall/munlockall, prctl(PR_SET_DUMPABLE),
+//     madvise(MADV_DONTDUMP) on Buffers holding secrets;
+//   - file-descriptor passing over unix sockets (SCM_RIGHTS), socketpair and
+//     fcntl(F_DUPFD_CLOEXEC).
+//
+// Missing arguments read as undefined (napi_get_cb_info fills them in) and
+// fail the type checks.
+//
+// Every function is synchronous and runs on the calling JS thread. The socket
+// calls block if the socket is blocking; the caller owns that choice. EINTR is
+// retried (nothing has been transferred when it is returned); every other
+// failure, EAGAIN included, is thrown as an Error with
+//   code: 'ERR_SYSCALL', errno: <number>, syscall: <name>,
+//   message: '<syscall> failed: <strerror>'.
+// Bad argument types throw TypeError with code ERR_INVALID_ARG_TYPE; numbers
+// outside their range throw RangeError with code ERR_OUT_OF_RANGE.
+//
+// The module keeps no global state, so it is safe to load in worker threads.
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+// The kernel's SCM_MAX_FD (include/net/scm.h): the most fds one SCM_RIGHTS
+// message may carry. Not exported to userspace headers.
+#define CSI_SCM_MAX_FD 253
+
+// Upper bound for recvFds' maxBytes, so a bogus argument cannot make us
+// allocate gigabytes.
+#define CSI_MAX_RECV_BYTES (64 * 1024 * 1024)
+
+// Control buffer large enough for CSI_SCM_MAX_FD descriptors, aligned for
+// struct cmsghdr.
+typedef union {
+  struct cmsghdr align;
+  char buf[CMSG_SPACE(sizeof(int) * CSI_SCM_MAX_FD)];
+} csi_fd_control;
+
+// ---------------------------------------------------------------------------
+// Error helpers. Each returns NULL so callbacks can `return throw_...(...)`;
+// a callback returning NULL with an exception pending throws it to JS.
+
+// A Node-API call itself failed: throw its message unless an exception is
+// already pending (in which case that one propagates).
+static napi_value throw_napi_failure(napi_env env, const char *call) {
+  const napi_extended_error_info *info = NULL;
+  const char *detail = "Node-API call failed";
+  if (napi_get_last_error_info(env, &info) == napi_ok && info != NULL &&
+      info->error_message != NULL) {
+    detail = info->error_message;  // static string, survives the next call
+  }
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s", call, detail);
+    napi_throw_error(env, "ERR_NAPI", msg);
+  }
+  return NULL;
+}
+
+#define NAPI_CALL(env, call)                                                 \
+  do {                                                                       \
+    if ((call) != napi_ok) return throw_napi_failure((env), #call);          \
+  } while (0)
+
+// Variant for helpers that return a bool success flag.
+#define NAPI_CALL_BOOL(env, call)                                            \
+  do {                                                                       \
+    if ((call) != napi_ok) {                                                 \
+      throw_napi_failure((env), #call);                                      \
+      return false;                                                          \
+    }                                                                        \
+  } while (0)
+
+// Throws Error{code:'ERR_SYSCALL', errno, syscall}. `detail` replaces
+// strerror(err) in the message when given.
+static napi_value throw_syscall(napi_env env, const char *syscall, int err,
+                                const char *detail) {
+  char msg[320];
+  snprintf(msg, sizeof msg, "%s failed: %s", syscall,
+           detail != NULL ? detail : strerror(err));
+  napi_value jcode, jmsg, error, jerrno, jsyscall;
+  NAPI_CALL(env, napi_create_string_utf8(env, "ERR_SYSCALL", NAPI_AUTO_LENGTH,
+                                         &jcode));
+  NAPI_CALL(env, napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg));
+  NAPI_CALL(env, napi_create_error(env, jcode, jmsg, &error));
+  NAPI_CALL(env, napi_create_int32(env, err, &jerrno));
+  NAPI_CALL(env, napi_set_named_property(env, error, "errno", jerrno));
+  NAPI_CALL(env, napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH,
+                                         &jsyscall));
+  NAPI_CALL(env, napi_set_named_property(env, error, "syscall", jsyscall));
+  NAPI_CALL(env, napi_throw(env, error));
+  return NULL;
+}
+
+static napi_value throw_arg_type(napi_env env, const char *name,
+                                 const char *expected) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "The \"%s\" argument must be %s", name, expected);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  NAPI_CALL(env, napi_get_undefined(env, &u));
+  return u;
+}
+
+// ---------------------------------------------------------------------------
+// Argument helpers. Return false with a JS exception pending on failure.
+
+// An integral JS number in [min, max].
+static bool get_int_arg(napi_env env, napi_value value, const char *name,
+                        int64_t min, int64_t max, int64_t *out) {
+  napi_valuetype type;
+  NAPI_CALL_BOOL(env, napi_typeof(env, value, &type));
+  if (type != napi_number) {
+    throw_arg_type(env, name, "of type number");
+    return false;
+  }
+  double d;
+  NAPI_CALL_BOOL(env, napi_get_value_double(env, value, &d));
+  // NaN fails both comparisons; the range check makes the cast defined.
+  if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "The value of \"%s\" is out of range. It must be an integer "
+             ">= %lld and <= %lld. Received %g",
+             name, (long long)min, (long long)max, d);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+static bool get_fd_arg(napi_env env, napi_value value, const char *name,
+                       int *out) {
+  int64_t v;
+  if (!get_int_arg(env, value, name, 0, INT_MAX, &v)) return false;
+  *out = (int)v;
+  return true;
+}
+
+// A Buffer (or other ArrayBufferView Node treats as one).
+static bool get_buffer_arg(napi_env env, napi_value value, const char *name,
+                           void **data, size_t *len) {
+  bool is_buffer = false;
+  NAPI_CALL_BOOL(env, napi_is_buffer(env, value, &is_buffer));
+  if (!is_buffer) {
+    throw_arg_type(env, name, "an instance of Buffer");
+    return false;
+  }
+  NAPI_CALL_BOOL(env, napi_get_buffer_info(env, value, data, len));
+  return true;
+}
+
+static void close_fds(const int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+}
+
+// ---------------------------------------------------------------------------
+// Memory hardening
+
+// lockAll(onFault?: boolean): mlockall(MCL_CURRENT | MCL_FUTURE [| MCL_ONFAULT])
+static napi_value LockAll(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool on_fault = false;
+  if (argc >= 1) {
+    napi_valuetype type;
+    NAPI_CALL(env, napi_typeof(env, argv[0], &type));
+    if (type == napi_boolean) {
+      NAPI_CALL(env, napi_get_value_bool(env, argv[0], &on_fault));
+    } else if (type != napi_undefined) {
+      return throw_arg_type(env, "onFault", "of type boolean");
+    }
+  }
+  int flags = MCL_CURRENT | MCL_FUTURE;
+  if (on_fault) {
+#ifdef MCL_ONFAULT
+    flags |= MCL_ONFAULT;
+#else
+    return throw_syscall(env, "mlockall", EINVAL,
+                         "MCL_ONFAULT is not supported by this C library");
+#endif
+  }
+  if (mlockall(flags) != 0) return throw_syscall(env, "mlockall", errno, NULL);
+  return undefined(env);
+}
+
+// unlockAll(): munlockall()
+static napi_value UnlockAll(napi_env env, napi_callback_info info) {
+  (void)info;
+  if (munlockall() != 0) return throw_syscall(env, "munlockall", errno, NULL);
+  return undefined(env);
+}
+
+// disableDumpable(): prctl(PR_SET_DUMPABLE, 0) -- no core dumps, no ptrace
+// attach by same-uid processes, /proc/self/* owned by root.
+static napi_value DisableDumpable(napi_env env, napi_callback_info info) {
+  (void)info;
+  if (prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0) {
+    return throw_syscall(env, "prctl", errno, NULL);
+  }
+  return undefined(env);
+}
+
+// isDumpable(): prctl(PR_GET_DUMPABLE) != 0 (2, "root-only dumps", counts as
+// dumpable).
+static napi_value IsDumpable(napi_env env, napi_callback_info info) {
+  (void)info;
+  int r = prctl(PR_GET_DUMPABLE, 0L, 0L, 0L, 0L);
+  if (r < 0) return throw_syscall(env, "prctl", errno, NULL);
+  napi_value result;
+  NAPI_CALL(env, napi_get_boolean(env, r != 0, &result));
+  return result;
+}
+
+// dontDump(buf: Buffer): madvise(MADV_DONTDUMP) over the pages containing the
+// buffer's bytes. Neighbouring data in the same pages (e.g. other pooled
+// Buffers) is excluded from core dumps too, which is harmless.
+static napi_value DontDump(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data = NULL;
+  size_t len = 0;
+  if (!get_buffer_arg(env, argv[0], "buf", &data, &len)) return NULL;
+  if (len == 0 || data == NULL) return undefined(env);
+
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  uintptr_t mask = (uintptr_t)page - 1;
+  uintptr_t start = (uintptr_t)data & ~mask;
+  uintptr_t end = ((uintptr_t)data + len + mask) & ~mask;
+  if (madvise((void *)start, end - start, MADV_DONTDUMP) != 0) {
+    return throw_syscall(env, "madvise", errno, NULL);
+  }
+  return undefined(env);
+}
+
+// ---------------------------------------------------------------------------
+// File-descriptor passing
+
+// sendFds(socketFd, fds: number[], payload: Buffer): number of payload bytes
+// sent. The fds travel with the first byte. On a SOCK_STREAM socket a partial
+// send is possible; the caller sends the rest without fds.
+static napi_value SendFds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+
+  int sock;
+  if (!get_fd_arg(env, argv[0], "socketFd", &sock)) return NULL;
+
+  bool is_array = false;
+  NAPI_CALL(env, napi_is_array(env, argv[1], &is_array));
+  if (!is_array) return throw_arg_type(env, "fds", "an array of numbers");
+  uint32_t nfds = 0;
+  NAPI_CALL(env, napi_get_array_length(env, argv[1], &nfds));
+  if (nfds > CSI_SCM_MAX_FD) {
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "The value of \"fds.length\" is out of range. It must be <= %d. "
+             "Received %u",
+             CSI_SCM_MAX_FD, nfds);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return NULL;
+  }
+  int fds[CSI_SCM_MAX_FD];
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value element;
+    NAPI_CALL(env, napi_get_element(env, argv[1], i, &element));
+    char name[32];
+    snprintf(name, sizeof name, "fds[%u]", i);
+    if (!get_fd_arg(env, element, name, &fds[i])) return NULL;
+  }
+
+  void *data = NULL;
+  size_t len = 0;
+  if (!get_buffer_arg(env, argv[2], "payload", &data, &len)) return NULL;
+  if (len == 0) {
+    // A zero-length stream write carries no byte to attach the fds to, and an
+    // empty read is how recvFds reports end-of-file.
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE",
+                          "The \"payload\" argument must not be empty");
+    return NULL;
+  }
+
+  struct iovec iov = {.iov_base = data, .iov_len = len};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  csi_fd_control control;
+  if (nfds > 0) {
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+  }
+
+  ssize_t sent;
+  do {
+    sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) return throw_syscall(env, "sendmsg", errno, NULL);
+
+  napi_value result;
+  NAPI_CALL(env, napi_create_int64(env, (int64_t)sent, &result));
+  return result;
+}
+
+// Builds { data, fds } from received bytes/fds. On failure the caller closes
+// the fds.
+static napi_value make_recv_result(napi_env env, const char *data, size_t len,
+                                   const int *fds, size_t nfds) {
+  napi_value result, jdata, jfds;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  void *copy = NULL;
+  NAPI_CALL(env, napi_create_buffer_copy(env, len, data, &copy, &jdata));
+  NAPI_CALL(env, napi_create_array_with_length(env, nfds, &jfds));
+  for (size_t i = 0; i < nfds; i++) {
+    napi_value jfd;
+    NAPI_CALL(env, napi_create_int32(env, fds[i], &jfd));
+    NAPI_CALL(env, napi_set_element(env, jfds, (uint32_t)i, jfd));
+  }
+  NAPI_CALL(env, napi_set_named_property(env, result, "data", jdata));
+  NAPI_CALL(env, napi_set_named_property(env, result, "fds", jfds));
+  return result;
+}
+
+// recvFds(socketFd, maxFds, maxBytes): { data: Buffer, fds: number[] }.
+// recvmsg(MSG_CMSG_CLOEXEC): every received fd is close-on-exec. If more fds
+// arrived than maxFds (MSG_CTRUNC) or, on a datagram/seqpacket socket, the
+// message was longer than maxBytes (MSG_TRUNC), the fds that did arrive are
+// closed and Error{code:'ERR_SYSCALL', errno: EMSGSIZE} is thrown. Empty
+// `data` means end-of-file (sendFds never sends an empty payload).
+static napi_value RecvFds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+
+  int sock;
+  int64_t max_fds, max_bytes;
+  if (!get_fd_arg(env, argv[0], "socketFd", &sock)) return NULL;
+  if (!get_int_arg(env, argv[1], "maxFds", 0, CSI_SCM_MAX_FD, &max_fds)) {
+    return NULL;
+  }
+  if (!get_int_arg(env, argv[2], "maxBytes", 1, CSI_MAX_RECV_BYTES,
+                   &max_bytes)) {
+    return NULL;
+  }
+
+  char *data = malloc((size_t)max_bytes);
+  if (data == NULL) return throw_syscall(env, "malloc", ENOMEM, NULL);
+
+  struct iovec iov = {.iov_base = data, .iov_len = (size_t)max_bytes};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  csi_fd_control control;
+  memset(&control, 0, sizeof control);
+  if (max_fds > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)max_fds);
+  }
+
+  ssize_t got;
+  do {
+    got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (got < 0 && errno == EINTR);
+  if (got < 0) {
+    int err = errno;
+    free(data);
+    return throw_syscall(env, "recvmsg", err, NULL);
+  }
+
+  int fds[CSI_SCM_MAX_FD];
+  size_t nfds = 0;
+  bool overflow = false;
+  if (msg.msg_controllen > 0) {
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
+         cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+      if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+        continue;
+      }
+      size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const unsigned char *p = CMSG_DATA(cmsg);
+      for (size_t i = 0; i < count; i++) {
+        int fd;
+        memcpy(&fd, p + i * sizeof(int), sizeof fd);
+        if (nfds < (size_t)max_fds) {
+          fds[nfds++] = fd;
+        } else {  // cannot happen with our buffer size; never leak
+          close(fd);
+          overflow = true;
+        }
+      }
+    }
+  }
+
+  if ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0 || overflow) {
+    close_fds(fds, nfds);
+    explicit_bzero(data, (size_t)got);
+    free(data);
+    char detail[200];
+    if ((msg.msg_flags & MSG_TRUNC) != 0) {
+      snprintf(detail, sizeof detail,
+               "message truncated (longer than maxBytes=%lld); %zu received "
+               "fd(s) closed",
+               (long long)max_bytes, nfds);
+    } else {
+      snprintf(detail, sizeof detail,
+               "control message truncated (more than maxFds=%lld fds); %zu "
+               "received fd(s) closed",
+               (long long)max_fds, nfds);
+    }
+    return throw_syscall(env, "recvmsg", EMSGSIZE, detail);
+  }
+
+  napi_value result = make_recv_result(env, data, (size_t)got, fds, nfds);
+  // The payload may be a secret: do not leave a copy in freed heap memory.
+  explicit_bzero(data, (size_t)got);
+  free(data);
+  if (result == NULL) close_fds(fds, nfds);
+  return result;
+}
+
+// dupFd(fd): fcntl(fd, F_DUPFD_CLOEXEC, 0)
+static napi_value DupFd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  if (!get_fd_arg(env, argv[0], "fd", &fd)) return NULL;
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return throw_syscall(env, "fcntl", errno, NULL);
+  napi_value result;
+  if (napi_create_int32(env, dup, &result) != napi_ok) {
+    close(dup);
+    return throw_napi_failure(env, "napi_create_int32");
+  }
+  return result;
+}
+
+// socketPair(): socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC) -> [a, b]
+static napi_value SocketPair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return throw_syscall(env, "socketpair", errno, NULL);
+  }
+  napi_value result, a, b;
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
+      napi_create_int32(env, sv[0], &a) != napi_ok ||
+      napi_create_int32(env, sv[1], &b) != napi_ok ||
+      napi_set_element(env, result, 0, a) != napi_ok ||
+      napi_set_element(env, result, 1, b) != napi_ok) {
+    close_fds(sv, 2);
+    return throw_napi_failure(env, "socketPair result");
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+
+#define EXPORT_FN(name, fn) \
+  { (name), NULL, (fn), NULL, NULL, NULL, napi_enumerable, NULL }
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      EXPORT_FN("lockAll", LockAll),
+      EXPORT_FN("unlockAll", UnlockAll),
+      EXPORT_FN("disableDumpable", DisableDumpable),
+      EXPORT_FN("isDumpable", IsDumpable),
+      EXPORT_FN("dontDump", DontDump),
+      EXPORT_FN("sendFds", SendFds),
+      EXPORT_FN("recvFds", RecvFds),
+      EXPORT_FN("dupFd", DupFd),
+      EXPORT_FN("socketPair", SocketPair),
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0],
+                             props) != napi_ok) {
+    return throw_napi_failure(env, "napi_define_properties");
+  }
+  return exports;
+}

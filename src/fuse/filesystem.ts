@@ -1,0 +1,133 @@
+// One FUSE connection per node (docs/fuse-design.md says why): the connection
+// root is mounted once in a directory only the driver sees, each volume is a
+// directory of it, and that directory is bind-mounted read-only onto the
+// kubelet's target path.
+
+import { openSync, closeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InodeTable, ROOT_ID, type Inode } from './inode-table.js';
+import { Operations, type Caller } from './operations.js';
+import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
+import { VolumeTree, type VolumeFile, type PublishResult } from './volume-tree.js';
+import { mountFuse, bindMount, unmount, readMountInfo } from './mount.js';
+
+export const FSNAME = 'secrets-store';
+export const SUBTYPE = 'secrets-store-csi';
+/** Largest request the kernel may send us (WRITE payload), and our read buffer. */
+const MAX_WRITE = 128 * 1024;
+const BUFFER_SIZE = MAX_WRITE + 64 * 1024;
+
+export interface FilesystemOptions {
+  /** Directory where the connection root is mounted (private to the driver). */
+  readonly mountDir: string;
+  readonly log: SessionLogger;
+  /** Seconds the kernel caches names and attributes (invalidated explicitly on rotation). */
+  readonly cacheTtl?: number;
+  readonly readers?: number;
+  readonly onRequest?: (opcode: number, nodeid: number, caller: Caller) => void;
+  readonly onFree?: (inode: Inode) => void;
+}
+
+export interface VolumeHandle {
+  readonly name: string;
+  readonly tree: VolumeTree;
+  /** Path of the volume directory under the connection root. */
+  readonly sourcePath: string;
+}
+
+export class SecretsFilesystem {
+  private readonly volumes = new Map<string, VolumeHandle>();
+
+  private constructor(
+    readonly mountDir: string,
+    readonly table: InodeTable,
+    readonly ops: Operations,
+    readonly session: FuseSession,
+    /** Volume directory ids: their listing changes, so their attributes are cached briefly. */
+    private readonly volumeDirIds: Set<number>,
+  ) {}
+
+  /** Opens /dev/fuse, mounts the root at mountDir and starts serving. */
+  static async mount(o: FilesystemOptions): Promise<SecretsFilesystem> {
+    await mkdir(o.mountDir, { recursive: true, mode: 0o700 });
+    // A mount left here by a previous driver process is dead (its connection
+    // went with it): detach it so the new one is not stacked on a corpse.
+    for (const m of (await readMountInfo()).reverse()) {
+      if (m.mountPoint === o.mountDir) await unmount(o.mountDir, { lazy: true }).catch(() => undefined);
+    }
+    const table = new InodeTable(o.onFree ? { onFree: o.onFree } : {});
+    const ttl = o.cacheTtl ?? 86_400;
+    const volumeDirs = new Set<number>();
+    const ops = new Operations(table, {
+      entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
+      ...(o.onRequest ? { onRequest: o.onRequest } : {}),
+    }, (id) => id === ROOT_ID || volumeDirs.has(id));
+    const fd = openSync('/dev/fuse', 'r+');
+    const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
+    try {
+      await mountFuse(fd, o.mountDir, { fsname: FSNAME, subtype: SUBTYPE });
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    session.start();
+    return new SecretsFilesystem(o.mountDir, table, ops, session, volumeDirs);
+  }
+
+  /** Creates an empty volume directory named `name` under the root. */
+  createVolume(name: string): VolumeHandle {
+    if (this.volumes.has(name) || this.table.child(ROOT_ID, name)) throw new Error(`volume ${name} exists`);
+    const dir = this.table.mkdir(0o755, Date.now());
+    this.table.link(ROOT_ID, name, dir.id);
+    this.volumeDirIds.add(dir.id);
+    const v: VolumeHandle = { name, tree: new VolumeTree(this.table, dir.id), sourcePath: join(this.mountDir, name) };
+    this.volumes.set(name, v);
+    return v;
+  }
+
+  /**
+   * Serves `files` as the volume's new version. Resolves once the kernel has
+   * dropped the old names, so every open that starts afterwards sees the new
+   * version.
+   */
+  async publish(v: VolumeHandle, files: readonly VolumeFile[], now = new Date()): Promise<PublishResult> {
+    const res = v.tree.publish(files, now);
+    if (res.invalidations.length > 0) await this.session.invalidateEntries(res.invalidations);
+    return res;
+  }
+
+  bind(v: VolumeHandle, target: string): Promise<void> {
+    return bindMount(v.sourcePath, target);
+  }
+
+  /**
+   * Removes a volume: the name goes, every byte is zeroed now, and the kernel
+   * is told to drop its cached pages; inodes stay (empty) until forgotten.
+   */
+  async destroyVolume(v: VolumeHandle): Promise<void> {
+    if (this.volumes.get(v.name) !== v) return;
+    this.volumes.delete(v.name);
+    const dirId = v.tree.dirId;
+    const touched = this.table.scrub(dirId);
+    this.table.unlink(ROOT_ID, v.name);
+    this.volumeDirIds.delete(dirId);
+    await this.session.invalidateEntries([{ parent: ROOT_ID, name: v.name }]);
+    await Promise.all(touched.map((id) => this.session.invalidateInode(id)));
+  }
+
+  volumeCount(): number {
+    return this.volumes.size;
+  }
+
+  recentCallers(): readonly CallerRecord[] {
+    return this.session.recentCallers();
+  }
+
+  /** Unmounts the root; the connection ends once no bind mount refers to it. */
+  async close(): Promise<void> {
+    await unmount(this.mountDir, { lazy: true }).catch(() => undefined);
+    await Promise.race([this.session.done, new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.session.close();
+  }
+}

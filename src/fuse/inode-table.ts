@@ -1,0 +1,232 @@
+// The in-memory inode table behind the FUSE connection. Pure data, no I/O.
+//
+// Rules that make rotation safe without locks:
+// - inodes are immutable once linked: a new version of a file is a new inode,
+//   so the kernel page cache of an old inode never has to be invalidated and a
+//   reader holding the old one reads it whole;
+// - an inode lives while it is linked into a directory (links > 0) or the
+//   kernel still references it (nlookup > 0, counted from LOOKUP replies and
+//   decremented by FORGET). When both reach zero it is freed and its bytes are
+//   zeroed;
+// - node ids come from a counter that is part of the table's state, never
+//   reused, so a process that takes the table over answers with the same ids.
+
+import { S_IFDIR, S_IFLNK, S_IFREG, DT_DIR, DT_LNK, DT_REG, type Attr, type Dirent } from './protocol.js';
+
+export const ROOT_ID = 1;
+
+export type InodeKind = 'dir' | 'file' | 'symlink';
+
+export interface Inode {
+  readonly id: number;
+  readonly kind: InodeKind;
+  /** Permission bits only (07777). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  mtimeMs: number;
+  /** File content or symlink target. Zeroed and dropped when freed or scrubbed. */
+  data: Buffer | null;
+  readonly children: Map<string, number> | null;
+  links: number;
+  nlookup: number;
+  /** Set when the volume was unpublished: the node answers ENOENT/EIO until forgotten. */
+  scrubbed: boolean;
+}
+
+export interface InodeTableStats {
+  inodes: number;
+  fileBytes: number;
+}
+
+export interface InodeTableOptions {
+  /** Called after an inode was freed (its bytes already zeroed). */
+  onFree?: (inode: Inode) => void;
+}
+
+/** Copies bytes into memory of our own, outside Node's shared pool, so zeroing it clears exactly this secret. */
+function ownCopy(src: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafeSlow(src.length);
+  b.set(src);
+  return b;
+}
+
+export class InodeTable {
+  private readonly nodes = new Map<number, Inode>();
+  private nextId = ROOT_ID + 1;
+  private fileBytes = 0;
+  private readonly onFree: ((inode: Inode) => void) | undefined;
+
+  constructor(opts: InodeTableOptions = {}) {
+    this.onFree = opts.onFree;
+    this.nodes.set(ROOT_ID, this.make(ROOT_ID, 'dir', 0o755, null, Date.now()));
+    this.get(ROOT_ID)!.links = 1; // the mount itself holds the root
+  }
+
+  private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number): Inode {
+    return {
+      id, kind, mode: mode & 0o7777, uid: 0, gid: 0, mtimeMs, data,
+      children: kind === 'dir' ? new Map() : null, links: 0, nlookup: 0, scrubbed: false,
+    };
+  }
+
+  private add(kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number): Inode {
+    const node = this.make(this.nextId++, kind, mode, data, mtimeMs);
+    this.nodes.set(node.id, node);
+    if (kind === 'file' && data) this.fileBytes += data.length;
+    return node;
+  }
+
+  get(id: number): Inode | undefined {
+    return this.nodes.get(id);
+  }
+
+  mkdir(mode: number, mtimeMs: number): Inode {
+    return this.add('dir', mode, null, mtimeMs);
+  }
+
+  /** The content is copied; the caller may zero its own buffer afterwards. */
+  mkfile(content: Uint8Array, mode: number, mtimeMs: number): Inode {
+    return this.add('file', mode, ownCopy(content), mtimeMs);
+  }
+
+  mksymlink(target: string, mtimeMs: number): Inode {
+    return this.add('symlink', 0o777, Buffer.from(target, 'utf8'), mtimeMs);
+  }
+
+  /** Links `child` as `name` in `parent`, replacing (and unlinking) what was there. */
+  link(parentId: number, name: string, childId: number): void {
+    const parent = this.dir(parentId);
+    const child = this.nodes.get(childId);
+    if (!child) throw new Error(`inode ${childId} does not exist`);
+    const old = parent.children.get(name);
+    if (old === childId) return;
+    parent.children.set(name, childId);
+    child.links++;
+    if (old !== undefined) this.drop(old);
+  }
+
+  unlink(parentId: number, name: string): void {
+    const parent = this.dir(parentId);
+    const old = parent.children.get(name);
+    if (old === undefined) return;
+    parent.children.delete(name);
+    this.drop(old);
+  }
+
+  /** LOOKUP: resolves a name and counts the kernel's new reference. */
+  lookup(parentId: number, name: string): Inode | undefined {
+    const parent = this.nodes.get(parentId);
+    if (!parent?.children || parent.scrubbed) return undefined;
+    const id = parent.children.get(name);
+    const child = id === undefined ? undefined : this.nodes.get(id);
+    if (!child || child.scrubbed) return undefined;
+    child.nlookup++;
+    return child;
+  }
+
+  /** Resolves a name without counting a kernel reference. */
+  child(parentId: number, name: string): Inode | undefined {
+    const id = this.nodes.get(parentId)?.children?.get(name);
+    return id === undefined ? undefined : this.nodes.get(id);
+  }
+
+  forget(id: number, nlookup: number): void {
+    const node = this.nodes.get(id);
+    if (!node || id === ROOT_ID) return;
+    node.nlookup = Math.max(0, node.nlookup - nlookup);
+    this.maybeFree(node);
+  }
+
+  /**
+   * Zeroes every byte below `id` at once, without waiting for the kernel to
+   * forget the inodes (unpublish). The nodes stay, empty, for the FORGET
+   * accounting, and answer as if gone.
+   */
+  scrub(id: number): number[] {
+    const touched: number[] = [];
+    const walk = (node: Inode): void => {
+      if (node.scrubbed) return;
+      node.scrubbed = true;
+      touched.push(node.id);
+      if (node.data) this.release(node);
+      for (const c of node.children?.values() ?? []) {
+        const child = this.nodes.get(c);
+        if (child) walk(child);
+      }
+    };
+    const node = this.nodes.get(id);
+    if (node) walk(node);
+    return touched;
+  }
+
+  attr(node: Inode): Attr {
+    const type = node.kind === 'dir' ? S_IFDIR : node.kind === 'file' ? S_IFREG : S_IFLNK;
+    let nlink = 1;
+    if (node.children) {
+      nlink = 2;
+      for (const c of node.children.values()) if (this.nodes.get(c)?.kind === 'dir') nlink++;
+    }
+    const ms = Math.floor(node.mtimeMs);
+    return {
+      ino: node.id,
+      size: node.kind === 'dir' ? 4096 : (node.data?.length ?? 0),
+      mode: type | node.mode,
+      nlink,
+      uid: node.uid,
+      gid: node.gid,
+      mtimeSec: Math.floor(ms / 1000),
+      mtimeNsec: (ms % 1000) * 1_000_000,
+    };
+  }
+
+  dirents(node: Inode, parentId: number): Dirent[] {
+    const out: Dirent[] = [
+      { ino: node.id, name: '.', type: DT_DIR },
+      { ino: parentId, name: '..', type: DT_DIR },
+    ];
+    if (node.scrubbed) return out;
+    for (const [name, id] of node.children ?? []) {
+      const c = this.nodes.get(id);
+      if (!c) continue;
+      out.push({ ino: id, name, type: c.kind === 'dir' ? DT_DIR : c.kind === 'file' ? DT_REG : DT_LNK });
+    }
+    return out;
+  }
+
+  stats(): InodeTableStats {
+    return { inodes: this.nodes.size, fileBytes: this.fileBytes };
+  }
+
+  private dir(id: number): Inode & { children: Map<string, number> } {
+    const node = this.nodes.get(id);
+    if (!node?.children) throw new Error(`inode ${id} is not a directory`);
+    return node as Inode & { children: Map<string, number> };
+  }
+
+  private drop(id: number): void {
+    const node = this.nodes.get(id);
+    if (!node) return;
+    node.links--;
+    this.maybeFree(node);
+  }
+
+  private release(node: Inode): void {
+    if (!node.data) return;
+    if (node.kind === 'file') this.fileBytes -= node.data.length;
+    node.data.fill(0);
+    node.data = null;
+  }
+
+  private maybeFree(node: Inode): void {
+    if (node.id === ROOT_ID || node.links > 0 || node.nlookup > 0) return;
+    this.nodes.delete(node.id);
+    this.release(node);
+    if (node.children) {
+      const kids = [...node.children.values()];
+      node.children.clear();
+      for (const c of kids) this.drop(c);
+    }
+    this.onFree?.(node);
+  }
+}

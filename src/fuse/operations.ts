@@ -1,0 +1,159 @@
+// Answers FUSE requests from the inode table. Pure: bytes in, bytes out, so
+// every operation can be tested without a mount. The session does the I/O.
+
+import { constants as os } from 'node:os';
+import {
+  Op, InitFlag, FUSE_KERNEL_VERSION, FUSE_OUR_MINOR, IN_HEADER_SIZE,
+  decodeInHeader, decodeInitIn, decodeReadIn, decodeName, decodeForgetIn, decodeBatchForget,
+  encodeReply, encodeEntryOut, encodeAttrOut, encodeInitOut, encodeDirents, encodeStatfs,
+  type InHeader, type InitIn,
+} from './protocol.js';
+import { ROOT_ID, type InodeTable } from './inode-table.js';
+
+const E = os.errno;
+
+/** Who made a request: the kernel stamps every request with the caller's ids. */
+export interface Caller {
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+}
+
+export interface OperationsOptions {
+  /** Seconds the kernel may cache names and attributes of immutable inodes. */
+  readonly entryTtl: number;
+  readonly attrTtl: number;
+  /** Seconds for the root and volume directories, whose listing changes. */
+  readonly dirAttrTtl: number;
+  readonly maxWrite: number;
+  /** Called for every request, after it was answered (metrics, audit). */
+  readonly onRequest?: (opcode: number, nodeid: number, caller: Caller) => void;
+}
+
+export interface Negotiated {
+  readonly major: number;
+  readonly minor: number;
+  readonly flags: number;
+  readonly maxReadahead: number;
+}
+
+/** Flags we want, if the kernel offers them. */
+const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.NO_OPENDIR_SUPPORT |
+  InitFlag.CACHE_SYMLINKS | InitFlag.PARALLEL_DIROPS | InitFlag.EXPLICIT_INVAL_DATA | InitFlag.MAX_PAGES |
+  InitFlag.BIG_WRITES;
+
+const READ_ONLY_OPS: ReadonlySet<number> = new Set([
+  Op.SETATTR, Op.SYMLINK, Op.MKNOD, Op.MKDIR, Op.UNLINK, Op.RMDIR, Op.RENAME, Op.LINK, Op.WRITE,
+  Op.SETXATTR, Op.REMOVEXATTR, Op.CREATE, Op.FALLOCATE, Op.RENAME2, Op.TMPFILE, Op.COPY_FILE_RANGE,
+]);
+
+/** Directories whose content changes (root and volume dirs) get a short attribute TTL. */
+export type MutableDirCheck = (id: number) => boolean;
+
+export class Operations {
+  negotiated: Negotiated | null = null;
+
+  constructor(
+    private readonly table: InodeTable,
+    private readonly opts: OperationsOptions,
+    /** Parent of each volume dir for `..` in listings; everything else reports the root. */
+    private readonly isMutableDir: MutableDirCheck = (id) => id === ROOT_ID,
+  ) {}
+
+  /** Handles one request (header + body); returns the reply, or null when none is due. */
+  handle(req: Buffer): Buffer | null {
+    const h = decodeInHeader(req);
+    const body = req.subarray(IN_HEADER_SIZE, h.len);
+    const reply = this.dispatch(h, body);
+    this.opts.onRequest?.(h.opcode, Number(h.nodeid), h);
+    return reply;
+  }
+
+  private dispatch(h: InHeader, body: Buffer): Buffer | null {
+    const t = this.table;
+    const id = Number(h.nodeid);
+    const err = (errno: number): Buffer => encodeReply(h.unique, -errno);
+    switch (h.opcode) {
+      case Op.INIT:
+        return this.init(h, decodeInitIn(body));
+      case Op.LOOKUP: {
+        const child = t.lookup(id, decodeName(body));
+        if (!child) return err(E.ENOENT);
+        const ttl = this.ttl(child.id);
+        return encodeReply(h.unique, 0, encodeEntryOut(t.attr(child), 0, this.opts.entryTtl, ttl));
+      }
+      case Op.FORGET:
+        t.forget(id, decodeForgetIn(body));
+        return null;
+      case Op.BATCH_FORGET:
+        for (const f of decodeBatchForget(body)) t.forget(f.nodeid, f.nlookup);
+        return null;
+      case Op.GETATTR: {
+        const node = t.get(id);
+        if (!node) return err(E.ENOENT);
+        return encodeReply(h.unique, 0, encodeAttrOut(t.attr(node), this.ttl(id)));
+      }
+      case Op.READLINK: {
+        const node = t.get(id);
+        if (!node || node.kind !== 'symlink' || !node.data) return err(node ? E.EINVAL : E.ENOENT);
+        return encodeReply(h.unique, 0, node.data);
+      }
+      case Op.OPEN:
+      case Op.OPENDIR:
+        // ENOSYS here turns on the kernel's no_open/no_opendir mode: opens never
+        // reach us again and the page cache of our immutable inodes is kept.
+        return err(E.ENOSYS);
+      case Op.READ: {
+        const node = t.get(id);
+        if (!node) return err(E.ENOENT);
+        if (node.kind === 'dir') return err(E.EISDIR);
+        if (!node.data) return err(E.EIO); // scrubbed by unpublish: never serve zeros as content
+        const { offset, size } = decodeReadIn(body);
+        const start = Math.min(offset, node.data.length);
+        return encodeReply(h.unique, 0, node.data.subarray(start, Math.min(start + size, node.data.length)));
+      }
+      case Op.READDIR: {
+        const node = t.get(id);
+        if (!node?.children) return err(node ? E.ENOTDIR : E.ENOENT);
+        const { offset, size } = decodeReadIn(body);
+        return encodeReply(h.unique, 0, encodeDirents(t.dirents(node, ROOT_ID), offset, size));
+      }
+      case Op.RELEASE:
+      case Op.RELEASEDIR:
+        return encodeReply(h.unique, 0);
+      case Op.STATFS:
+        return encodeReply(h.unique, 0, encodeStatfs(t.stats().inodes));
+      case Op.ACCESS:
+        // default_permissions: the kernel already checked the mode bits.
+        return encodeReply(h.unique, 0);
+      case Op.INTERRUPT:
+        // Every request is answered synchronously, so there is nothing to cancel.
+        return null;
+      case Op.DESTROY:
+        return encodeReply(h.unique, 0);
+      default:
+        if (READ_ONLY_OPS.has(h.opcode)) return err(E.EROFS);
+        return err(E.ENOSYS);
+    }
+  }
+
+  private ttl(id: number): number {
+    return this.isMutableDir(id) ? this.opts.dirAttrTtl : this.opts.attrTtl;
+  }
+
+  private init(h: InHeader, init: InitIn): Buffer {
+    if (init.major !== FUSE_KERNEL_VERSION) {
+      // Protocol 7 is the only major Linux has ever shipped; refuse anything else.
+      return encodeReply(h.unique, -E.EPROTO);
+    }
+    const minor = Math.min(init.minor, FUSE_OUR_MINOR);
+    const flags = init.flags & WANTED_FLAGS;
+    this.negotiated = { major: FUSE_KERNEL_VERSION, minor, flags, maxReadahead: init.maxReadahead };
+    const maxPages = Math.ceil(this.opts.maxWrite / 4096);
+    return encodeReply(h.unique, 0, encodeInitOut({
+      major: FUSE_KERNEL_VERSION, minor, maxReadahead: init.maxReadahead, flags,
+      maxBackground: 16, congestionThreshold: 12, maxWrite: this.opts.maxWrite, timeGran: 1,
+      maxPages: Math.max(1, maxPages),
+    }));
+  }
+}

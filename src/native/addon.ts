@@ -1,0 +1,156 @@
+// Typed loader for the csi_native Node-API addon (native/src/csi_native.c):
+// memory hardening (mlockall, PR_SET_DUMPABLE, MADV_DONTDUMP) and SCM_RIGHTS
+// fd passing, which Node has no API for. Linux only.
+//
+// The .node file lives in <package root>/native/build/Release. This module runs
+// both as src/native/addon.ts (tests, via ts-node) and as
+// dist/src/native/addon.js (compiled), so the package root is found by walking
+// up from this file's directory rather than by a fixed relative path.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What `recvFds` returns. Empty `data` (and no fds) means end-of-file. */
+export interface RecvFdsResult {
+  data: Buffer;
+  /** Received descriptors, already close-on-exec. The caller must close them. */
+  fds: number[];
+}
+
+/**
+ * The addon's exports. All calls are synchronous on the calling thread; the
+ * socket calls block if the socket is blocking. Syscall failures throw
+ * {@link NativeSyscallError} (EINTR is retried internally, EAGAIN is thrown);
+ * wrong argument types throw TypeError `ERR_INVALID_ARG_TYPE`, out-of-range
+ * numbers RangeError `ERR_OUT_OF_RANGE`.
+ */
+export interface NativeAddon {
+  /** mlockall(MCL_CURRENT | MCL_FUTURE [| MCL_ONFAULT when onFault]). */
+  lockAll(onFault?: boolean): void;
+  /** munlockall(). */
+  unlockAll(): void;
+  /** prctl(PR_SET_DUMPABLE, 0): no core dumps, no same-uid ptrace. */
+  disableDumpable(): void;
+  /** prctl(PR_GET_DUMPABLE) != 0. */
+  isDumpable(): boolean;
+  /** madvise(MADV_DONTDUMP) over the pages holding `buf`'s bytes. */
+  dontDump(buf: Buffer): void;
+  /**
+   * sendmsg() on a connected unix socket with `fds` as SCM_RIGHTS (at most
+   * 253) and the non-empty `payload` as data. Returns the bytes sent, which on
+   * SOCK_STREAM may be fewer than `payload.length`.
+   */
+  sendFds(socketFd: number, fds: readonly number[], payload: Buffer): number;
+  /**
+   * recvmsg(MSG_CMSG_CLOEXEC) of up to `maxBytes` (1..64 MiB) bytes and
+   * `maxFds` (0..253) descriptors. If more fds arrived than `maxFds`, or a
+   * SOCK_SEQPACKET message was longer than `maxBytes`, the fds that arrived
+   * are closed and a NativeSyscallError with errno EMSGSIZE is thrown.
+   */
+  recvFds(socketFd: number, maxFds: number, maxBytes: number): RecvFdsResult;
+  /** fcntl(fd, F_DUPFD_CLOEXEC, 0). */
+  dupFd(fd: number): number;
+  /** socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC). */
+  socketPair(): [number, number];
+}
+
+/** The Error the addon throws when a syscall fails. */
+export interface NativeSyscallError extends Error {
+  code: 'ERR_SYSCALL';
+  errno: number;
+  syscall: string;
+}
+
+export function isNativeSyscallError(err: unknown): err is NativeSyscallError {
+  return (
+    err instanceof Error &&
+    (err as Partial<NativeSyscallError>).code === 'ERR_SYSCALL' &&
+    typeof (err as Partial<NativeSyscallError>).errno === 'number' &&
+    typeof (err as Partial<NativeSyscallError>).syscall === 'string'
+  );
+}
+
+const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'csi_native.node');
+
+/**
+ * Walks up from `startDir` to the first directory containing
+ * native/build/Release/csi_native.node; undefined if none up to the root.
+ */
+export function findAddonPath(startDir: string): string | undefined {
+  let dir = path.resolve(startDir);
+  for (;;) {
+    const candidate = path.join(dir, ADDON_RELATIVE_PATH);
+    if (existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/** Loads the addon once and returns the same object on every later call. */
+export const loadNative: () => NativeAddon = (() => {
+  let cached: NativeAddon | undefined;
+  return () => {
+    if (cached) return cached;
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const addonPath = findAddonPath(here);
+    if (addonPath === undefined) {
+      throw new Error(
+        `native addon not built: run npm run build:native (no ${ADDON_RELATIVE_PATH} above ${here})`,
+      );
+    }
+    const require = createRequire(import.meta.url);
+    cached = require(addonPath) as NativeAddon;
+    return cached;
+  };
+})();
+
+export interface HardenOptions {
+  /** mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) so secrets never hit swap. */
+  lockMemory: boolean;
+}
+
+export interface HardenReport {
+  /** prctl(PR_GET_DUMPABLE) after hardening; false on success. */
+  dumpable: boolean;
+  /** Whether mlockall succeeded. */
+  memoryLocked: boolean;
+  /** Why mlockall failed (ENOMEM/EPERM: no CAP_IPC_LOCK or RLIMIT_MEMLOCK too low). */
+  lockError?: string;
+}
+
+/**
+ * Makes the process non-dumpable and, if asked, locks its memory. A lock
+ * failure for lack of privilege or memlock quota (ENOMEM/EPERM) is reported,
+ * not thrown, so the caller decides whether that is fatal; any other failure
+ * throws. After a successful lock an 'exit' listener calls munlockall(), since
+ * V8 aborts during isolate teardown in a locked process.
+ *
+ * Locking is incompatible with worker_threads: V8 frees pages with
+ * madvise(MADV_DONTNEED), which fails with EINVAL on locked memory, and V8
+ * CHECK-fails (SIGTRAP, exit 133). That already happens while a Worker starts
+ * (checked on Node 24.21), so lock only processes that never start Workers.
+ */
+export function hardenProcess(native: NativeAddon, options: HardenOptions): HardenReport {
+  native.disableDumpable();
+  const report: HardenReport = { dumpable: native.isDumpable(), memoryLocked: false };
+  if (!options.lockMemory) return report;
+  try {
+    native.lockAll(true);
+  } catch (err) {
+    if (
+      isNativeSyscallError(err) &&
+      (err.errno === osConstants.errno.ENOMEM || err.errno === osConstants.errno.EPERM)
+    ) {
+      report.lockError = `${err.message} (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)`;
+      return report;
+    }
+    throw err;
+  }
+  process.on('exit', () => native.unlockAll());
+  report.memoryLocked = true;
+  return report;
+}

@@ -1,0 +1,137 @@
+// Calls a provider plugin's Mount over its unix socket, the way upstream does:
+// socket `<dir>/<provider>.sock` searched in the configured order, insecure
+// transport (the socket's file permissions are the access control), authority
+// "localhost", retry on UNAVAILABLE (3 attempts, 1s initial backoff, ×1.1, 10s
+// max), wait-for-ready, and a receive limit (--max-call-recv-msg-size).
+//
+// Unlike upstream the socket path is looked up again on every call, so a
+// provider that moves its socket (or is installed after the driver) is found
+// without restarting the driver.
+
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import {
+  CSIDriverProviderClient, type MountRequest, type MountResponse,
+} from '../gen/provider/v1alpha1/service.js';
+import { errors, grpcStatusText, type DriverError } from '../errors.js';
+import { validateFiles, type ProviderFile } from './paths.js';
+
+const PROVIDER_NAME = /^[a-zA-Z0-9_-]{0,30}$/;
+
+export const SERVICE_CONFIG = {
+  methodConfig: [{
+    name: [{ service: 'v1alpha1.CSIDriverProvider' }],
+    waitForReady: true,
+    retryPolicy: {
+      maxAttempts: 3,
+      initialBackoff: '1s',
+      maxBackoff: '10s',
+      backoffMultiplier: 1.1,
+      retryableStatusCodes: ['UNAVAILABLE'],
+    },
+  }],
+};
+
+export interface ProviderClientOptions {
+  /** Directories searched for `<provider>.sock`, in order. */
+  readonly socketDirs: readonly string[];
+  readonly maxRecvMsgSize: number;
+}
+
+export interface MountResult {
+  readonly objectVersions: Array<{ id: string; version: string }>;
+  readonly files: ProviderFile[];
+  /** Size of the encoded response, for the >1 MiB warning. */
+  readonly responseBytes: number;
+}
+
+/** Zeroes the content buffers of a response (they are views into gRPC's receive buffer). */
+export function scrubResponse(files: readonly ProviderFile[]): void {
+  for (const f of files) if (f.contents instanceof Uint8Array) f.contents.fill(0);
+}
+
+export class ProviderClients {
+  private readonly clients = new Map<string, CSIDriverProviderClient>();
+
+  constructor(private readonly opts: ProviderClientOptions) {}
+
+  /** Finds the socket of `provider`; throws upstream's errors for a bad name or no socket. */
+  async resolveSocket(provider: string): Promise<string> {
+    if (!PROVIDER_NAME.test(provider)) throw errors.invalidProvider(`invalid provider: provider ${JSON.stringify(provider)}`);
+    for (const dir of this.opts.socketDirs) {
+      const p = join(dir, `${provider}.sock`);
+      try {
+        await stat(p);
+        return p;
+      } catch {
+        // try the next directory
+      }
+    }
+    throw errors.providerNotFound(`provider not found: provider ${JSON.stringify(provider)}`);
+  }
+
+  private client(socketPath: string): CSIDriverProviderClient {
+    let c = this.clients.get(socketPath);
+    if (!c) {
+      c = new CSIDriverProviderClient(`unix:${socketPath}`, credentials.createInsecure(), {
+        'grpc.default_authority': 'localhost',
+        'grpc.service_config': JSON.stringify(SERVICE_CONFIG),
+        'grpc.max_receive_message_length': this.opts.maxRecvMsgSize,
+        'grpc.enable_retries': 1,
+      });
+      this.clients.set(socketPath, c);
+    }
+    return c;
+  }
+
+  /**
+   * Calls Mount and validates the answer. Every failure is a DriverError with
+   * upstream's message; nothing of the response survives a failure.
+   */
+  async mount(provider: string, req: MountRequest, deadline: Date): Promise<MountResult> {
+    let socket: string;
+    try {
+      socket = await this.resolveSocket(provider);
+    } catch (e) {
+      throw (e as DriverError).withPrefix(`error connecting to provider ${JSON.stringify(provider)}: `);
+    }
+    const resp = await new Promise<MountResponse>((resolve, reject) => {
+      this.client(socket).mount(req, new Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+    }).catch((e: ServiceError) => {
+      throw providerCallError(e);
+    });
+    const files: ProviderFile[] = resp.files.map((f) => ({ path: f.path, mode: f.mode, contents: f.contents }));
+    try {
+      if (resp.error && resp.error.code.length > 0) throw errors.providerErrorCode(resp.error.code);
+      if (resp.objectVersion.length === 0) throw errors.missingObjectVersions('missing object versions');
+      const bad = validateFiles(files);
+      if (bad) throw errors.invalidResponse(bad);
+    } catch (e) {
+      scrubResponse(files);
+      throw e;
+    }
+    const responseBytes = files.reduce((n, f) => n + f.contents.length + f.path.length, 0);
+    return {
+      objectVersions: resp.objectVersion.map((v) => ({ id: v.id, version: v.version })),
+      files,
+      responseBytes,
+    };
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+function providerCallError(e: ServiceError): DriverError {
+  const code = typeof e.code === 'number' ? e.code : status.UNKNOWN;
+  let details = e.details ?? e.message;
+  if (code === status.RESOURCE_EXHAUSTED && /larger than max/i.test(details)) {
+    details += ' (set --max-call-recv-msg-size to allow larger provider responses)';
+  }
+  // The provider's own status is the most useful code for the CSI caller:
+  // UNAVAILABLE and DEADLINE_EXCEEDED tell kubelet to retry, the rest are final.
+  return errors.providerCall(code === status.OK ? status.UNKNOWN : code, grpcStatusText(code, details), e);
+}
