@@ -14,7 +14,7 @@ export class DriverMetrics {
   private readonly nodeUnpublish = new Counter({ name: 'node_unpublish_total', help: 'Successful NodeUnpublishVolume calls', labelNames: ['os_type'], registers: [this.registry] });
   private readonly nodeUnpublishError = new Counter({ name: 'node_unpublish_error_total', help: 'Failed NodeUnpublishVolume calls', labelNames: ['os_type'], registers: [this.registry] });
   private readonly rotation = new Counter({ name: 'rotation_reconcile_total', help: 'Rotation polls that completed', labelNames: ['provider', 'os_type', 'rotated'], registers: [this.registry] });
-  private readonly rotationError = new Counter({ name: 'rotation_reconcile_error_total', help: 'Rotation polls that failed (the last good content stays served)', labelNames: ['provider', 'error_type', 'os_type', 'rotated'], registers: [this.registry] });
+  private readonly rotationErrors = new Counter({ name: 'rotation_reconcile_error_total', help: 'Rotation polls that failed (the last good content stays served)', labelNames: ['provider', 'error_type', 'os_type', 'rotated'], registers: [this.registry] });
   private readonly rotationDuration = new Histogram({ name: 'rotation_reconcile_duration_sec', help: 'Duration of a rotation poll in seconds', labelNames: ['os_type'], buckets: [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 30], registers: [this.registry] });
   private readonly providerCall = new Histogram({ name: 'secrets_store_provider_mount_duration_seconds', help: 'Latency of provider Mount calls', labelNames: ['provider', 'result'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   readonly volumes = new Gauge({ name: 'secrets_store_volumes_mounted', help: 'Volumes served from memory', registers: [this.registry] });
@@ -36,7 +36,7 @@ export class DriverMetrics {
     this.rotationDuration.observe({ os_type: OS_TYPE }, seconds);
   }
   rotationError(provider: string, errorType: string): void {
-    this.rotationError.inc({ provider, error_type: errorType, os_type: OS_TYPE, rotated: 'false' });
+    this.rotationErrors.inc({ provider, error_type: errorType, os_type: OS_TYPE, rotated: 'false' });
   }
   providerMount(provider: string, ok: boolean, seconds: number): void {
     this.providerCall.observe({ provider, result: ok ? 'ok' : 'error' }, seconds);

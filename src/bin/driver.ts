@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// secrets-store-csi-driver: the CSI node plugin.
+// Blocking reads of /dev/fuse occupy libuv threadpool threads; size the pool
+// before anything uses it.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
+const { parseFlags, usage } = await import('../cli/flags.js');
+const { driverVersion } = await import('../cli/version.js');
+
+let flags;
+try {
+  flags = parseFlags(process.argv.slice(2));
+} catch (e) {
+  process.stderr.write(`${(e as Error).message}\nUsage of secrets-store-csi-driver:\n${usage()}\n`);
+  process.exit(2);
+}
+if (flags.help) {
+  process.stdout.write(`Usage of secrets-store-csi-driver:\n${usage()}\n`);
+  process.exit(0);
+}
+if (flags.version) {
+  process.stdout.write(`${JSON.stringify({ version: driverVersion(), runtime: `node ${process.version}` })}\n`);
+  process.exit(0);
+}
+
+const { startDriver } = await import('../cli/driver.js');
+const driver = await startDriver(flags).catch((e: unknown) => {
+  process.stderr.write(`secrets-store-csi-driver: ${(e as Error).message}\n`);
+  process.exit(1);
+});
+let stopping = false;
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    driver.log.info({ signal: sig }, 'shutting down');
+    void driver.stop().finally(() => process.exit(0));
+  });
+}

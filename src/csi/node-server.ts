@@ -1,0 +1,73 @@
+// CSI Node service: argument checks here, the work in the volume manager.
+
+import { status } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { NodeServiceCapability_RPC_Type, type NodeServer } from '../gen/csi/v1/csi.js';
+import { DriverError, isDriverError } from '../errors.js';
+import type { DriverMetrics } from '../observability/metrics.js';
+import { POD_NAME, POD_NAMESPACE, type VolumeManager } from '../volume/manager.js';
+import { callDeadline, unary } from './handler.js';
+import { checkPublish, checkStage, checkUnpublish, checkUnstage } from './validate.js';
+
+export interface NodeServerOptions {
+  readonly nodeId: string;
+  readonly manager: VolumeManager;
+  readonly metrics: DriverMetrics;
+  readonly log: Logger;
+}
+
+const unimplemented = (m: string): DriverError => new DriverError(m, 'ERR_UNIMPLEMENTED', status.UNIMPLEMENTED);
+
+export function nodeServer(o: NodeServerOptions): NodeServer {
+  return {
+    nodePublishVolume: unary(async (req, call) => {
+      const started = performance.now();
+      const pod = `${req.volumeContext[POD_NAMESPACE] ?? ''}/${req.volumeContext[POD_NAME] ?? ''}`;
+      try {
+        const invalid = checkPublish(req);
+        if (invalid) throw invalid;
+        await o.manager.publish({
+          volumeId: req.volumeId, targetPath: req.targetPath, readonly: req.readonly,
+          volumeContext: req.volumeContext, secrets: req.secrets, deadline: callDeadline(call),
+        });
+        o.metrics.publishOk(o.manager.status(req.targetPath)?.provider ?? '');
+        return {};
+      } catch (e) {
+        const err = isDriverError(e) ? e : null;
+        o.metrics.publishError(o.manager.status(req.targetPath)?.provider ?? '', err?.errorType ?? 'FailedToMount');
+        o.log.error({ targetPath: req.targetPath, volumeId: req.volumeId, pod, code: err?.code, err: (e as Error).message,
+          ms: Math.round(performance.now() - started) }, 'node publish volume failed');
+        throw e;
+      }
+    }),
+    nodeUnpublishVolume: unary(async (req) => {
+      try {
+        const invalid = checkUnpublish(req);
+        if (invalid) throw invalid;
+        await o.manager.unpublish(req.targetPath);
+        o.metrics.unpublishOk();
+        return {};
+      } catch (e) {
+        o.metrics.unpublishError();
+        o.log.error({ targetPath: req.targetPath, volumeId: req.volumeId, err: (e as Error).message }, 'node unpublish volume failed');
+        throw e;
+      }
+    }),
+    nodeStageVolume: unary(async (req) => {
+      const invalid = checkStage(req);
+      if (invalid) throw invalid;
+      return {};
+    }),
+    nodeUnstageVolume: unary(async (req) => {
+      const invalid = checkUnstage(req);
+      if (invalid) throw invalid;
+      return {};
+    }),
+    nodeGetVolumeStats: unary(async () => { throw unimplemented('NodeGetVolumeStats is not implemented'); }),
+    nodeExpandVolume: unary(async () => { throw unimplemented('NodeExpandVolume is not implemented'); }),
+    nodeGetCapabilities: unary(async () => ({
+      capabilities: [{ type: { $case: 'rpc', value: { type: NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME } } }],
+    })),
+    nodeGetInfo: unary(async () => ({ nodeId: o.nodeId, maxVolumesPerNode: 0 })),
+  };
+}

@@ -1,0 +1,43 @@
+// Argument checks of the Node RPCs, with upstream's messages. Pure, so each
+// rule is tested without a server. Returns the first error, or null.
+
+import { isAbsolute } from 'node:path';
+import type { NodePublishVolumeRequest, NodeUnpublishVolumeRequest, NodeStageVolumeRequest, NodeUnstageVolumeRequest } from '../gen/csi/v1/csi.js';
+import { errors, type DriverError } from '../errors.js';
+
+const bad = (m: string): DriverError => errors.invalidArgument(m);
+
+export function checkPublish(r: NodePublishVolumeRequest): DriverError | null {
+  if (!r.volumeCapability) return bad('Volume capability missing in request');
+  if (r.volumeId.length === 0) return bad('Volume ID missing in request');
+  if (r.targetPath.length === 0) return bad('Target path missing in request');
+  if (Object.keys(r.volumeContext).length === 0) return bad('Volume attributes missing in request');
+  // Beyond upstream: we mount at the path, so it must be absolute and plain.
+  if (!isAbsolute(r.targetPath) || r.targetPath.includes('\0') || r.targetPath.split('/').includes('..')) {
+    return bad(`Target path must be an absolute path without '..': ${r.targetPath}`);
+  }
+  if (r.volumeCapability.accessType?.$case === 'block') return bad('Block access type is not supported, only mount');
+  return null;
+}
+
+export function checkUnpublish(r: NodeUnpublishVolumeRequest): DriverError | null {
+  if (r.volumeId.length === 0) return bad('Volume ID missing in request');
+  if (r.targetPath.length === 0) return bad('Target path missing in request');
+  if (!isAbsolute(r.targetPath) || r.targetPath.includes('\0') || r.targetPath.split('/').includes('..')) {
+    return bad(`Target path must be an absolute path without '..': ${r.targetPath}`);
+  }
+  return null;
+}
+
+export function checkStage(r: NodeStageVolumeRequest): DriverError | null {
+  if (r.volumeId.length === 0) return bad('Volume ID missing in request');
+  if (r.stagingTargetPath.length === 0) return bad('Target path missing in request');
+  if (!r.volumeCapability) return bad('Volume capability missing in request');
+  return null;
+}
+
+export function checkUnstage(r: NodeUnstageVolumeRequest): DriverError | null {
+  if (r.volumeId.length === 0) return bad('Volume ID missing in request');
+  if (r.stagingTargetPath.length === 0) return bad('Target path missing in request');
+  return null;
+}

@@ -1,0 +1,78 @@
+// An example provider plugin: a real v1alpha1.CSIDriverProvider gRPC server
+// on a unix socket, serving secrets from a local file. It checks what every
+// provider can rely on from the driver: the :authority is "localhost", the
+// attributes, secrets and permission fields are valid JSON, and target_path
+// is set.
+//
+// SecretProviderClass parameters it understands:
+//   secretsFile: path of the source file (default: the --secrets-file flag)
+//   objects:     YAML list of {objectName} to select files (default: all)
+
+import { unlink } from 'node:fs/promises';
+import { Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { parse } from 'yaml';
+import {
+  CSIDriverProviderService, type CSIDriverProviderServer, type MountRequest, type MountResponse,
+} from '../gen/provider/v1alpha1/service.js';
+import { readSource, versionOf } from './source.js';
+
+export const RUNTIME_NAME = 'secrets-store-example-provider';
+
+export interface ExampleProviderOptions {
+  readonly socketPath: string;
+  readonly secretsFile?: string;
+  readonly version: string;
+  readonly log?: (msg: string, fields?: object) => void;
+}
+
+function fail(cb: sendUnaryData<MountResponse>, code: status, details: string): void {
+  cb({ code, details });
+}
+
+export function exampleProvider(o: ExampleProviderOptions): CSIDriverProviderServer {
+  return {
+    version: (_call, cb) => cb(null, { version: 'v1alpha1', runtimeName: RUNTIME_NAME, runtimeVersion: o.version }),
+    mount: (call: ServerUnaryCall<MountRequest, MountResponse>, cb: sendUnaryData<MountResponse>) => {
+      void (async () => {
+        // Upstream's e2e provider refuses other authorities; so do we, which tests the driver sends it.
+        const authority = call.getHost();
+        if (authority !== 'localhost') return fail(cb, status.PERMISSION_DENIED, `authority must be localhost, got ${authority}`);
+        const req = call.request;
+        let attributes: Record<string, string>;
+        try {
+          attributes = JSON.parse(req.attributes) as Record<string, string>;
+          JSON.parse(req.secrets);
+          if (typeof JSON.parse(req.permission) !== 'number') throw new Error('permission is not a number');
+        } catch (e) {
+          return fail(cb, status.INVALID_ARGUMENT, `failed to unmarshal request: ${(e as Error).message}`);
+        }
+        if (!req.targetPath) return fail(cb, status.INVALID_ARGUMENT, 'missing target path');
+        const file = attributes.secretsFile ?? o.secretsFile;
+        if (!file) return fail(cb, status.INVALID_ARGUMENT, 'no secrets file: set the secretsFile parameter or --secrets-file');
+        const src = await readSource(file);
+        if (src.delayMs) await new Promise((r) => setTimeout(r, src.delayMs));
+        if (src.grpcError) return fail(cb, src.grpcError.code, src.grpcError.message);
+        if (src.errorCode) return cb(null, { objectVersion: [], error: { code: src.errorCode }, files: [] });
+        let selected = src.files;
+        if (attributes.objects) {
+          const wanted = new Set(((parse(attributes.objects) ?? []) as Array<{ objectName?: string }>).map((x) => x.objectName));
+          selected = src.files.filter((f) => wanted.has(f.path));
+        }
+        const defaultMode = Number(JSON.parse(req.permission));
+        const files = selected.map((f) => ({ path: f.path, mode: f.mode ?? defaultMode, contents: f.contents }));
+        const objectVersion = src.objectVersions ?? selected.map((f) => ({ id: f.path, version: versionOf(f) }));
+        o.log?.('mount', { targetPath: req.targetPath, files: files.length });
+        cb(null, { objectVersion, files });
+      })().catch((e: unknown) => fail(cb, status.INTERNAL, (e as Error).message));
+    },
+  };
+}
+
+export async function startExampleProvider(o: ExampleProviderOptions): Promise<Server> {
+  await unlink(o.socketPath).catch(() => undefined);
+  const server = new Server();
+  server.addService(CSIDriverProviderService, exampleProvider(o));
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix:${o.socketPath}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  return server;
+}

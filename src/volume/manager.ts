@@ -1,0 +1,302 @@
+// The volume manager: what NodePublishVolume, NodeUnpublishVolume and the
+// rotation polls do, independent of gRPC. It resolves the SecretProviderClass,
+// calls the provider, and serves the answer from the FUSE filesystem.
+//
+// Invariants:
+// - a provider answer is fully validated before anything is touched; a bad
+//   answer, a provider error or a timeout leaves what is served as it was;
+// - operations on one target path are serialised; different volumes run in
+//   parallel;
+// - publish secrets and tokens live only in this process's memory (for the
+//   next poll) and are replaced by kubelet's republish calls.
+
+import { createHash } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { status } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { errors, isDriverError, ErrorType, DriverError } from '../errors.js';
+import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
+import { readMountInfo, unmount, isMountPoint } from '../fuse/mount.js';
+import type { DriverMetrics } from '../observability/metrics.js';
+import { scrubResponse, type ProviderClients, type MountResult } from '../provider/client.js';
+import { buildAttributes, buildMountRequest, serviceAccountTokens } from '../provider/mount-request.js';
+import { resolveSpc, type SpcSource } from '../spc/types.js';
+import { RotationScheduler } from '../rotation/scheduler.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
+
+export const POD_NAME = 'csi.storage.k8s.io/pod.name';
+export const POD_NAMESPACE = 'csi.storage.k8s.io/pod.namespace';
+export const POD_UID = 'csi.storage.k8s.io/pod.uid';
+export const SPC_ATTRIBUTE = 'secretProviderClass';
+/** csi-sanity hooks, as upstream: provider name and target path that skip the provider. */
+export const MOCK_PROVIDER = 'mock_provider';
+export const MOCK_TARGET_PATH = '/tmp/csi/mount';
+
+export interface PublishRequest {
+  readonly volumeId: string;
+  readonly targetPath: string;
+  readonly readonly: boolean;
+  readonly volumeContext: Readonly<Record<string, string>>;
+  readonly secrets: Readonly<Record<string, string>>;
+  /** The caller's deadline; provider calls never outlive it. */
+  readonly deadline: Date | null;
+}
+
+export interface ObjectVersion {
+  readonly id: string;
+  readonly version: string;
+}
+
+interface Volume {
+  readonly targetPath: string;
+  readonly volumeId: string;
+  readonly podName: string;
+  readonly podNamespace: string;
+  readonly podUid: string;
+  readonly spcName: string;
+  provider: string;
+  volumeContext: Readonly<Record<string, string>>;
+  secrets: Readonly<Record<string, string>>;
+  objectVersions: ObjectVersion[];
+  readonly handle: VolumeHandle;
+  readonly mock: boolean;
+}
+
+export interface VolumeStatus {
+  readonly targetPath: string;
+  readonly podName: string;
+  readonly podNamespace: string;
+  readonly podUid: string;
+  readonly spcName: string;
+  readonly provider: string;
+  readonly objectVersions: readonly ObjectVersion[];
+  readonly files: readonly string[];
+}
+
+export interface VolumeManagerOptions {
+  readonly fs: SecretsFilesystem;
+  readonly spcs: SpcSource;
+  readonly providers: ProviderClients;
+  readonly metrics: DriverMetrics;
+  readonly log: Logger;
+  readonly rotation: { readonly enabled: boolean; readonly intervalMs: number; readonly concurrency: number; readonly retryBaseMs: number };
+  /** Provider call timeout when the caller has no deadline (rotation polls). */
+  readonly providerTimeoutMs: number;
+  /** Called after every successful mount or rotation (status objects, secret sync). */
+  readonly onVersion?: (status: VolumeStatus) => void;
+}
+
+/** FUSE directory name of a volume: stable for a target path, so a takeover finds the same names. */
+export function volumeDirName(targetPath: string): string {
+  return `v-${createHash('sha256').update(targetPath).digest('hex').slice(0, 24)}`;
+}
+
+function sameVersions(a: readonly ObjectVersion[], b: readonly ObjectVersion[]): boolean {
+  if (a.length !== b.length) return false;
+  const m = new Map(a.map((v) => [v.id, v.version]));
+  return b.every((v) => m.get(v.id) === v.version);
+}
+
+export class VolumeManager {
+  private readonly volumes = new Map<string, Volume>();
+  private readonly locks = new KeyedMutex();
+  private readonly scheduler: RotationScheduler;
+  private closing = false;
+
+  constructor(private readonly o: VolumeManagerOptions) {
+    this.scheduler = new RotationScheduler({
+      intervalMs: o.rotation.intervalMs,
+      concurrency: o.rotation.concurrency,
+      retryBaseMs: o.rotation.retryBaseMs,
+      poll: (key) => this.poll(key),
+      onError: (key, err, failures, retryInMs) => {
+        const vol = this.volumes.get(key);
+        const e = err as DriverError;
+        o.metrics.rotationError(vol?.provider ?? '', isDriverError(e) ? e.errorType || ErrorType.FailedToRotate : ErrorType.FailedToRotate);
+        o.log.warn({ targetPath: key, pod: vol ? `${vol.podNamespace}/${vol.podName}` : undefined, err: e.message, code: e.code, failures, retryInMs },
+          'rotation poll failed; the last good content stays served');
+      },
+    });
+  }
+
+  status(targetPath: string): VolumeStatus | null {
+    const v = this.volumes.get(targetPath);
+    return v ? this.toStatus(v) : null;
+  }
+
+  list(): VolumeStatus[] {
+    return [...this.volumes.values()].map((v) => this.toStatus(v));
+  }
+
+  private toStatus(v: Volume): VolumeStatus {
+    return {
+      targetPath: v.targetPath, podName: v.podName, podNamespace: v.podNamespace, podUid: v.podUid,
+      spcName: v.spcName, provider: v.provider, objectVersions: [...v.objectVersions].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+      files: v.handle.tree.paths(),
+    };
+  }
+
+  /** The bytes currently served for a file of a volume (for secret sync); a view, do not keep. */
+  readFile(targetPath: string, path: string): Buffer | null {
+    return this.volumes.get(targetPath)?.handle.tree.read(path) ?? null;
+  }
+
+  async publish(req: PublishRequest): Promise<void> {
+    if (this.closing) throw errors.shuttingDown('driver is shutting down');
+    return this.locks.run(req.targetPath, () => this.publishLocked(req));
+  }
+
+  private async publishLocked(req: PublishRequest): Promise<void> {
+    const log = this.o.log;
+    const vc = req.volumeContext;
+    const podName = vc[POD_NAME] ?? '';
+    const podNamespace = vc[POD_NAMESPACE] ?? '';
+    const existing = this.volumes.get(req.targetPath);
+    if (existing) {
+      // kubelet's periodic republish: keep what is served, refresh what the next poll sends.
+      existing.volumeContext = { ...vc };
+      existing.secrets = { ...req.secrets };
+      log.debug({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}` }, 'target path is already mounted; refreshed attributes');
+      return;
+    }
+
+    const mock = vc.providerName === MOCK_PROVIDER;
+    const spcName = vc[SPC_ATTRIBUTE] ?? '';
+    let provider = vc.providerName ?? '';
+    let result: MountResult = { objectVersions: [], files: [], responseBytes: 0 };
+    if (!mock) {
+      if (spcName === '') throw errors.spcNotSet('secretProviderClass is not set');
+      const spc = await this.o.spcs.get(podNamespace, spcName);
+      const resolved = resolveSpc(spc, podNamespace, spcName);
+      provider = resolved.provider;
+      if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
+      const tokens = serviceAccountTokens(req.secrets, vc);
+      const attributes = buildAttributes(resolved.parameters, vc, tokens);
+      result = await this.callProvider(provider, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
+    } else if (!req.readonly) {
+      throw errors.invalidArgument('Readonly is not true in request');
+    }
+
+    let handle: VolumeHandle | null = null;
+    try {
+      await this.prepareTarget(req.targetPath);
+      handle = this.o.fs.createVolume(volumeDirName(req.targetPath));
+      await this.o.fs.publish(handle, result.files);
+      scrubResponse(result.files);
+      await this.o.fs.bind(handle, req.targetPath);
+    } catch (e) {
+      scrubResponse(result.files);
+      if (handle) await this.o.fs.destroyVolume(handle);
+      if (isDriverError(e)) throw e;
+      throw errors.mountFailed(`failed to mount ${req.targetPath}: ${(e as Error).message}`, e);
+    }
+    const vol: Volume = {
+      targetPath: req.targetPath, volumeId: req.volumeId, podName, podNamespace, podUid: vc[POD_UID] ?? '',
+      spcName, provider, volumeContext: { ...vc }, secrets: { ...req.secrets },
+      objectVersions: result.objectVersions, handle, mock,
+    };
+    this.volumes.set(req.targetPath, vol);
+    this.o.metrics.volumes.set(this.volumes.size);
+    this.o.metrics.versions.inc();
+    if (this.o.rotation.enabled && !mock) this.scheduler.add(req.targetPath);
+    log.info({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}`, provider, files: result.files.length }, 'node publish volume complete');
+    if (!mock) this.o.onVersion?.(this.toStatus(vol));
+  }
+
+  /** Makes the target an empty, unmounted directory (kubelet ≥1.20 leaves creating it to us). */
+  private async prepareTarget(target: string): Promise<void> {
+    const mounts = await readMountInfo();
+    if (isMountPoint(mounts, target)) {
+      // Not ours (we checked the table): a mount left by a previous driver
+      // process, dead with its connection. Detach it and mount afresh.
+      this.o.log.warn({ targetPath: target }, 'unmounting stale mount at target path');
+      await unmount(target, { lazy: true });
+    }
+    await mkdir(target, { recursive: true, mode: 0o750 });
+  }
+
+  private async callProvider(
+    provider: string, attributes: Record<string, string>, secrets: Readonly<Record<string, string>>, targetPath: string,
+    current: readonly ObjectVersion[], deadline: Date | null, podNamespace: string, podName: string,
+  ): Promise<MountResult> {
+    const req = buildMountRequest({ attributes, secrets, targetPath, currentObjectVersions: current });
+    const limit = new Date(Date.now() + this.o.providerTimeoutMs);
+    const started = performance.now();
+    try {
+      const res = await this.o.providers.mount(provider, req, deadline && deadline < limit ? deadline : limit);
+      this.o.metrics.providerMount(provider, true, (performance.now() - started) / 1000);
+      if (res.responseBytes > 1024 * 1024) {
+        this.o.log.info({ provider, size: res.responseBytes }, 'proto above 1MiB, secret sync may fail');
+      }
+      return res;
+    } catch (e) {
+      this.o.metrics.providerMount(provider, false, (performance.now() - started) / 1000);
+      const err = isDriverError(e) ? e : errors.providerCall(status.UNKNOWN, (e as Error).message, e);
+      throw err.withPrefix(`failed to mount secrets store objects for pod ${podNamespace}/${podName}, err: `);
+    }
+  }
+
+  /** One rotation poll of a volume: new content is visible to new opens when this resolves. */
+  async poll(targetPath: string): Promise<void> {
+    return this.locks.run(targetPath, async () => {
+      const vol = this.volumes.get(targetPath);
+      if (!vol || vol.mock) return;
+      const started = performance.now();
+      const spc = await this.o.spcs.get(vol.podNamespace, vol.spcName);
+      const resolved = resolveSpc(spc, vol.podNamespace, vol.spcName);
+      vol.provider = resolved.provider;
+      const attributes = buildAttributes(resolved.parameters, vol.volumeContext, serviceAccountTokens(vol.secrets, vol.volumeContext));
+      const res = await this.callProvider(vol.provider, attributes, vol.secrets, targetPath, vol.objectVersions, null, vol.podNamespace, vol.podName);
+      if (this.volumes.get(targetPath) !== vol) {
+        scrubResponse(res.files);
+        return;
+      }
+      const published = await this.o.fs.publish(vol.handle, res.files);
+      scrubResponse(res.files);
+      const versionsChanged = !sameVersions(vol.objectVersions, res.objectVersions);
+      vol.objectVersions = res.objectVersions;
+      const rotated = published.changed || versionsChanged;
+      if (published.changed) this.o.metrics.versions.inc();
+      this.o.metrics.rotationOk(vol.provider, rotated, (performance.now() - started) / 1000);
+      if (rotated) {
+        this.o.log.info({ targetPath, pod: `${vol.podNamespace}/${vol.podName}`, provider: vol.provider, dataDir: published.dataDir }, 'rotated volume content');
+        this.o.onVersion?.(this.toStatus(vol));
+      }
+    });
+  }
+
+  async unpublish(targetPath: string): Promise<void> {
+    if (targetPath === MOCK_TARGET_PATH) return;
+    return this.locks.run(targetPath, async () => {
+      this.scheduler.remove(targetPath);
+      const vol = this.volumes.get(targetPath);
+      try {
+        if (isMountPoint(await readMountInfo(), targetPath)) {
+          await unmount(targetPath).catch(async (e: unknown) => {
+            // Busy (a process still has a file open): detach now, the kernel
+            // finishes when the last user goes. The bytes are zeroed below anyway.
+            this.o.log.warn({ targetPath, err: (e as Error).message }, 'unmount failed; detaching lazily');
+            await unmount(targetPath, { lazy: true });
+          });
+        }
+        if (isMountPoint(await readMountInfo(), targetPath)) throw new Error('target path is still mounted');
+        await rm(targetPath, { recursive: true, force: true });
+      } catch (e) {
+        throw errors.unmountFailed(`failed to clean and unmount target path ${targetPath}: ${(e as Error).message}`, e);
+      } finally {
+        if (vol) {
+          this.volumes.delete(targetPath);
+          await this.o.fs.destroyVolume(vol.handle);
+          this.o.metrics.volumes.set(this.volumes.size);
+        }
+      }
+      this.o.log.info({ targetPath }, 'node unpublish volume complete');
+    });
+  }
+
+  /** Stops polling. Mounts stay: pods keep reading until the process exits. */
+  close(): void {
+    this.closing = true;
+    this.scheduler.stop();
+  }
+}
