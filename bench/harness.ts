@@ -1,0 +1,519 @@
+// Benchmark plumbing: a temp dir that is always cleaned up (mounts, child
+// processes, /dev/shm files), the driver and the example provider as child
+// processes, CSI and provider gRPC clients, metrics scraping, RSS, and the
+// readloop C program.
+//
+// The bench process never reads the FUSE mount itself: every read of it
+// happens in a child process (readloop), so a stuck server cannot wedge us.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { IdentityClient, NodeClient, type NodePublishVolumeRequest } from '../src/gen/csi/v1/csi.js';
+import { CSIDriverProviderClient, type MountRequest, type MountResponse } from '../src/gen/provider/v1alpha1/service.js';
+import { parseMountInfo } from '../src/fuse/mount.js';
+
+/** Repository root: this file runs as dist/bench/harness.js. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DRIVER_BIN = join(REPO_ROOT, 'dist/src/bin/driver.js');
+const PROVIDER_BIN = join(REPO_ROOT, 'dist/src/bin/example-provider.js');
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Monotonic clock in ns (uv_hrtime = CLOCK_MONOTONIC, the clock readloop prints). */
+export const monoNs = (): bigint => process.hrtime.bigint();
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+export interface RunResult { readonly stdout: string; readonly stderr: string }
+
+/** Runs a command to completion; rejects with its stderr on a non-zero exit. */
+export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : null;
+    child.on('error', (e) => { if (timer) clearTimeout(timer); reject(new Error(`${cmd}: ${e.message}`)); });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      const stdout = Buffer.concat(out).toString('utf8');
+      const stderr = Buffer.concat(err).toString('utf8');
+      if (code === 0) resolvePromise({ stdout, stderr });
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim().slice(0, 2000)}`));
+    });
+  });
+}
+
+/** A long-running child whose stdout is read line by line (it must never block on a full pipe). */
+export class Child {
+  readonly proc: ChildProcess;
+  private readonly tail: string[] = [];
+  private readonly listeners = new Set<(line: string, at: bigint) => void>();
+  private partial = '';
+  readonly exited: Promise<number | null>;
+  private exitCode: number | null | undefined = undefined;
+
+  constructor(readonly name: string, cmd: string, args: readonly string[]) {
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const onData = (d: Buffer): void => {
+      const at = monoNs();
+      const text = this.partial + d.toString('utf8');
+      const lines = text.split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines) {
+        this.tail.push(line);
+        if (this.tail.length > 40) this.tail.shift();
+        for (const l of this.listeners) l(line, at);
+      }
+    };
+    this.proc.stdout!.on('data', onData);
+    this.proc.stderr!.on('data', onData);
+    this.exited = new Promise((r) => this.proc.on('exit', (code) => { this.exitCode = code; r(code); }));
+    this.proc.on('error', () => undefined);
+  }
+
+  get pid(): number {
+    return this.proc.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  /** Last lines of output, for error messages. */
+  recentOutput(): string {
+    return this.tail.map((l) => `  [${this.name}] ${l}`).join('\n');
+  }
+
+  onLine(fn: (line: string, at: bigint) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Resolves with the first line matching `pred`; rejects on exit or timeout. */
+  waitForLine(pred: (line: string) => boolean, timeoutMs: number): Promise<string> {
+    return new Promise((resolvePromise, reject) => {
+      const off = this.onLine((line) => {
+        if (!pred(line)) return;
+        done();
+        resolvePromise(line);
+      });
+      const timer = setTimeout(() => { done(); reject(new Error(`${this.name}: timed out waiting for output\n${this.recentOutput()}`)); }, timeoutMs);
+      void this.exited.then((code) => { done(); reject(new Error(`${this.name} exited (${code})\n${this.recentOutput()}`)); });
+      const done = (): void => { off(); clearTimeout(timer); };
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.running) return;
+    this.proc.kill('SIGTERM');
+    const t = setTimeout(() => { if (this.running) this.proc.kill('SIGKILL'); }, graceMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The bench's temp dir and everything that must be undone
+
+export class BenchEnv {
+  private readonly children: Child[] = [];
+  private readonly shmFiles: string[] = [];
+  private readonly clients: Array<{ close(): void }> = [];
+
+  private constructor(readonly root: string) {}
+
+  static async create(): Promise<BenchEnv> {
+    return new BenchEnv(await mkdtemp('/tmp/ssbench-'));
+  }
+
+  path(...parts: string[]): string {
+    return join(this.root, ...parts);
+  }
+
+  track(c: Child): Child {
+    this.children.push(c);
+    return c;
+  }
+
+  trackClient<T extends { close(): void }>(c: T): T {
+    this.clients.push(c);
+    return c;
+  }
+
+  /** A file in /dev/shm (tmpfs), removed by cleanup. */
+  shmPath(name: string): string {
+    const p = `/dev/shm/${this.root.split('/').pop()}-${name}`;
+    this.shmFiles.push(p);
+    return p;
+  }
+
+  /** Mount points under our temp dir, deepest first. */
+  async mountsUnderRoot(): Promise<string[]> {
+    const table = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+    return table.map((m) => m.mountPoint)
+      .filter((p) => p === this.root || p.startsWith(`${this.root}/`))
+      .sort((a, b) => b.length - a.length);
+  }
+
+  /**
+   * Kills children, lazily unmounts whatever is still mounted under the temp
+   * dir, removes the temp dir and the /dev/shm files. Never throws; returns
+   * what it had to clean up (a clean run has no leftover mounts).
+   */
+  async cleanup(): Promise<{ leftoverMounts: string[]; errors: string[] }> {
+    const errors: string[] = [];
+    for (const c of this.clients.splice(0)) {
+      try { c.close(); } catch (e) { errors.push(`client close: ${(e as Error).message}`); }
+    }
+    await Promise.all(this.children.splice(0).reverse().map((c) => c.stop(4000).catch((e: unknown) => {
+      errors.push(`stop ${c.name}: ${(e as Error).message}`);
+    })));
+    let leftover: string[] = [];
+    try {
+      leftover = await this.mountsUnderRoot();
+      for (let pass = 0; pass < 3; pass++) {
+        const now = await this.mountsUnderRoot();
+        if (now.length === 0) break;
+        for (const m of now) await run('umount', ['-l', m], { timeoutMs: 10_000 }).catch((e: unknown) => errors.push((e as Error).message));
+      }
+      const still = await this.mountsUnderRoot();
+      if (still.length > 0) errors.push(`still mounted, temp dir kept: ${still.join(' ')}`);
+      else await rm(this.root, { recursive: true, force: true });
+    } catch (e) {
+      errors.push(`cleanup: ${(e as Error).message}`);
+    }
+    for (const f of this.shmFiles.splice(0)) {
+      await rm(f, { force: true }).catch(() => undefined);
+      await rm(`${f}.tmp`, { force: true }).catch(() => undefined);
+    }
+    return { leftoverMounts: leftover, errors };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Secrets: random canary-like ASCII, so content checks and printing are easy
+
+/** `size` bytes: a recognisable canary prefix, then random base64url characters. */
+export function canary(size: number, tag: string): Buffer {
+  const prefix = Buffer.from(`BENCH-CANARY-${tag}-`);
+  const body = randomBytes(size).toString('base64url');
+  return Buffer.concat([prefix, Buffer.from(body)]).subarray(0, size);
+}
+
+export interface SecretFile { readonly path: string; readonly contents: Buffer }
+
+/** Writes the example provider's source file atomically (temp + rename), so a Mount never sees half of it. */
+export async function writeSecretsFile(file: string, files: readonly SecretFile[]): Promise<void> {
+  const doc = { files: files.map((f) => ({ path: f.path, contentsBase64: f.contents.toString('base64') })) };
+  await writeFile(`${file}.tmp`, JSON.stringify(doc), { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}
+
+/** A SecretProviderClass manifest for --secret-provider-class-dir. */
+export async function writeSpc(dir: string, name: string, secretsFile: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const doc = {
+    apiVersion: 'secrets-store.csi.x-k8s.io/v1', kind: 'SecretProviderClass',
+    metadata: { name, namespace: 'bench' },
+    spec: { provider: 'example', parameters: { secretsFile } },
+  };
+  await writeFile(join(dir, `${name}.json`), JSON.stringify(doc));
+}
+
+// ---------------------------------------------------------------------------
+// Provider and driver
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolvePromise(port));
+    });
+  });
+}
+
+export async function startProvider(env: BenchEnv, socketPath: string): Promise<Child> {
+  await mkdir(dirname(socketPath), { recursive: true });
+  const c = env.track(new Child('provider', process.execPath, [PROVIDER_BIN, '--endpoint', `unix://${socketPath}`]));
+  await c.waitForLine((l) => l.includes('"listening"'), 15_000);
+  return c;
+}
+
+export interface DriverOptions {
+  readonly name: string;
+  readonly providerDir: string;
+  readonly spcDir: string;
+  readonly rotationPollInterval: string;
+  readonly logLevel: string;
+}
+
+export interface Driver {
+  readonly child: Child;
+  readonly csi: CsiClient;
+  readonly metricsUrl: string;
+  readonly fuseMountDir: string;
+}
+
+export async function startDriver(env: BenchEnv, o: DriverOptions): Promise<Driver> {
+  const socket = env.path(`${o.name}-csi.sock`);
+  const fuseMountDir = env.path(`${o.name}-fuse`);
+  const port = await freePort();
+  const args = [
+    DRIVER_BIN,
+    `--endpoint=unix://${socket}`,
+    '--nodeid=bench',
+    `--provider-volume=${o.providerDir}`,
+    '--additional-provider-volume-paths=',
+    `--secret-provider-class-dir=${o.spcDir}`,
+    `--fuse-mount-dir=${fuseMountDir}`,
+    `--metrics-addr=127.0.0.1:${port}`,
+    `--rotation-poll-interval=${o.rotationPollInterval}`,
+    `--log-level=${o.logLevel}`,
+  ];
+  const child = env.track(new Child(`driver:${o.name}`, process.execPath, args));
+  const csi = env.trackClient(new CsiClient(socket));
+  await csi.waitReady(child, 20_000);
+  return { child, csi, metricsUrl: `http://127.0.0.1:${port}/metrics`, fuseMountDir };
+}
+
+function unary<Req, Res>(
+  fn: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown,
+  req: Req, timeoutMs: number,
+): Promise<Res> {
+  return new Promise((resolvePromise, reject) => {
+    fn(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (e, r) => (e ? reject(e) : resolvePromise(r)));
+  });
+}
+
+/** kubelet-shaped target path: <root>/pods/<uid>/volumes/kubernetes.io~csi/<name>/mount. */
+export function kubeletTarget(env: BenchEnv, podUid: string, volName: string): string {
+  return env.path('pods', podUid, 'volumes', 'kubernetes.io~csi', volName, 'mount');
+}
+
+export interface PublishSpec {
+  readonly targetPath: string;
+  readonly podUid: string;
+  readonly spc: string;
+}
+
+export class CsiClient {
+  private readonly node: NodeClient;
+  private readonly identity: IdentityClient;
+
+  constructor(socketPath: string) {
+    this.node = new NodeClient(`unix:${socketPath}`, credentials.createInsecure());
+    this.identity = new IdentityClient(`unix:${socketPath}`, credentials.createInsecure());
+  }
+
+  /** Probes until the driver answers (or exits, or the timeout passes). */
+  async waitReady(child: Child, timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < until) {
+      if (!child.running) throw new Error(`${child.name} exited during start\n${child.recentOutput()}`);
+      try {
+        await unary(this.identity.probe.bind(this.identity), {}, 1000);
+        return;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      await sleep(100);
+    }
+    throw new Error(`${child.name} not ready after ${timeoutMs} ms: ${last}\n${child.recentOutput()}`);
+  }
+
+  static volumeId(targetPath: string): string {
+    return `csi-${Buffer.from(targetPath).toString('hex').slice(-40)}`;
+  }
+
+  /** NodePublishVolume as kubelet sends it for an inline secrets-store volume. */
+  async publish(s: PublishSpec, timeoutMs = 30_000): Promise<void> {
+    const req: NodePublishVolumeRequest = {
+      volumeId: CsiClient.volumeId(s.targetPath),
+      publishContext: {},
+      stagingTargetPath: '',
+      targetPath: s.targetPath,
+      volumeCapability: { accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } }, accessMode: { mode: 1 } },
+      readonly: true,
+      secrets: {},
+      volumeContext: {
+        secretProviderClass: s.spc,
+        'csi.storage.k8s.io/pod.name': `pod-${s.podUid.slice(0, 8)}`,
+        'csi.storage.k8s.io/pod.namespace': 'bench',
+        'csi.storage.k8s.io/pod.uid': s.podUid,
+        'csi.storage.k8s.io/serviceAccount.name': 'default',
+        'csi.storage.k8s.io/ephemeral': 'true',
+      },
+    };
+    // kubelet creates the parent of the target; the driver creates the target itself.
+    await mkdir(dirname(s.targetPath), { recursive: true });
+    await unary(this.node.nodePublishVolume.bind(this.node), req, timeoutMs);
+  }
+
+  async unpublish(targetPath: string, timeoutMs = 30_000): Promise<void> {
+    await unary(this.node.nodeUnpublishVolume.bind(this.node), { volumeId: CsiClient.volumeId(targetPath), targetPath }, timeoutMs);
+  }
+
+  close(): void {
+    this.node.close();
+    this.identity.close();
+  }
+}
+
+/** Direct client of the provider's socket, as the driver calls it (authority "localhost"). */
+export class RawProviderClient {
+  private readonly client: CSIDriverProviderClient;
+
+  constructor(socketPath: string) {
+    this.client = new CSIDriverProviderClient(`unix:${socketPath}`, credentials.createInsecure(), {
+      'grpc.default_authority': 'localhost',
+    });
+  }
+
+  mount(req: MountRequest, timeoutMs = 30_000): Promise<MountResponse> {
+    return unary(this.client.mount.bind(this.client), req, timeoutMs);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** The MountRequest the driver builds for a publish (SPC parameters + volume context, permission 0644). */
+export function providerRequest(secretsFile: string, targetPath: string, podUid: string): MountRequest {
+  const attributes: Record<string, string> = {
+    secretsFile,
+    secretProviderClass: 'raw',
+    'csi.storage.k8s.io/pod.name': `pod-${podUid.slice(0, 8)}`,
+    'csi.storage.k8s.io/pod.namespace': 'bench',
+    'csi.storage.k8s.io/pod.uid': podUid,
+    'csi.storage.k8s.io/serviceAccount.name': 'default',
+    'csi.storage.k8s.io/ephemeral': 'true',
+  };
+  return { attributes: JSON.stringify(attributes), secrets: 'null', targetPath, permission: '420', currentObjectVersion: [] };
+}
+
+export const newPodUid = (): string => randomUUID();
+
+// ---------------------------------------------------------------------------
+// Observing the driver
+
+/** Parses Prometheus text into "name{labels}" -> value. */
+export async function scrape(url: string): Promise<Map<string, number>> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+/** secrets_store_fuse_requests_total by op. */
+export function fuseRequests(m: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of m) {
+    const x = /^secrets_store_fuse_requests_total\{op="([^"]+)"\}$/.exec(k);
+    if (x) out[x[1]!] = v;
+  }
+  return out;
+}
+
+export function diffCounts(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) {
+    const d = v - (before[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
+}
+
+/** VmRSS of a process, in KiB. */
+export async function rssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------
+// readloop (C)
+
+/** Compiles bench/readloop.c with cc -O2 into `outDir`; null when there is no C compiler. */
+export async function buildReadloop(outDir: string): Promise<{ bin: string | null; reason: string }> {
+  const src = join(REPO_ROOT, 'bench', 'readloop.c');
+  if (!existsSync(src)) return { bin: null, reason: `${src} is missing` };
+  const bin = join(outDir, 'readloop');
+  await mkdir(outDir, { recursive: true });
+  try {
+    await run('cc', ['-O2', '-Wall', '-o', bin, src], { timeoutMs: 60_000 });
+  } catch (e) {
+    const msg = (e as Error).message;
+    return { bin: null, reason: /ENOENT/.test(msg) ? 'no C compiler (cc) found' : `cc failed: ${msg}` };
+  }
+  return { bin, reason: '' };
+}
+
+/** Latencies (µs) of `iterations` open+read+close of `path`, after `warmup` checked ones. */
+export async function readLatencies(bin: string, path: string, iterations: number, warmup: number, expectFile: string): Promise<number[]> {
+  const { stdout } = await run(bin, ['lat', path, String(iterations), String(warmup), expectFile], { timeoutMs: 120_000 });
+  const out: number[] = [];
+  for (const line of stdout.split('\n')) if (line) out.push(Number(line) / 1000);
+  if (out.length !== iterations) throw new Error(`readloop returned ${out.length} samples, want ${iterations}`);
+  return out;
+}
+
+export interface Watcher {
+  /** Resolves when the watcher has read the initial content. */
+  readonly ready: Promise<void>;
+  /** Resolves with the detection time (CLOCK_MONOTONIC ns) and the new content. */
+  readonly changed: Promise<{ monoNs: bigint; realMs: number; content: Buffer }>;
+  kill(): void;
+}
+
+/** Starts `readloop watch`: re-reads `path` every `sleepUs` until its content changes. */
+export function watchForChange(bin: string, path: string, sleepUs: number, timeoutMs: number): Watcher {
+  const proc = spawn(bin, ['watch', path, String(sleepUs), String(timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const chunks: Buffer[] = [];
+  let stderr = '';
+  let readyResolve!: () => void;
+  const ready = new Promise<void>((r) => { readyResolve = r; });
+  proc.stdout.on('data', (d: Buffer) => {
+    chunks.push(d);
+    if (Buffer.concat(chunks).includes('ready\n')) readyResolve();
+  });
+  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const changed = new Promise<{ monoNs: bigint; realMs: number; content: Buffer }>((resolvePromise, reject) => {
+    proc.on('error', reject);
+    proc.on('close', (code) => {
+      const all = Buffer.concat(chunks);
+      const start = all.indexOf('ready\n') + 'ready\n'.length;
+      const nl = all.indexOf('\n', start);
+      const header = all.subarray(start, nl < 0 ? all.length : nl).toString();
+      const m = /^changed (\d+) (\d+) (\d+)$/.exec(header);
+      if (code !== 0 || !m) {
+        reject(new Error(`readloop watch exited ${code}: ${header || '(no output)'} ${stderr.trim()}`));
+        return;
+      }
+      resolvePromise({ monoNs: BigInt(m[1]!), realMs: Number(BigInt(m[2]!) / 1_000_000n), content: all.subarray(nl + 1) });
+    });
+  });
+  changed.catch(() => undefined);
+  return { ready, changed, kill: () => { if (proc.exitCode === null) proc.kill('SIGKILL'); } };
+}

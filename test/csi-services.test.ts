@@ -1,0 +1,108 @@
+// CSI Identity and Node RPCs of the real driver process over its unix socket:
+// plugin info, capabilities, node info, unimplemented RPCs, and every
+// argument check of publish, unpublish, stage and unstage.
+
+import t from 'tap';
+import { status } from '@grpc/grpc-js';
+import { ControllerClient, NodeServiceCapability_RPC_Type } from '../src/gen/csi/v1/csi.js';
+import { credentials } from '@grpc/grpc-js';
+import { Harness, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
+
+const call = <Req, Res>(fn: (req: Req, cb: (e: Error | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
+  new Promise((res, rej) => fn(req, (e, r) => (e ? rej(e) : res(r))));
+
+t.test('identity and node service', async (t) => {
+  const h = await Harness.start(t as Tap);
+
+  const info = await call(h.identity.getPluginInfo.bind(h.identity), {});
+  t.equal(info.name, 'secrets-store.csi.k8s.io');
+  t.match(info.vendorVersion, /^v\d+\.\d+\.\d+/);
+
+  const caps = await call(h.identity.getPluginCapabilities.bind(h.identity), {});
+  t.same(caps.capabilities, [], 'no controller service is advertised');
+
+  const probe = await call(h.identity.probe.bind(h.identity), {});
+  t.equal(probe.ready, true);
+
+  const ni = await call(h.node.nodeGetInfo.bind(h.node), {});
+  t.equal(ni.nodeId, 'test-node');
+
+  const nc = await call(h.node.nodeGetCapabilities.bind(h.node), {});
+  t.same(nc.capabilities.map((c) => c.type?.$case === 'rpc' ? c.type.value.type : null), [NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME]);
+
+  const stats = await call(h.node.nodeGetVolumeStats.bind(h.node), { volumeId: 'v', volumePath: '/x', stagingTargetPath: '' }).catch((e: unknown) => e);
+  t.equal(grpcCode(stats), status.UNIMPLEMENTED);
+  const expand = await call(h.node.nodeExpandVolume.bind(h.node), { volumeId: 'v', volumePath: '/x', stagingTargetPath: '', secrets: {} }).catch((e: unknown) => e);
+  t.equal(grpcCode(expand), status.UNIMPLEMENTED);
+  t.match((expand as Error).message, /NodeExpandVolume is not implemented/);
+
+  const controller = new ControllerClient(`unix:${h.sock}`, credentials.createInsecure());
+  t.teardown(() => controller.close());
+  const cc = await call(controller.controllerGetCapabilities.bind(controller), {}).catch((e: unknown) => e);
+  t.equal(grpcCode(cc), status.UNIMPLEMENTED, 'controller RPCs answer Unimplemented');
+  const cv = await call(controller.createVolume.bind(controller), { name: 'x', parameters: {}, secrets: {}, volumeCapabilities: [], mutableParameters: {} }).catch((e: unknown) => e);
+  t.equal(grpcCode(cv), status.UNIMPLEMENTED);
+
+  const vc = { accessType: { $case: 'mount' as const, value: { fsType: '', mountFlags: [], volumeMountGroup: '' } } };
+  t.same(await call(h.node.nodeStageVolume.bind(h.node), { volumeId: 'v', stagingTargetPath: '/s', volumeCapability: vc, publishContext: {}, secrets: {}, volumeContext: {} }), {});
+  t.same(await call(h.node.nodeUnstageVolume.bind(h.node), { volumeId: 'v', stagingTargetPath: '/s' }), {});
+  for (const [req, msg] of [
+    [{ volumeId: '', stagingTargetPath: '/s', volumeCapability: vc }, 'Volume ID missing in request'],
+    [{ volumeId: 'v', stagingTargetPath: '', volumeCapability: vc }, 'Target path missing in request'],
+    [{ volumeId: 'v', stagingTargetPath: '/s' }, 'Volume capability missing in request'],
+  ] as const) {
+    const e = await call(h.node.nodeStageVolume.bind(h.node), { publishContext: {}, secrets: {}, volumeContext: {}, ...req }).catch((x: unknown) => x);
+    t.equal(grpcCode(e), status.INVALID_ARGUMENT, `stage: ${msg}`);
+    t.match((e as Error).message, msg);
+  }
+  const us = await call(h.node.nodeUnstageVolume.bind(h.node), { volumeId: '', stagingTargetPath: '/s' }).catch((x: unknown) => x);
+  t.equal(grpcCode(us), status.INVALID_ARGUMENT);
+});
+
+t.test('publish and unpublish argument checks answer InvalidArgument and mount nothing', async (t) => {
+  const h = await Harness.start(t as Tap);
+  await h.source('s.json', { files: [{ path: 'a', contents: 'x' }] });
+  await h.spc('spc1', 's.json');
+  const target = h.target('args');
+  const base = h.publishRequest(target, 'spc1');
+  const cases: Array<[string, typeof base, string]> = [
+    ['no capability', { ...base, volumeCapability: undefined }, 'Volume capability missing in request'],
+    ['no volume id', { ...base, volumeId: '' }, 'Volume ID missing in request'],
+    ['no target path', { ...base, targetPath: '' }, 'Target path missing in request'],
+    ['no volume context', { ...base, volumeContext: {} }, 'Volume attributes missing in request'],
+    ['relative target path', { ...base, targetPath: 'relative/mount' }, 'Target path must be an absolute path'],
+    ['target path with ..', { ...base, targetPath: `${h.dir}/../etc` }, "without '..'"],
+    ['block access', { ...base, volumeCapability: { accessType: { $case: 'block', value: {} } } }, 'Block access type is not supported'],
+    ['readonly=false', { ...base, readonly: false }, 'Readonly is not true in request'],
+  ];
+  for (const [name, req, msg] of cases) {
+    const e = await h.publish(req).catch((x: unknown) => x);
+    t.equal(grpcCode(e), status.INVALID_ARGUMENT, `${name}: InvalidArgument`);
+    t.match((e as Error).message, msg, `${name}: message`);
+  }
+  t.same(await mountsUnder(h.dir + '/pods'), [], 'nothing mounted');
+  t.equal(h.providerMounts(), 0, 'the provider was never called');
+
+  for (const [req, msg] of [
+    [{ volumeId: '', targetPath: target }, 'Volume ID missing in request'],
+    [{ volumeId: 'v', targetPath: '' }, 'Target path missing in request'],
+    [{ volumeId: 'v', targetPath: 'rel' }, 'Target path must be an absolute path'],
+  ] as const) {
+    const e = await call(h.node.nodeUnpublishVolume.bind(h.node), req).catch((x: unknown) => x);
+    t.equal(grpcCode(e), status.INVALID_ARGUMENT);
+    t.match((e as Error).message, msg);
+  }
+  // Unpublishing a path that was never published succeeds (kubelet retries must converge).
+  await h.unpublish(h.target('never'));
+  t.pass('unpublish of an unknown path is a no-op');
+});
+
+t.test('csi-sanity mock hooks: mock_provider publishes an empty volume; /tmp/csi/mount unpublish is a no-op', async (t) => {
+  const h = await Harness.start(t as Tap);
+  const target = h.target('mock');
+  await h.publish(h.publishRequest(target, '', { volumeContext: { providerName: 'mock_provider' } }));
+  t.same(await mountsUnder(target), [target]);
+  t.equal(h.providerMounts(), 0);
+  await h.unpublish(target);
+  t.same(await mountsUnder(target), []);
+});

@@ -1,0 +1,244 @@
+// Test harness: the real driver and the real example provider as child
+// processes (compiled from dist/, so `npm run build` runs first), talking gRPC
+// over unix sockets, with real FUSE mounts. Every mount a test makes under its
+// directory is removed in teardown, even when the test failed or a process
+// was killed.
+
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../../src/gen/csi/v1/csi.js';
+
+export const execFileP = promisify(execFile);
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const NODE = process.execPath;
+const DRIVER_BIN = join(ROOT, 'dist/src/bin/driver.js');
+const PROVIDER_BIN = join(ROOT, 'dist/src/bin/example-provider.js');
+
+export interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+/** Lazily unmounts everything mounted at or below `dir`, deepest first. */
+export async function cleanupMounts(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = text.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  const sorted = [...new Set(points)].sort((a, b) => b.length - a.length);
+  for (const p of sorted) await execFileP('umount', ['-l', p]).catch(() => undefined);
+  return sorted;
+}
+
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && (p === dir || p.startsWith(`${dir}/`)));
+}
+
+export async function tempDir(t: Tap, prefix = 'sscsi-'): Promise<string> {
+  if (!existsSync(DRIVER_BIN)) throw new Error('dist/ is missing: run `npm run build` before the tests');
+  const dir = await mkdtemp(join('/tmp', prefix));
+  await chmod(dir, 0o755); // other users (the permission tests) must be able to walk to the mounts
+  t.teardown(async () => {
+    await cleanupMounts(dir);
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  });
+  return dir;
+}
+
+export class Proc {
+  out = '';
+  readonly exited: Promise<number | null>;
+  constructor(readonly child: ChildProcess) {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
+    this.exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  }
+
+  async waitFor(re: RegExp, ms = 10_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!re.test(this.out)) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${re} in:\n${this.out.slice(-2000)}`);
+      if (this.child.exitCode !== null) throw new Error(`process exited (${this.child.exitCode}) before ${re}:\n${this.out.slice(-2000)}`);
+      await sleep(20);
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill(signal);
+      const killer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await this.exited;
+      clearTimeout(killer);
+    }
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function waitUntil(fn: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+export interface ProviderFileSpec {
+  path: string;
+  contents?: string;
+  contentsBase64?: string;
+  mode?: number;
+}
+
+export interface SourceSpec {
+  files?: ProviderFileSpec[];
+  errorCode?: string;
+  grpcError?: { code: number; message: string };
+  delayMs?: number;
+  objectVersions?: Array<{ id: string; version: string }>;
+}
+
+export interface HarnessOptions {
+  driverArgs?: string[];
+  /** Start the example provider as `<name>.sock` (default: example). */
+  providerName?: string;
+  startProvider?: boolean;
+}
+
+/** A driver + example provider pair in a temp dir. */
+export class Harness {
+  driver!: Proc;
+  provider: Proc | null = null;
+  node!: NodeClient;
+  identity!: IdentityClient;
+  readonly providerDir: string;
+  readonly spcDir: string;
+  /** The provider's source lives on tmpfs (/dev/shm): it is the store, not something the driver wrote. */
+  readonly sourceDir: string;
+  readonly sock: string;
+
+  private constructor(readonly dir: string, private readonly opts: HarnessOptions) {
+    this.providerDir = join(dir, 'providers');
+    this.spcDir = join(dir, 'spc');
+    this.sourceDir = join('/dev/shm', `sscsi-src-${dir.split('/').pop()}`);
+    this.sock = join(dir, 'csi.sock');
+  }
+
+  static async start(t: Tap, opts: HarnessOptions = {}): Promise<Harness> {
+    const h = new Harness(await tempDir(t), opts);
+    t.teardown(() => h.stop());
+    await mkdir(h.providerDir, { recursive: true });
+    await mkdir(h.spcDir, { recursive: true });
+    await mkdir(h.sourceDir, { recursive: true });
+    if (opts.startProvider !== false) await h.startProvider();
+    await h.startDriver();
+    return h;
+  }
+
+  get providerName(): string {
+    return this.opts.providerName ?? 'example';
+  }
+
+  async startProvider(): Promise<void> {
+    this.provider = new Proc(spawn(NODE, [PROVIDER_BIN, '--endpoint', `unix://${join(this.providerDir, `${this.providerName}.sock`)}`],
+      { stdio: ['ignore', 'pipe', 'pipe'] }));
+    await this.provider.waitFor(/"listening"/);
+  }
+
+  async startDriver(): Promise<void> {
+    const args = [
+      DRIVER_BIN, `--endpoint=unix://${this.sock}`, '--nodeid=test-node', `--provider-volume=${this.providerDir}`,
+      '--additional-provider-volume-paths=', `--secret-provider-class-dir=${this.spcDir}`, `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
+      '--metrics-addr=', '--log-level=debug', ...(this.opts.driverArgs ?? []),
+    ];
+    this.driver = new Proc(spawn(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    await this.driver.waitFor(/"msg":"listening"/);
+    this.node = new NodeClient(`unix:${this.sock}`, credentials.createInsecure());
+    this.identity = new IdentityClient(`unix:${this.sock}`, credentials.createInsecure());
+  }
+
+  async stop(): Promise<void> {
+    this.node?.close();
+    this.identity?.close();
+    await this.driver?.stop();
+    await this.provider?.stop();
+    await rm(this.sourceDir, { recursive: true, force: true });
+  }
+
+  /** Writes an SPC manifest for the example provider reading `source` (a file in sourceDir). */
+  async spc(name: string, source: string, extra: Record<string, string> = {}, namespace = 'default', provider = this.providerName): Promise<void> {
+    const params = { secretsFile: join(this.sourceDir, source), ...extra };
+    const yaml = [
+      'apiVersion: secrets-store.csi.x-k8s.io/v1', 'kind: SecretProviderClass',
+      `metadata: {name: ${name}, namespace: ${namespace}}`, 'spec:', `  provider: ${JSON.stringify(provider)}`, '  parameters:',
+      ...Object.entries(params).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`),
+    ].join('\n');
+    await writeFile(join(this.spcDir, `${namespace}-${name}.yaml`), `${yaml}\n`);
+  }
+
+  async source(name: string, spec: SourceSpec): Promise<void> {
+    await writeFile(join(this.sourceDir, name), JSON.stringify(spec));
+  }
+
+  target(name: string): string {
+    return join(this.dir, 'pods', `uid-${name}`, 'volumes', 'kubernetes.io~csi', name, 'mount');
+  }
+
+  publishRequest(target: string, spcName: string, extra: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest {
+    return {
+      volumeId: `csi-${target.length}-${spcName}`,
+      targetPath: target,
+      readonly: true,
+      volumeCapability: { accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } }, accessMode: { mode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY } },
+      volumeContext: {
+        secretProviderClass: spcName,
+        'csi.storage.k8s.io/pod.name': 'pod-a',
+        'csi.storage.k8s.io/pod.namespace': 'default',
+        'csi.storage.k8s.io/pod.uid': 'uid-1',
+        'csi.storage.k8s.io/serviceAccount.name': 'default',
+        'csi.storage.k8s.io/ephemeral': 'true',
+      },
+      secrets: {},
+      publishContext: {},
+      stagingTargetPath: '',
+      ...extra,
+    };
+  }
+
+  /** Like kubelet: the volume's directory exists (0755), the `mount` dir inside it is the driver's to create. */
+  async publish(req: NodePublishVolumeRequest, timeoutMs = 30_000): Promise<void> {
+    if (req.targetPath.startsWith('/')) await mkdir(dirname(req.targetPath), { recursive: true, mode: 0o755 });
+    return new Promise((res, rej) => this.node.nodePublishVolume(req, new Metadata(), { deadline: Date.now() + timeoutMs },
+      (e) => (e ? rej(e) : res())));
+  }
+
+  unpublish(targetPath: string, volumeId = 'vol'): Promise<void> {
+    return new Promise((res, rej) => this.node.nodeUnpublishVolume({ volumeId, targetPath }, (e) => (e ? rej(e) : res())));
+  }
+
+  /** Count of Mount calls the provider has answered (it logs one line per call). */
+  providerMounts(): number {
+    return (this.provider?.out.match(/"msg":"mount"/g) ?? []).length;
+  }
+}
+
+export function grpcCode(e: unknown): number | undefined {
+  return (e as ServiceError | null)?.code;
+}
+
+/** A canary value: unique, greppable, never a real secret. */
+export function canary(label: string): string {
+  return `CANARY-${label}-${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}`;
+}
+
+/** Files on disk (not other filesystems, so never our FUSE mounts) below `dir` containing `needle`. */
+export async function grepDisk(dir: string, needle: string): Promise<string[]> {
+  const { stdout } = await execFileP('sh', ['-c', 'find "$1" -xdev -type f -print0 2>/dev/null | xargs -0 -r grep -l -F -e "$2" 2>/dev/null || true', 'sh', dir, needle],
+    { maxBuffer: 64 * 1024 * 1024 });
+  return stdout.split('\n').filter(Boolean);
+}
