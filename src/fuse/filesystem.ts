@@ -27,6 +27,8 @@ export interface FilesystemOptions {
   readonly readers?: number;
   readonly onRequest?: (opcode: number, nodeid: number, caller: Caller) => void;
   readonly onFree?: (inode: Inode) => void;
+  /** How long a replaced version stays reachable by its directory name (see VolumeTree). */
+  readonly retireGraceMs?: number;
 }
 
 export interface VolumeHandle {
@@ -46,7 +48,10 @@ export class SecretsFilesystem {
     readonly session: FuseSession,
     /** Volume directory ids: their listing changes, so their attributes are cached briefly. */
     private readonly volumeDirIds: Set<number>,
+    private readonly retireGraceMs: number,
   ) {}
+
+  private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
 
   /** Opens /dev/fuse, mounts the root at mountDir and starts serving. */
   static async mount(o: FilesystemOptions): Promise<SecretsFilesystem> {
@@ -72,7 +77,7 @@ export class SecretsFilesystem {
       throw e;
     }
     session.start();
-    return new SecretsFilesystem(o.mountDir, table, ops, session, volumeDirs);
+    return new SecretsFilesystem(o.mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000);
   }
 
   /** Creates an empty volume directory named `name` under the root. */
@@ -81,7 +86,7 @@ export class SecretsFilesystem {
     const dir = this.table.mkdir(0o755, Date.now());
     this.table.link(ROOT_ID, name, dir.id);
     this.volumeDirIds.add(dir.id);
-    const v: VolumeHandle = { name, tree: new VolumeTree(this.table, dir.id), sourcePath: join(this.mountDir, name) };
+    const v: VolumeHandle = { name, tree: new VolumeTree(this.table, dir.id, this.retireGraceMs), sourcePath: join(this.mountDir, name) };
     this.volumes.set(name, v);
     return v;
   }
@@ -94,7 +99,23 @@ export class SecretsFilesystem {
   async publish(v: VolumeHandle, files: readonly VolumeFile[], now = new Date()): Promise<PublishResult> {
     const res = v.tree.publish(files, now);
     if (res.invalidations.length > 0) await this.session.invalidateEntries(res.invalidations);
+    this.scheduleSweep(v);
     return res;
+  }
+
+  /** Removes the names of replaced versions once their grace period is over. */
+  private scheduleSweep(v: VolumeHandle): void {
+    if (this.sweepTimers.has(v.name)) return;
+    const due = v.tree.nextSweepIn(Date.now());
+    if (due === null) return;
+    const timer = setTimeout(() => {
+      this.sweepTimers.delete(v.name);
+      if (this.volumes.get(v.name) !== v) return;
+      const inval = v.tree.sweep(Date.now());
+      void this.session.invalidateEntries(inval).then(() => this.scheduleSweep(v));
+    }, due + 5);
+    timer.unref();
+    this.sweepTimers.set(v.name, timer);
   }
 
   bind(v: VolumeHandle, target: string): Promise<void> {
@@ -108,6 +129,8 @@ export class SecretsFilesystem {
   async destroyVolume(v: VolumeHandle): Promise<void> {
     if (this.volumes.get(v.name) !== v) return;
     this.volumes.delete(v.name);
+    clearTimeout(this.sweepTimers.get(v.name));
+    this.sweepTimers.delete(v.name);
     const dirId = v.tree.dirId;
     const touched = this.table.scrub(dirId);
     this.table.unlink(ROOT_ID, v.name);

@@ -46,12 +46,39 @@ export class VolumeTree {
   /** path -> inode id of the file currently served under that path. */
   private current = new Map<string, number>();
   private tsDirName: string | null = null;
+  /** Previous timestamped dirs, kept by name for a grace period after `..data` moved on. */
+  private retired: Array<{ name: string; at: number }> = [];
 
   constructor(
     private readonly table: InodeTable,
     /** Inode id of the volume's directory (the bind-mount source). */
     readonly dirId: number,
+    /**
+     * How long an old version's directory stays reachable by name after a
+     * rotation. A reader that resolved `..data` just before the switch walks
+     * on into the old directory; removing it at once (as kubelet's atomic
+     * writer does on tmpfs) makes that reader fail with ENOENT.
+     */
+    private readonly retireGraceMs = 0,
   ) {}
+
+  /** Unlinks retired version directories older than the grace period; returns what to invalidate. */
+  sweep(nowMs: number): EntryInvalidation[] {
+    const out: EntryInvalidation[] = [];
+    this.retired = this.retired.filter((r) => {
+      if (nowMs - r.at < this.retireGraceMs) return true;
+      this.table.unlink(this.dirId, r.name);
+      out.push({ parent: this.dirId, name: r.name });
+      return false;
+    });
+    return out;
+  }
+
+  /** Milliseconds until the next retired directory is due, or null when none is waiting. */
+  nextSweepIn(nowMs: number): number | null {
+    if (this.retired.length === 0) return null;
+    return Math.max(0, Math.min(...this.retired.map((r) => r.at + this.retireGraceMs - nowMs)));
+  }
 
   get dataDir(): string | null {
     return this.tsDirName;
@@ -106,10 +133,8 @@ export class VolumeTree {
     t.link(vol, tsName, tsDir.id);
     t.link(vol, DATA_DIR, t.mksymlink(tsName, ms).id);
     inval.push({ parent: vol, name: DATA_DIR });
-    if (this.tsDirName !== null) {
-      t.unlink(vol, this.tsDirName);
-      inval.push({ parent: vol, name: this.tsDirName });
-    }
+    if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: ms });
+    inval.push(...this.sweep(ms));
 
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
