@@ -53,31 +53,33 @@ export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: nu
   });
 }
 
-/** A long-running child whose stdout is read line by line (it must never block on a full pipe). */
+/** A long-running child whose stdout and stderr are read line by line (it must never block on a full pipe). */
 export class Child {
   readonly proc: ChildProcess;
   private readonly tail: string[] = [];
   private readonly listeners = new Set<(line: string, at: bigint) => void>();
-  private partial = '';
   readonly exited: Promise<number | null>;
-  private exitCode: number | null | undefined = undefined;
+  private exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private stopRequested = false;
 
   constructor(readonly name: string, cmd: string, args: readonly string[]) {
     this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
-    const onData = (d: Buffer): void => {
-      const at = monoNs();
-      const text = this.partial + d.toString('utf8');
-      const lines = text.split('\n');
-      this.partial = lines.pop() ?? '';
-      for (const line of lines) {
-        this.tail.push(line);
-        if (this.tail.length > 40) this.tail.shift();
-        for (const l of this.listeners) l(line, at);
-      }
+    const reader = (): ((d: Buffer) => void) => {
+      let partial = '';
+      return (d: Buffer): void => {
+        const at = monoNs();
+        const lines = (partial + d.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          this.tail.push(line);
+          if (this.tail.length > 40) this.tail.shift();
+          for (const l of this.listeners) l(line, at);
+        }
+      };
     };
-    this.proc.stdout!.on('data', onData);
-    this.proc.stderr!.on('data', onData);
-    this.exited = new Promise((r) => this.proc.on('exit', (code) => { this.exitCode = code; r(code); }));
+    this.proc.stdout!.on('data', reader());
+    this.proc.stderr!.on('data', reader());
+    this.exited = new Promise((r) => this.proc.on('exit', (code, signal) => { this.exit = { code, signal }; r(code); }));
     this.proc.on('error', () => undefined);
   }
 
@@ -86,12 +88,18 @@ export class Child {
   }
 
   get running(): boolean {
-    return this.exitCode === undefined;
+    return this.exit === null;
   }
 
-  /** Last lines of output, for error messages. */
+  /** How it ended, when it ended without being asked to (a crash); null otherwise. */
+  unexpectedExit(): string | null {
+    if (!this.exit || this.stopRequested) return null;
+    return this.exit.signal ? `signal ${this.exit.signal}` : `exit code ${this.exit.code}`;
+  }
+
+  /** Last lines of output, for error messages (native stack frames left out). */
   recentOutput(): string {
-    return this.tail.map((l) => `  [${this.name}] ${l}`).join('\n');
+    return this.tail.filter((l) => !/^\s*\d+: 0x[0-9a-f]+ /.test(l)).slice(-15).map((l) => `  [${this.name}] ${l}`).join('\n');
   }
 
   onLine(fn: (line: string, at: bigint) => void): () => void {
@@ -116,6 +124,7 @@ export class Child {
   /** SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs = 5000): Promise<void> {
     if (!this.running) return;
+    this.stopRequested = true;
     this.proc.kill('SIGTERM');
     const t = setTimeout(() => { if (this.running) this.proc.kill('SIGKILL'); }, graceMs);
     await this.exited;
@@ -171,8 +180,9 @@ export class BenchEnv {
    * dir, removes the temp dir and the /dev/shm files. Never throws; returns
    * what it had to clean up (a clean run has no leftover mounts).
    */
-  async cleanup(): Promise<{ leftoverMounts: string[]; errors: string[] }> {
+  async cleanup(): Promise<{ leftoverMounts: string[]; errors: string[]; crashed: string[] }> {
     const errors: string[] = [];
+    const crashed = this.crashedChildren();
     for (const c of this.clients.splice(0)) {
       try { c.close(); } catch (e) { errors.push(`client close: ${(e as Error).message}`); }
     }
@@ -197,7 +207,15 @@ export class BenchEnv {
       await rm(f, { force: true }).catch(() => undefined);
       await rm(`${f}.tmp`, { force: true }).catch(() => undefined);
     }
-    return { leftoverMounts: leftover, errors };
+    return { leftoverMounts: leftover, errors, crashed };
+  }
+
+  /** Children that ended without being stopped, with how and their last output. */
+  crashedChildren(): string[] {
+    return this.children.flatMap((c) => {
+      const how = c.unexpectedExit();
+      return how ? [`${c.name} (pid ${c.pid}) died: ${how}\n${c.recentOutput()}`] : [];
+    });
   }
 }
 
@@ -259,6 +277,10 @@ export interface DriverOptions {
   readonly spcDir: string;
   readonly rotationPollInterval: string;
   readonly logLevel: string;
+  /** Start node with --inspect on a random loopback port (only to force a GC for memory figures). */
+  readonly inspect?: boolean;
+  /** --lock-memory (the driver's default is true: mlockall). */
+  readonly lockMemory?: boolean;
 }
 
 export interface Driver {
@@ -266,6 +288,8 @@ export interface Driver {
   readonly csi: CsiClient;
   readonly metricsUrl: string;
   readonly fuseMountDir: string;
+  /** Inspector WebSocket URL when started with `inspect`. */
+  readonly inspectorUrl: string | null;
 }
 
 export async function startDriver(env: BenchEnv, o: DriverOptions): Promise<Driver> {
@@ -283,11 +307,39 @@ export async function startDriver(env: BenchEnv, o: DriverOptions): Promise<Driv
     `--metrics-addr=127.0.0.1:${port}`,
     `--rotation-poll-interval=${o.rotationPollInterval}`,
     `--log-level=${o.logLevel}`,
+    ...(o.lockMemory === false ? ['--lock-memory=false'] : []),
   ];
+  if (o.inspect) args.unshift('--inspect=127.0.0.1:0');
   const child = env.track(new Child(`driver:${o.name}`, process.execPath, args));
+  const inspector = o.inspect ? child.waitForLine((l) => l.includes('Debugger listening on ws://'), 20_000) : null;
+  inspector?.catch(() => undefined); // awaited below; a start failure is reported by waitReady
   const csi = env.trackClient(new CsiClient(socket));
   await csi.waitReady(child, 20_000);
-  return { child, csi, metricsUrl: `http://127.0.0.1:${port}/metrics`, fuseMountDir };
+  const inspectorUrl = inspector ? /(ws:\/\/\S+)/.exec(await inspector)![1]! : null;
+  return { child, csi, metricsUrl: `http://127.0.0.1:${port}/metrics`, fuseMountDir, inspectorUrl };
+}
+
+/** A full garbage collection in the driver, through its inspector (HeapProfiler.collectGarbage). */
+export async function forceGc(inspectorUrl: string, timeoutMs = 10_000): Promise<void> {
+  const ws = new WebSocket(inspectorUrl);
+  const timer = setTimeout(() => ws.close(), timeoutMs);
+  try {
+    await new Promise<void>((resolvePromise, reject) => {
+      ws.onerror = () => reject(new Error(`inspector ${inspectorUrl}: connection failed`));
+      ws.onclose = () => reject(new Error(`inspector ${inspectorUrl}: closed before GC finished`));
+      ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+      ws.onmessage = (ev) => {
+        const m = JSON.parse(String(ev.data)) as { id?: number; error?: { message: string } };
+        if (m.id !== 1) return;
+        if (m.error) reject(new Error(`collectGarbage: ${m.error.message}`));
+        else resolvePromise();
+      };
+    });
+  } finally {
+    clearTimeout(timer);
+    ws.onclose = null;
+    ws.close();
+  }
 }
 
 function unary<Req, Res>(
@@ -444,13 +496,15 @@ export function diffCounts(after: Record<string, number>, before: Record<string,
   return out;
 }
 
-/** VmRSS of a process, in KiB. */
-export async function rssKiB(pid: number): Promise<number> {
+/** A /proc/<pid>/status field in KiB (VmRSS, VmLck, ...). */
+export async function statusKiB(pid: number, field = 'VmRSS'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
+  if (!m) throw new Error(`no ${field} for ${pid}`);
   return Number(m[1]);
 }
+
+export const rssKiB = (pid: number): Promise<number> => statusKiB(pid, 'VmRSS');
 
 // ---------------------------------------------------------------------------
 // readloop (C)
@@ -516,4 +570,44 @@ export function watchForChange(bin: string, path: string, sleepUs: number, timeo
   });
   changed.catch(() => undefined);
   return { ready, changed, kill: () => { if (proc.exitCode === null) proc.kill('SIGKILL'); } };
+}
+
+// ---------------------------------------------------------------------------
+// mlockall vs V8
+
+/**
+ * Does a full GC survive in a Node process locked the way the driver locks
+ * itself (the addon's lockAll(true): mlockall MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT)?
+ * Runs a throwaway child: lock, make a burst of garbage, gc(). The driver's
+ * default is --lock-memory=true, so a crash here is a crash of the driver
+ * whenever V8 shrinks its heap.
+ */
+export async function probeMlockGc(): Promise<{ locked: boolean; survived: boolean; how: string; failedSyscall: string }> {
+  const addon = join(REPO_ROOT, 'dist/src/native/addon.js');
+  const script = `
+    const { loadNative } = await import(${JSON.stringify(addon)});
+    loadNative().lockAll(true);
+    console.log('locked');
+    let keep = [];
+    for (let i = 0; i < 200; i++) keep.push(new Array(100000).fill(i));
+    keep = null;
+    globalThis.gc();
+    console.log('survived');`;
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { text += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const check = /Check failed: [^\n]*/.exec(text)?.[0] ?? '';
+      resolvePromise({
+        locked: text.includes('locked'),
+        survived: text.includes('survived') && code === 0,
+        how: signal ? `signal ${signal}` : `exit code ${code}`,
+        failedSyscall: check,
+      });
+    });
+  });
 }

@@ -9,7 +9,7 @@ import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import {
   BenchEnv, buildReadloop, canary, diffCounts, fuseRequests, kubeletTarget, monoNs, newPodUid, providerRequest, RawProviderClient,
-  readLatencies, rssKiB, run, scrape, sleep, startDriver, startProvider, watchForChange, writeSecretsFile, writeSpc,
+  readLatencies, rssKiB, run, statusKiB, forceGc, probeMlockGc, scrape, sleep, startDriver, startProvider, watchForChange, writeSecretsFile, writeSpc,
   type Driver, type SecretFile,
 } from './harness.js';
 import { round, roundSummary, summarize, type Summary } from './stats.js';
@@ -185,11 +185,17 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
   const targets = Array.from({ length: P.publishN }, () => kubeletTarget(env, newPodUid(), 'secrets-store'));
   const pub: number[] = [];
   const unpub: number[] = [];
+  const m0 = await scrape(driver.metricsUrl);
   for (const t of targets) {
     const t0 = monoNs();
     await driver.csi.publish({ targetPath: t, podUid: 'pub', spc: 'pub' });
     pub.push(ms(t0));
   }
+  // The provider call as the driver saw it (its own histogram), to split the publish time.
+  const m1 = await scrape(driver.metricsUrl);
+  const hk = (k: string): number => (m1.get(`secrets_store_provider_mount_duration_seconds_${k}{provider="example",result="ok"}`) ?? 0)
+    - (m0.get(`secrets_store_provider_mount_duration_seconds_${k}{provider="example",result="ok"}`) ?? 0);
+  const driverProviderMeanMs = hk('count') > 0 ? (hk('sum') / hk('count')) * 1000 : Number.NaN;
   // The published content is what the provider served (checked from a child process).
   if (bin) {
     for (const f of pubFiles) await readLatencies(bin, join(targets[0]!, f.path), 1, 1, join(tmpfsDir, `plain-${f.path}`));
@@ -249,7 +255,10 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
     tmpfsUmount: roundSummary(summarize(cycleUmount), 2),
   };
   const upstreamLikePublish = round(s.providerMount.median + s.tmpfsMountAndWrite.median, 2);
-  results.publish = { n: P.publishN, filesPerVolume: pubFiles.length, fileBytes: pubFiles[0]!.contents.length, ms: s, upstreamLikePublishMedianEstimate: upstreamLikePublish };
+  results.publish = {
+    n: P.publishN, filesPerVolume: pubFiles.length, fileBytes: pubFiles[0]!.contents.length, ms: s,
+    providerMountInDriverMeanMs: round(driverProviderMeanMs, 2), upstreamLikePublishMedianEstimate: upstreamLikePublish,
+  };
 
   out(`2. Publish latency, ms (N=${P.publishN} sequential, distinct kubelet-style target paths, ${pubFiles.length} files of ${pubFiles[0]!.contents.length / KiB} KiB)`);
   table(['operation', 'median', 'p95', 'max', 'mean'], [
@@ -259,6 +268,7 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
     ['baseline: mount tmpfs + write files', fmt(s.tmpfsMountAndWrite.median, 2), fmt(s.tmpfsMountAndWrite.p95, 2), fmt(s.tmpfsMountAndWrite.max, 2), fmt(s.tmpfsMountAndWrite.mean, 2)],
     ['baseline: umount tmpfs', fmt(s.tmpfsUmount.median, 2), fmt(s.tmpfsUmount.p95, 2), fmt(s.tmpfsUmount.max, 2), fmt(s.tmpfsUmount.mean, 2)],
   ], 40);
+  out(`  provider Mount inside our publishes (driver's histogram, mean): ${fmt(driverProviderMeanMs, 2)} ms`);
   out(`  upstream-like publish estimate (provider Mount + tmpfs mount/write, sum of medians): ${fmt(upstreamLikePublish, 2)} ms`);
   out();
 }
@@ -266,41 +276,74 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
 // ---------------------------------------------------------------------------
 // 3. Memory per volume
 
-async function benchMemory(env: BenchEnv, driver: Driver): Promise<void> {
-  phase(`memory (${P.memoryVolumes} volumes)`);
-  const heap = async (): Promise<number> => (await scrape(driver.metricsUrl)).get('nodejs_heap_size_used_bytes') ?? Number.NaN;
-  const settle = async (): Promise<{ rss: number; heapKiB: number }> => {
-    await sleep(1500);
-    return { rss: await rssKiB(driver.child.pid), heapKiB: round((await heap()) / KiB, 0) };
+interface MemoryResult {
+  config: string;
+  forcedGc: boolean;
+  volumes: number;
+  bindMountsSeen: number;
+  vmLckKiB: number;
+  rssKiB: { before: number; afterPublish: number; afterUnpublish: number };
+  heapUsedKiB: { before: number; afterPublish: number; afterUnpublish: number };
+  rssPerVolumeKiB: number;
+  heapPerVolumeKiB: number;
+  publishAllMs: number;
+  unpublishAllMs: number;
+}
+
+/**
+ * Driver VmRSS before and after publishing `memoryVolumes` volumes (3 x 1 KiB
+ * each), and after unpublishing them. With an inspector URL, two full GCs are
+ * forced before each sample, so garbage from the calls does not count.
+ */
+async function benchMemory(env: BenchEnv, driver: Driver, config: string): Promise<MemoryResult> {
+  phase(`memory (${P.memoryVolumes} volumes, ${config})`);
+  const pid = driver.child.pid;
+  const sample = async (): Promise<{ rss: number; heapKiB: number }> => {
+    await sleep(1000);
+    if (driver.inspectorUrl) { await forceGc(driver.inspectorUrl); await forceGc(driver.inspectorUrl); await sleep(300); }
+    const heap = (await scrape(driver.metricsUrl)).get('nodejs_heap_size_used_bytes') ?? Number.NaN;
+    return { rss: await rssKiB(pid), heapKiB: round(heap / KiB, 0) };
   };
-  const before = await settle();
+  // Warm-up: code paths compiled, pools and caches filled, before the baseline.
+  for (let i = 0; i < 10; i++) {
+    const t = kubeletTarget(env, newPodUid(), 'secrets-warm');
+    await driver.csi.publish({ targetPath: t, podUid: 'warm', spc: 'pub' });
+    await driver.csi.unpublish(t);
+  }
+  const before = await sample();
   const targets = Array.from({ length: P.memoryVolumes }, () => kubeletTarget(env, newPodUid(), 'secrets-store'));
   const t0 = monoNs();
   for (const t of targets) await driver.csi.publish({ targetPath: t, podUid: 'mem', spc: 'pub' });
   const publishAllMs = Number(monoNs() - t0) / 1e6;
-  const mounted = (await env.mountsUnderRoot()).filter((m) => m.includes('/pods/')).length;
-  const after = await settle();
+  const mounted = (await env.mountsUnderRoot()).filter((m) => m.includes('/secrets-store/')).length;
+  const after = await sample();
   const t1 = monoNs();
   for (const t of targets) await driver.csi.unpublish(t);
   const unpublishAllMs = Number(monoNs() - t1) / 1e6;
-  const end = await settle();
-  const perVolume = round((after.rss - before.rss) / P.memoryVolumes, 1);
-  const heapPerVolume = round((after.heapKiB - before.heapKiB) / P.memoryVolumes, 1);
-  results.memory = {
-    volumes: P.memoryVolumes, filesPerVolume: 3, fileBytes: KiB, bindMountsSeen: mounted,
+  const end = await sample();
+  const per = (a: number, b: number): number => round((a - b) / P.memoryVolumes, 1);
+  return {
+    config, forcedGc: driver.inspectorUrl !== null, volumes: P.memoryVolumes, bindMountsSeen: mounted,
+    vmLckKiB: await statusKiB(pid, 'VmLck').catch(() => Number.NaN),
     rssKiB: { before: before.rss, afterPublish: after.rss, afterUnpublish: end.rss },
     heapUsedKiB: { before: before.heapKiB, afterPublish: after.heapKiB, afterUnpublish: end.heapKiB },
-    rssPerVolumeKiB: perVolume, heapPerVolumeKiB: heapPerVolume,
+    rssPerVolumeKiB: per(after.rss, before.rss), heapPerVolumeKiB: per(after.heapKiB, before.heapKiB),
     publishAllMs: round(publishAllMs, 0), unpublishAllMs: round(unpublishAllMs, 0),
-    kernelSideCounted: false,
   };
-  out(`3. Memory per mounted volume (driver process only; ${P.memoryVolumes} volumes x 3 files x 1 KiB; ${mounted} bind mounts seen)`);
-  table(['driver', 'before', 'after publish', 'after unpublish', 'per volume'], [
-    ['VmRSS KiB', before.rss, after.rss, end.rss, `${fmt(perVolume, 1)} KiB`],
-    ['V8 heap used KiB', before.heapKiB, after.heapKiB, end.heapKiB, `${fmt(heapPerVolume, 1)} KiB`],
-  ], 16);
-  out(`  publishing all ${P.memoryVolumes} took ${fmt(publishAllMs, 0)} ms, unpublishing all ${fmt(unpublishAllMs, 0)} ms`);
-  out('  kernel side (FUSE inodes/dentries/page cache, mount structs) is not counted');
+}
+
+function printMemory(rows: MemoryResult[]): void {
+  results.memory = { filesPerVolume: 3, fileBytes: KiB, kernelSideCounted: false, runs: rows };
+  out(`3. Memory per mounted volume: driver VmRSS (and V8 heap used), ${P.memoryVolumes} volumes x 3 files x 1 KiB, KiB`);
+  table(['driver config', 'RSS before', 'RSS after pub', 'RSS after unpub', 'RSS/volume', 'heap before', 'heap after pub', 'heap/volume', 'VmLck'],
+    rows.map((r) => [r.config, r.rssKiB.before, r.rssKiB.afterPublish, r.rssKiB.afterUnpublish, fmt(r.rssPerVolumeKiB, 1),
+      r.heapUsedKiB.before, r.heapUsedKiB.afterPublish, fmt(r.heapPerVolumeKiB, 1), r.vmLckKiB]), 30);
+  for (const r of rows) {
+    out(`  ${r.config}: ${r.bindMountsSeen} bind mounts seen; publishing all took ${fmt(r.publishAllMs, 0)} ms, unpublishing all ${fmt(r.unpublishAllMs, 0)} ms`);
+  }
+  out('  "forced GC": a second driver instance started with --inspect, used only for HeapProfiler.collectGarbage before each sample,');
+  out('  and with --lock-memory=false, because a full GC under mlockall crashes Node (see the probe in the notes)');
+  out('  kernel side (FUSE inodes/dentries/page cache, bind mounts) is not counted');
   out();
 }
 
@@ -444,17 +487,38 @@ async function main(): Promise<number> {
     for (const f of [...readFiles, ...pubFiles]) await writeFile(join(tmpfsDir, `plain-${f.path}`), f.contents, { mode: 0o644 });
     await writeAtomicLayout(tmpfsDir, readFiles);
 
+    // The driver locks its memory by default; check that a full GC survives that.
+    phase('mlockall + GC probe');
+    const probe = await probeMlockGc();
+    results.mlockGcProbe = probe;
+    if (probe.locked && !probe.survived) {
+      notes.push(`mlockall + full GC: a Node process locked like the driver (--lock-memory=true, its default) died on gc(): ${probe.how} ${probe.failedSyscall}. `
+        + 'Under mlockall madvise(MADV_DONTNEED) fails with EINVAL and V8 CHECKs it, so the driver aborts whenever V8 gives heap pages back. '
+        + 'The forced-GC memory run below therefore uses --lock-memory=false.');
+    }
+
     const providerDir = env.path('providers');
     const providerSocket = join(providerDir, 'example.sock');
     const provider = await startProvider(env, providerSocket);
 
-    phase('starting driver (poll interval 2m) for reads, publishes, memory');
+    phase('starting driver (poll interval 2m) for reads and publishes');
     const mainDriver = await startDriver(env, { name: 'main', providerDir, spcDir, rotationPollInterval: P.mainPollInterval, logLevel: 'warn' });
     if (bin) await benchReads(env, bin, mainDriver, tmpfsDir, readFiles);
     await benchPublish(env, mainDriver, providerSocket, pubSecrets, pubFiles, bin, tmpfsDir);
-    await benchMemory(env, mainDriver);
-    mainDriver.csi.close();
-    await mainDriver.child.stop();
+    const memory: MemoryResult[] = [];
+    try {
+      memory.push(await benchMemory(env, mainDriver, 'default flags (mlockall), no forced GC'));
+      mainDriver.csi.close();
+      await mainDriver.child.stop();
+
+      phase('starting driver (poll interval 2m, --lock-memory=false, --inspect) for memory');
+      const memDriver = await startDriver(env, { name: 'mem', providerDir, spcDir, rotationPollInterval: P.mainPollInterval, logLevel: 'warn', inspect: true, lockMemory: false });
+      memory.push(await benchMemory(env, memDriver, '--lock-memory=false, forced GC'));
+      memDriver.csi.close();
+      await memDriver.child.stop();
+    } finally {
+      if (memory.length > 0) printMemory(memory);
+    }
 
     if (bin) {
       phase('starting driver (poll interval 1s) for rotation');
@@ -468,6 +532,7 @@ async function main(): Promise<number> {
   } finally {
     if (tmpfsMounted) await run('umount', [tmpfsDir]).catch(() => undefined);
     const c = await env.cleanup();
+    for (const cr of c.crashed) notes.push(`CRASHED: ${cr}`);
     const ours = c.leftoverMounts.filter((m) => m !== tmpfsDir);
     results.cleanup = { leftoverMountsUnmounted: ours.map((m) => m.replace(env.root, '<tmp>')), errors: c.errors };
     if (ours.length > 0) notes.push(`cleanup had to unmount ${ours.length} leftover mount(s): ${ours.slice(0, 5).join(' ')}`);

@@ -4,58 +4,60 @@
 
 import t from 'tap';
 import { status } from '@grpc/grpc-js';
-import { ControllerClient, NodeServiceCapability_RPC_Type } from '../src/gen/csi/v1/csi.js';
-import { credentials } from '@grpc/grpc-js';
+import { ControllerClient, NodeServiceCapability_RPC_Type, type GetPluginInfoResponse, type GetPluginCapabilitiesResponse, type ProbeResponse,
+  type NodeGetInfoResponse, type NodeGetCapabilitiesResponse } from '../src/gen/csi/v1/csi.js';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { Harness, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
 
-const call = <Req, Res>(fn: (req: Req, cb: (e: Error | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
-  new Promise((res, rej) => fn(req, (e, r) => (e ? rej(e) : res(r))));
+type Cb<R> = (e: ServiceError | null, r: R) => void;
+/** Promise of a unary call: `u<Res>((cb) => client.method(req, cb))`. */
+const u = <R>(f: (cb: Cb<R>) => unknown): Promise<R> => new Promise((res, rej) => f((e, r) => (e ? rej(e) : res(r))));
 
 t.test('identity and node service', async (t) => {
   const h = await Harness.start(t as Tap);
 
-  const info = await call(h.identity.getPluginInfo.bind(h.identity), {});
+  const info = await u<GetPluginInfoResponse>((cb) => h.identity.getPluginInfo({}, cb));
   t.equal(info.name, 'secrets-store.csi.k8s.io');
   t.match(info.vendorVersion, /^v\d+\.\d+\.\d+/);
 
-  const caps = await call(h.identity.getPluginCapabilities.bind(h.identity), {});
+  const caps = await u<GetPluginCapabilitiesResponse>((cb) => h.identity.getPluginCapabilities({}, cb));
   t.same(caps.capabilities, [], 'no controller service is advertised');
 
-  const probe = await call(h.identity.probe.bind(h.identity), {});
+  const probe = await u<ProbeResponse>((cb) => h.identity.probe({}, cb));
   t.equal(probe.ready, true);
 
-  const ni = await call(h.node.nodeGetInfo.bind(h.node), {});
+  const ni = await u<NodeGetInfoResponse>((cb) => h.node.nodeGetInfo({}, cb));
   t.equal(ni.nodeId, 'test-node');
 
-  const nc = await call(h.node.nodeGetCapabilities.bind(h.node), {});
+  const nc = await u<NodeGetCapabilitiesResponse>((cb) => h.node.nodeGetCapabilities({}, cb));
   t.same(nc.capabilities.map((c) => c.type?.$case === 'rpc' ? c.type.value.type : null), [NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME]);
 
-  const stats = await call(h.node.nodeGetVolumeStats.bind(h.node), { volumeId: 'v', volumePath: '/x', stagingTargetPath: '' }).catch((e: unknown) => e);
+  const stats = await u<unknown>((cb) => h.node.nodeGetVolumeStats({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '' }, cb)).catch((e: unknown) => e);
   t.equal(grpcCode(stats), status.UNIMPLEMENTED);
-  const expand = await call(h.node.nodeExpandVolume.bind(h.node), { volumeId: 'v', volumePath: '/x', stagingTargetPath: '', secrets: {} }).catch((e: unknown) => e);
+  const expand = await u<unknown>((cb) => h.node.nodeExpandVolume({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '', secrets: {} }, cb)).catch((e: unknown) => e);
   t.equal(grpcCode(expand), status.UNIMPLEMENTED);
   t.match((expand as Error).message, /NodeExpandVolume is not implemented/);
 
   const controller = new ControllerClient(`unix:${h.sock}`, credentials.createInsecure());
   t.teardown(() => controller.close());
-  const cc = await call(controller.controllerGetCapabilities.bind(controller), {}).catch((e: unknown) => e);
+  const cc = await u<unknown>((cb) => controller.controllerGetCapabilities({}, cb)).catch((e: unknown) => e);
   t.equal(grpcCode(cc), status.UNIMPLEMENTED, 'controller RPCs answer Unimplemented');
-  const cv = await call(controller.createVolume.bind(controller), { name: 'x', parameters: {}, secrets: {}, volumeCapabilities: [], mutableParameters: {} }).catch((e: unknown) => e);
+  const cv = await u<unknown>((cb) => controller.createVolume({ name: 'x', parameters: {}, secrets: {}, volumeCapabilities: [], mutableParameters: {} }, cb)).catch((e: unknown) => e);
   t.equal(grpcCode(cv), status.UNIMPLEMENTED);
 
   const vc = { accessType: { $case: 'mount' as const, value: { fsType: '', mountFlags: [], volumeMountGroup: '' } } };
-  t.same(await call(h.node.nodeStageVolume.bind(h.node), { volumeId: 'v', stagingTargetPath: '/s', volumeCapability: vc, publishContext: {}, secrets: {}, volumeContext: {} }), {});
-  t.same(await call(h.node.nodeUnstageVolume.bind(h.node), { volumeId: 'v', stagingTargetPath: '/s' }), {});
+  t.same(await u<unknown>((cb) => h.node.nodeStageVolume({ volumeId: 'v', stagingTargetPath: '/s', volumeCapability: vc, publishContext: {}, secrets: {}, volumeContext: {} }, cb)), {});
+  t.same(await u<unknown>((cb) => h.node.nodeUnstageVolume({ volumeId: 'v', stagingTargetPath: '/s' }, cb)), {});
   for (const [req, msg] of [
     [{ volumeId: '', stagingTargetPath: '/s', volumeCapability: vc }, 'Volume ID missing in request'],
     [{ volumeId: 'v', stagingTargetPath: '', volumeCapability: vc }, 'Target path missing in request'],
     [{ volumeId: 'v', stagingTargetPath: '/s' }, 'Volume capability missing in request'],
   ] as const) {
-    const e = await call(h.node.nodeStageVolume.bind(h.node), { publishContext: {}, secrets: {}, volumeContext: {}, ...req }).catch((x: unknown) => x);
+    const e = await u<unknown>((cb) => h.node.nodeStageVolume({ publishContext: {}, secrets: {}, volumeContext: {}, ...req }, cb)).catch((x: unknown) => x);
     t.equal(grpcCode(e), status.INVALID_ARGUMENT, `stage: ${msg}`);
     t.match((e as Error).message, msg);
   }
-  const us = await call(h.node.nodeUnstageVolume.bind(h.node), { volumeId: '', stagingTargetPath: '/s' }).catch((x: unknown) => x);
+  const us = await u<unknown>((cb) => h.node.nodeUnstageVolume({ volumeId: '', stagingTargetPath: '/s' }, cb)).catch((x: unknown) => x);
   t.equal(grpcCode(us), status.INVALID_ARGUMENT);
 });
 
@@ -88,7 +90,7 @@ t.test('publish and unpublish argument checks answer InvalidArgument and mount n
     [{ volumeId: 'v', targetPath: '' }, 'Target path missing in request'],
     [{ volumeId: 'v', targetPath: 'rel' }, 'Target path must be an absolute path'],
   ] as const) {
-    const e = await call(h.node.nodeUnpublishVolume.bind(h.node), req).catch((x: unknown) => x);
+    const e = await u<unknown>((cb) => h.node.nodeUnpublishVolume(req, cb)).catch((x: unknown) => x);
     t.equal(grpcCode(e), status.INVALID_ARGUMENT);
     t.match((e as Error).message, msg);
   }

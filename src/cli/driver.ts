@@ -43,12 +43,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     onRequest: (op) => metrics.fuseRequest(opName(op)),
     onFree: () => undefined,
   });
-  const refreshFsGauges = setInterval(() => {
-    const s = fs.table.stats();
-    metrics.inodes.set(s.inodes);
-    metrics.bytes.set(s.fileBytes);
-  }, 5000);
-  refreshFsGauges.unref();
+  metrics.observeFilesystem(() => fs.table.stats());
 
   let spcs: SpcSource;
   if (flags.secretProviderClassDir) spcs = new DirSpcSource(flags.secretProviderClassDir);
@@ -74,7 +69,6 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     async stop() {
       ready = false;
       manager.close();
-      clearInterval(refreshFsGauges);
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       providers.close();
       await spcs.close();

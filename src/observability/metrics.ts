@@ -19,8 +19,11 @@ export class DriverMetrics {
   private readonly providerCall = new Histogram({ name: 'secrets_store_provider_mount_duration_seconds', help: 'Latency of provider Mount calls', labelNames: ['provider', 'result'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   readonly volumes = new Gauge({ name: 'secrets_store_volumes_mounted', help: 'Volumes served from memory', registers: [this.registry] });
   readonly versions = new Gauge({ name: 'secrets_store_versions_published_total', help: 'Volume versions published since start (first mounts and rotations)', registers: [this.registry] });
-  readonly inodes = new Gauge({ name: 'secrets_store_fuse_inodes', help: 'Inodes held in memory, including old versions the kernel still references', registers: [this.registry] });
-  readonly bytes = new Gauge({ name: 'secrets_store_fuse_file_bytes', help: 'Bytes of file content held in memory', registers: [this.registry] });
+  private fsStats: () => { inodes: number; fileBytes: number } = () => ({ inodes: 0, fileBytes: 0 });
+  private readonly inodes = new Gauge({ name: 'secrets_store_fuse_inodes', help: 'Inodes held in memory, including old versions the kernel still references', registers: [this.registry],
+    collect: () => { this.inodes.set(this.fsStats().inodes); } });
+  private readonly bytes = new Gauge({ name: 'secrets_store_fuse_file_bytes', help: 'Bytes of file content held in memory', registers: [this.registry],
+    collect: () => { this.bytes.set(this.fsStats().fileBytes); } });
   private readonly fuseRequests = new Counter({ name: 'secrets_store_fuse_requests_total', help: 'FUSE requests answered, by operation', labelNames: ['op'], registers: [this.registry] });
 
   constructor(defaultMetrics = true) {
@@ -42,6 +45,8 @@ export class DriverMetrics {
     this.providerCall.observe({ provider, result: ok ? 'ok' : 'error' }, seconds);
   }
   fuseRequest(op: string): void { this.fuseRequests.inc({ op }); }
+  /** Where the inode and byte gauges read their values at scrape time. */
+  observeFilesystem(stats: () => { inodes: number; fileBytes: number }): void { this.fsStats = stats; }
 
   /** Serves /metrics on addr (":8095", "127.0.0.1:0", …). */
   async listen(addr: string): Promise<Server> {

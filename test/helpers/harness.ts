@@ -10,6 +10,7 @@ import { chmod, mkdir, mkdtemp, readFile, writeFile, rm } from 'node:fs/promises
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createServer } from 'node:net';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../../src/gen/csi/v1/csi.js';
 
@@ -76,6 +77,15 @@ export class Proc {
       clearTimeout(killer);
     }
   }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
