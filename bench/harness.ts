@@ -214,7 +214,8 @@ export class BenchEnv {
   crashedChildren(): string[] {
     return this.children.flatMap((c) => {
       const how = c.unexpectedExit();
-      return how ? [`${c.name} (pid ${c.pid}) died: ${how}\n${c.recentOutput()}`] : [];
+      const tail = c.recentOutput();
+      return how ? [`${c.name} (pid ${c.pid}) died: ${how}${tail ? `\n${tail}` : ''}`] : [];
     });
   }
 }
@@ -533,11 +534,20 @@ export async function readLatencies(bin: string, path: string, iterations: numbe
   return out;
 }
 
+export interface WatchResult {
+  /** When the new content was seen (CLOCK_MONOTONIC ns, end of the read). */
+  readonly monoNs: bigint;
+  readonly realMs: number;
+  /** How long the open+read+close that returned the new content took, µs. */
+  readonly readUs: number;
+  readonly content: Buffer;
+}
+
 export interface Watcher {
   /** Resolves when the watcher has read the initial content. */
   readonly ready: Promise<void>;
   /** Resolves with the detection time (CLOCK_MONOTONIC ns) and the new content. */
-  readonly changed: Promise<{ monoNs: bigint; realMs: number; content: Buffer }>;
+  readonly changed: Promise<WatchResult>;
   kill(): void;
 }
 
@@ -553,19 +563,19 @@ export function watchForChange(bin: string, path: string, sleepUs: number, timeo
     if (Buffer.concat(chunks).includes('ready\n')) readyResolve();
   });
   proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const changed = new Promise<{ monoNs: bigint; realMs: number; content: Buffer }>((resolvePromise, reject) => {
+  const changed = new Promise<WatchResult>((resolvePromise, reject) => {
     proc.on('error', reject);
     proc.on('close', (code) => {
       const all = Buffer.concat(chunks);
       const start = all.indexOf('ready\n') + 'ready\n'.length;
       const nl = all.indexOf('\n', start);
       const header = all.subarray(start, nl < 0 ? all.length : nl).toString();
-      const m = /^changed (\d+) (\d+) (\d+)$/.exec(header);
+      const m = /^changed (\d+) (\d+) (\d+) (\d+)$/.exec(header);
       if (code !== 0 || !m) {
         reject(new Error(`readloop watch exited ${code}: ${header || '(no output)'} ${stderr.trim()}`));
         return;
       }
-      resolvePromise({ monoNs: BigInt(m[1]!), realMs: Number(BigInt(m[2]!) / 1_000_000n), content: all.subarray(nl + 1) });
+      resolvePromise({ monoNs: BigInt(m[1]!), realMs: Number(BigInt(m[2]!) / 1_000_000n), readUs: Number(m[4]) / 1000, content: all.subarray(nl + 1) });
     });
   });
   changed.catch(() => undefined);

@@ -10,8 +10,9 @@
 //   readloop watch <path> <sleep-us> <timeout-ms>
 //       Reads <path> once, prints "ready", then re-reads it every <sleep-us>
 //       until the content differs and prints
-//       "changed <CLOCK_MONOTONIC ns> <CLOCK_REALTIME ns> <length>" followed
-//       by the new content. Exit 3 on timeout.
+//       "changed <CLOCK_MONOTONIC ns> <CLOCK_REALTIME ns> <length> <ns the
+//       open+read+close that saw it took>" followed by the new content.
+//       Exit 3 on timeout.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -93,6 +94,7 @@ static int watch(const char *path, long sleep_us, long timeout_ms) {
   uint64_t deadline = now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
   struct timespec pause = { sleep_us / 1000000, (sleep_us % 1000000) * 1000 };
   for (;;) {
+    uint64_t start = now_ns(CLOCK_MONOTONIC);
     ssize_t n = read_all(path, buf, sizeof buf);
     uint64_t mono = now_ns(CLOCK_MONOTONIC);
     uint64_t real = now_ns(CLOCK_REALTIME);
@@ -102,7 +104,8 @@ static int watch(const char *path, long sleep_us, long timeout_ms) {
       return 2;
     }
     if (n != n0 || memcmp(buf, first, (size_t)n) != 0) {
-      printf("changed %llu %llu %zd\n", (unsigned long long)mono, (unsigned long long)real, n);
+      printf("changed %llu %llu %zd %llu\n", (unsigned long long)mono, (unsigned long long)real, n,
+             (unsigned long long)(mono - start));
       fwrite(buf, 1, (size_t)n, stdout);
       return fflush(stdout) == 0 ? 0 : 1;
     }

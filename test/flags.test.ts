@@ -2,7 +2,7 @@
 // every upstream flag name, defaults, and Go durations.
 
 import t from 'tap';
-import { parseFlags, parseDuration, defaultFlags, usage, type DriverFlags } from '../src/cli/flags.js';
+import { parseGoInt, parseFlags, parseDuration, defaultFlags, usage, type DriverFlags } from '../src/cli/flags.js';
 
 function errMsg(fn: () => unknown): string {
   try {
@@ -136,15 +136,30 @@ t.test('list flag', async (t) => {
   t.strictSame(parseFlags(['--additional-provider-volume-paths=/only']).additionalProviderVolumePaths, ['/only']);
 });
 
+t.test('int flags take Go integer syntax (strconv.ParseInt base 0)', async (t) => {
+  t.equal(parseGoInt('0x10'), 16);
+  t.equal(parseGoInt('0o17'), 15);
+  t.equal(parseGoInt('010'), 8, 'a leading 0 is octal');
+  t.equal(parseGoInt('0b101'), 5);
+  t.equal(parseGoInt('1_000'), 1000);
+  t.equal(parseGoInt('-42'), -42);
+  t.equal(parseGoInt('0'), 0);
+  t.throws(() => parseGoInt('08'));
+  t.throws(() => parseGoInt('1__0'));
+  t.throws(() => parseGoInt('1_'));
+  t.throws(() => parseGoInt('0x'));
+  t.equal(parseFlags(['--max-call-recv-msg-size=0x800000']).maxCallRecvMsgSize, 8388608);
+});
+
 t.test('int flags', async (t) => {
   t.equal(parseFlags(['--max-call-recv-msg-size', '8388608']).maxCallRecvMsgSize, 8388608);
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=4MB'])), 'invalid value "4MB" for flag -max-call-recv-msg-size');
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=1.5'])), 'invalid value "1.5" for flag -max-call-recv-msg-size');
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size='])), 'invalid value "" for flag -max-call-recv-msg-size');
+  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=4MB'])), 'invalid value "4MB" for flag -max-call-recv-msg-size: parse error');
+  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=1.5'])), 'invalid value "1.5" for flag -max-call-recv-msg-size: parse error');
+  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size='])), 'invalid value "" for flag -max-call-recv-msg-size: parse error');
   t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=0'])), '--max-call-recv-msg-size must be positive');
   t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=-1'])), '--max-call-recv-msg-size must be positive');
   t.equal(errMsg(() => parseFlags(['--rotation-concurrency=0'])), '--rotation-concurrency must be positive');
-  t.equal(errMsg(() => parseFlags(['-v=x'])), 'invalid value "x" for flag -v', 'ignored flags are still checked');
+  t.equal(errMsg(() => parseFlags(['-v=x'])), 'invalid value "x" for flag -v: parse error', 'ignored flags are still checked');
 });
 
 t.test('duration flags', async (t) => {

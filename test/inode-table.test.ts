@@ -335,6 +335,13 @@ t.test('root is never freed', async (t) => {
   root.links = 0;
   tab.forget(ROOT_ID, 1);
   t.equal(tab.get(ROOT_ID), root);
+  const d2 = tab.mkdir(0o755, 0);
+  tab.link(ROOT_ID, 'd2', d2.id);
+  tab.link(d2.id, 'up', ROOT_ID);
+  tab.unlink(d2.id, 'up'); // root back at links 0, nlookup 0: still not freed
+  t.equal(root.links, 0);
+  t.equal(tab.get(ROOT_ID), root, 'root survives reaching zero links');
+  t.equal(tab.child(ROOT_ID, 'd2'), d2, 'and keeps its children');
 });
 
 t.test('ids are never reused', async (t) => {

@@ -197,6 +197,10 @@ t.test('validatePath: NUL is rejected', async (t) => {
   const msg = validatePath('a\0b');
   t.type(msg, 'string');
   t.ok(msg!.startsWith('invalid filepath: '), msg!);
+  // The code replaces NUL by the 4 characters \x00 to print it the way Go's %q
+  // does ("a\x00b"), but JSON.stringify then escapes that backslash again.
+  t.equal(msg, 'invalid filepath: "a\\x00b"', 'NUL shown as Go %q shows it: one backslash before x00');
+  t.equal(validatePath('\0'), 'invalid filepath: "\\x00"');
 });
 
 t.test('validatePath: accepted paths', async (t) => {

@@ -321,3 +321,55 @@ t.test('empty file set publishes an empty version', async (t) => {
   t.same(tree.paths(), []);
   t.same(tree.publish([], T1).changed, false, 'empty again: unchanged');
 });
+
+t.test('retire grace: the old version stays reachable by name until swept', async (t) => {
+  const table = new InodeTable();
+  const vol = table.mkdir(0o755, 0);
+  table.link(ROOT_ID, 'vol', vol.id);
+  const tree = new VolumeTree(table, vol.id, 1000);
+  const t0 = T0.getTime();
+  t.equal(tree.nextSweepIn(t0), null, 'nothing retired yet');
+  const r1 = tree.publish([file('pw', 'one'), file('same', 's')], new Date(t0));
+  t.equal(tree.nextSweepIn(t0), null, 'the first publish retires nothing');
+  const oldPw = resolve(table, vol.id, 'pw')!;
+  const oldBytes = oldPw.data!;
+
+  const r2 = tree.publish([file('pw', 'two'), file('same', 's')], new Date(t0 + 100));
+  t.same(r2.invalidations.map((i) => i.name), ['..data'], 'the old dir is not invalidated yet');
+  t.ok(table.child(vol.id, r1.dataDir), 'old dir still reachable by name');
+  t.equal(table.child(table.child(vol.id, r1.dataDir)!.id, 'pw')!.data!.toString(), 'one',
+    'a reader that resolved the old ..data still reads the old version');
+  t.equal(resolve(table, vol.id, 'pw')!.data!.toString(), 'two', 'new readers see the new version');
+  t.equal(tree.nextSweepIn(t0 + 100), 1000);
+  t.equal(tree.nextSweepIn(t0 + 600), 500);
+  t.equal(tree.nextSweepIn(t0 + 5000), 0, 'overdue: 0, never negative');
+
+  t.same(tree.sweep(t0 + 1099), [], 'before the grace period ends');
+  t.ok(table.child(vol.id, r1.dataDir));
+  t.same(tree.sweep(t0 + 1100), [{ parent: vol.id, name: r1.dataDir }], 'due: unlinked and invalidated');
+  t.equal(table.child(vol.id, r1.dataDir), undefined);
+  t.equal(table.get(oldPw.id), undefined, 'old file freed');
+  t.ok(oldBytes.every((x) => x === 0), 'and zeroed');
+  t.equal(tree.read('same')!.toString(), 's', 'the shared unchanged file survives');
+  t.equal(tree.nextSweepIn(t0 + 1100), null);
+  t.same(tree.sweep(t0 + 99_999), [], 'nothing left');
+  t.same(names(table, vol.id), ['..data', r2.dataDir, 'pw', 'same'].sort());
+});
+
+t.test('retire grace: a later publish sweeps what is due', async (t) => {
+  const table = new InodeTable();
+  const vol = table.mkdir(0o755, 0);
+  table.link(ROOT_ID, 'vol', vol.id);
+  const tree = new VolumeTree(table, vol.id, 1000);
+  const t0 = T0.getTime();
+  const r1 = tree.publish([file('a', '1')], new Date(t0));
+  const r2 = tree.publish([file('a', '2')], new Date(t0 + 10));
+  const r3 = tree.publish([file('a', '3')], new Date(t0 + 20));
+  t.same(names(table, vol.id), ['..data', r1.dataDir, r2.dataDir, r3.dataDir, 'a'].sort(), 'two retired versions');
+  t.equal(tree.nextSweepIn(t0 + 20), 990, 'the oldest is due first');
+  const r4 = tree.publish([file('a', '4')], new Date(t0 + 1015));
+  t.same(r4.invalidations.map((i) => i.name).sort(), ['..data', r1.dataDir].sort(),
+    'r1 (retired at +10) is due, r2 (retired at +20) is not, r3 (retired now) is not');
+  t.same(names(table, vol.id), ['..data', r2.dataDir, r3.dataDir, r4.dataDir, 'a'].sort());
+  t.equal(tree.nextSweepIn(t0 + 1015), 5);
+});

@@ -82,12 +82,19 @@ export function defaultFlags(): DriverFlags {
   };
 }
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+// µ is U+00B5 (micro sign) and μ is U+03BC (Greek mu); Go accepts both.
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, '\u00b5s': 1e-3, '\u03bcs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** Go's time.ParseDuration, to milliseconds ("2m", "1h30m", "500ms", "120s"). */
-export function parseDuration(s: string): number {
+/** Go's time.ParseDuration, to milliseconds ("2m", "1h30m", "500ms", "120s", "-1.5h"). */
+export function parseDuration(input: string): number {
+  let s = input;
+  let sign = 1;
+  if (s.startsWith('-') || s.startsWith('+')) {
+    sign = s[0] === '-' ? -1 : 1;
+    s = s.slice(1);
+  }
   if (s === '0') return 0;
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/gy;
   let total = 0;
   let pos = 0;
   let m: RegExpExecArray | null;
@@ -95,8 +102,25 @@ export function parseDuration(s: string): number {
     total += Number(m[1]) * UNIT_MS[m[2]!]!;
     pos = re.lastIndex;
   }
-  if (pos !== s.length || pos === 0) throw new Error(`invalid duration ${JSON.stringify(s)}`);
-  return total;
+  if (pos !== s.length || pos === 0) throw new Error(`invalid duration ${JSON.stringify(input)}`);
+  return sign * total;
+}
+
+/** Go's strconv.ParseInt(s, 0, 64) as flag.Int uses it: 0x/0o/0b prefixes, leading-0 octal, underscores. */
+export function parseGoInt(input: string): number {
+  const m = /^([+-]?)(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)$/.exec(input);
+  if (!m || /__|_$/.test(m[2]!) || (m[2]!.includes('_') && !/^0[xXoObB]?_?[0-9a-fA-F]/.test(m[2]!) && !/^[1-9]/.test(m[2]!))) {
+    throw new Error(`invalid syntax ${JSON.stringify(input)}`);
+  }
+  const body = m[2]!.replace(/_/g, '');
+  let v: number;
+  if (/^0[xX]/.test(body)) v = parseInt(body.slice(2), 16);
+  else if (/^0[oO]/.test(body)) v = parseInt(body.slice(2), 8);
+  else if (/^0[bB]/.test(body)) v = parseInt(body.slice(2), 2);
+  else if (body.length > 1 && body.startsWith('0')) v = parseInt(body.slice(1), 8);
+  else v = parseInt(body, 10);
+  if (!Number.isSafeInteger(v)) throw new Error(`value out of range ${JSON.stringify(input)}`);
+  return m[1] === '-' ? -v : v;
 }
 
 function parseBool(s: string, name: string): boolean {
@@ -126,8 +150,13 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
       case 'bool': parsed = parseBool(value, name); break;
       case 'duration': parsed = parseDuration(value); break;
       case 'int': {
-        if (!/^-?\d+$/.test(value)) throw new Error(`invalid value ${JSON.stringify(value)} for flag -${name}`);
-        parsed = Number(value);
+        try {
+          parsed = parseGoInt(value);
+        } catch (e) {
+          // Go's flag package: `invalid value "x" for flag -name: parse error`.
+          const why = /range/.test((e as Error).message) ? 'value out of range' : 'parse error';
+          throw new Error(`invalid value ${JSON.stringify(value)} for flag -${name}: ${why}`);
+        }
         break;
       }
       case 'list': parsed = value.split(',').filter((s) => s.length > 0); break;

@@ -13,18 +13,19 @@ export const MAX_FILE_NAME_LENGTH = 255;
 export function validatePath(p: string): string | null {
   if (p === '') return `invalid path: must not be empty: ${JSON.stringify(p)}`;
   if (p.startsWith('/')) return `invalid path: must be relative path: ${p}`;
-  if (p.length > MAX_PATH_LENGTH) return `invalid path: must be less than or equal to ${MAX_PATH_LENGTH} characters`;
+  // Go's len() counts bytes, and so does the kernel's NAME_MAX/PATH_MAX.
+  if (Buffer.byteLength(p) > MAX_PATH_LENGTH) return `invalid path: must be less than or equal to ${MAX_PATH_LENGTH} characters`;
   const items = p.split('/');
   for (const item of items) {
     if (item === '..') return `invalid path: must not contain '..': ${p}`;
-    if (item.length > MAX_FILE_NAME_LENGTH) {
+    if (Buffer.byteLength(item) > MAX_FILE_NAME_LENGTH) {
       return `invalid path: filenames must be less than or equal to ${MAX_FILE_NAME_LENGTH} characters`;
     }
   }
   if (items[0]!.startsWith('..') && items[0]!.length > 2) return `invalid path: must not start with '..': ${p}`;
   if (posix.normalize(p) !== p || p.endsWith('/') || p === '.') return `invalid filepath: ${JSON.stringify(p)}`;
   // A NUL cannot be part of a Linux file name.
-  if (p.includes('\0')) return `invalid filepath: ${JSON.stringify(p.replace(/\0/g, '\\x00'))}`;
+  if (p.includes('\0')) return `invalid filepath: ${JSON.stringify(p).replace(/\\u0000/g, '\\x00')}`;
   return null;
 }
 
