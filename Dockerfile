@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# The driver image: built with Node 24 and a C toolchain, shipped with Node 24
+# and only the runtime files (compiled JS, production node_modules, the addon).
+
+FROM node:24-bookworm AS build
+WORKDIR /app
+# node-gyp must use this image's Node headers, not download them.
+ENV npm_config_nodedir=/usr/local
+COPY package.json package-lock.json ./
+COPY native ./native
+# devDependencies include node@24 (for hosts without it) and the TypeScript toolchain.
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY proto ./proto
+COPY src ./src
+COPY bench ./bench
+RUN npx tsc -p . && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:24-bookworm-slim
+# mount/umount from util-linux are the only system tools the driver runs.
+RUN apt-get update && apt-get install -y --no-install-recommends util-linux mount \
+  && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production UV_THREADPOOL_SIZE=16
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/native/build/Release/csi_native.node ./native/build/Release/csi_native.node
+COPY --from=build /app/dist/src ./dist/src
+# Needs: privileged (or CAP_SYS_ADMIN), /dev/fuse, CAP_IPC_LOCK, the kubelet
+# directory with Bidirectional mount propagation. No core dumps, ever.
+ENTRYPOINT ["node", "dist/src/bin/driver.js"]
