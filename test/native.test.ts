@@ -7,6 +7,10 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, 
 import { constants as osConstants, tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 import {
   findAddonPath,
   hardenProcess,
@@ -261,6 +265,37 @@ t.test('hardenProcess reports lock failures instead of throwing', async (t) => {
     code: 'ERR_SYSCALL',
     errno: osConstants.errno.EINVAL,
   });
+});
+
+t.test('allocSecure: locked, zero-filled pages of its own; survives full GCs', async (t) => {
+  const before = vmLckKb();
+  const bufs = Array.from({ length: 64 }, () => native.allocSecure(1000, true));
+  t.ok(vmLckKb() >= before + 64 * 4, 'each secret buffer is locked (VmLck grew by at least 64 pages)');
+  t.equal(bufs[0]!.length, 1000);
+  t.ok(bufs[0]!.every((b) => b === 0), 'fresh pages are zero');
+  bufs[0]!.write('secret');
+  t.equal(bufs[0]!.toString('utf8', 0, 6), 'secret');
+  t.equal(native.allocSecure(0, false).length, 0, 'size 0 is allowed');
+  t.throws(() => native.allocSecure(-1, true), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => native.allocSecure(10, 'yes' as unknown as boolean), { code: 'ERR_INVALID_ARG_TYPE' });
+
+  // The regression: under mlockall V8 aborts on a full GC. The driver's way
+  // (locked secret buffers, no mlockall) must survive GCs and heap churn.
+  const script = `
+    const { loadNative, secretAllocator } = await import(${JSON.stringify(path.join(ROOT, 'src/native/addon.ts').replace(/\.ts$/, '.js').replace('/src/', '/dist/src/'))});
+    const a = secretAllocator(loadNative(), true);
+    let keep = [];
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 500; i++) keep.push(a.allocate(512), new Array(1000).fill(round));
+      if (round % 2) keep = [];
+      globalThis.gc();
+    }
+    console.log('survived', a.locked);
+  `;
+  const res = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  t.equal(res.signal, null, `no crash (${res.stderr.slice(0, 200)})`);
+  t.equal(res.status, 0);
+  t.match(res.stdout, /survived true/);
 });
 
 t.test('hardenProcess / dumpable (runs last)', async (t) => {

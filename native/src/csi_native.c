@@ -1,8 +1,10 @@
 // csi_native: the few Linux syscalls Node has no API for, exposed through
 // Node-API (C, node_api.h only, NAPI_VERSION 8):
 //
-//   - memory hardening: mlockall/munlockall, prctl(PR_SET_DUMPABLE),
-//     madvise(MADV_DONTDUMP) on Buffers holding secrets;
+//   - memory hardening: locked, non-dumpable Buffers for secrets
+//     (allocSecure), prctl(PR_SET_DUMPABLE), madvise(MADV_DONTDUMP), and
+//     mlockall/munlockall (which V8 does not survive a full GC under; kept
+//     for small helper processes only);
 //   - file-descriptor passing over unix sockets (SCM_RIGHTS), socketpair and
 //     fcntl(F_DUPFD_CLOEXEC).
 //
@@ -262,6 +264,74 @@ static napi_value DontDump(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// allocSecure(size: number, lock: boolean): Buffer backed by pages of its
+// own: mmap'd anonymous memory, excluded from core dumps (MADV_DONTDUMP) and
+// from forked children (MADV_DONTFORK), and with lock=true pinned in RAM
+// (mlock) so it never reaches swap. When the Buffer is collected its pages are
+// zeroed, unlocked and unmapped. This is how secrets are kept locked without
+// mlockall: under mlockall V8's own madvise(MADV_DONTNEED) fails with EINVAL
+// and V8 aborts the process on a full GC.
+typedef struct {
+  void *addr;
+  size_t maplen;
+} csi_secure_region;
+
+static void secure_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  csi_secure_region *r = (csi_secure_region *)hint;
+  explicit_bzero(r->addr, r->maplen);
+  munlock(r->addr, r->maplen);
+  munmap(r->addr, r->maplen);
+  free(r);
+}
+
+#define CSI_MAX_SECURE_ALLOC ((int64_t)1 << 30)
+
+static napi_value AllocSecure(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t size;
+  if (!get_int_arg(env, argv[0], "size", 0, CSI_MAX_SECURE_ALLOC, &size)) return NULL;
+  napi_valuetype type;
+  NAPI_CALL(env, napi_typeof(env, argv[1], &type));
+  if (type != napi_boolean) return throw_arg_type(env, "lock", "of type boolean");
+  bool lock = false;
+  NAPI_CALL(env, napi_get_value_bool(env, argv[1], &lock));
+
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  size_t maplen = ((size_t)(size > 0 ? size : 1) + (size_t)page - 1) & ~((size_t)page - 1);
+  void *addr = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (addr == MAP_FAILED) return throw_syscall(env, "mmap", errno, NULL);
+  if (madvise(addr, maplen, MADV_DONTDUMP) != 0 || madvise(addr, maplen, MADV_DONTFORK) != 0) {
+    int err = errno;
+    munmap(addr, maplen);
+    return throw_syscall(env, "madvise", err, NULL);
+  }
+  if (lock && mlock(addr, maplen) != 0) {
+    int err = errno;
+    munmap(addr, maplen);
+    return throw_syscall(env, "mlock", err, NULL);
+  }
+  csi_secure_region *r = (csi_secure_region *)malloc(sizeof *r);
+  if (r == NULL) {
+    munlock(addr, maplen);
+    munmap(addr, maplen);
+    return throw_syscall(env, "malloc", ENOMEM, NULL);
+  }
+  r->addr = addr;
+  r->maplen = maplen;
+  napi_value buf;
+  napi_status st = napi_create_external_buffer(env, (size_t)size, addr, secure_finalize, r, &buf);
+  if (st != napi_ok) {
+    secure_finalize(env, addr, r);
+    return throw_napi_failure(env, "napi_create_external_buffer");
+  }
+  return buf;
+}
+
 // ---------------------------------------------------------------------------
 // File-descriptor passing
 
@@ -503,6 +573,7 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("disableDumpable", DisableDumpable),
       EXPORT_FN("isDumpable", IsDumpable),
       EXPORT_FN("dontDump", DontDump),
+      EXPORT_FN("allocSecure", AllocSecure),
       EXPORT_FN("sendFds", SendFds),
       EXPORT_FN("recvFds", RecvFds),
       EXPORT_FN("dupFd", DupFd),

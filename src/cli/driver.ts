@@ -15,7 +15,7 @@ import { VolumeManager } from '../volume/manager.js';
 import { identityServer } from '../csi/identity-server.js';
 import { nodeServer } from '../csi/node-server.js';
 import { startCsiServer } from '../csi/server.js';
-import { loadNative, hardenProcess } from '../native/addon.js';
+import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
 
@@ -28,9 +28,13 @@ export interface RunningDriver {
 
 export async function startDriver(flags: DriverFlags, log: Logger = createLogger(flags.logLevel as 'info')): Promise<RunningDriver> {
   const version = driverVersion();
-  const harden = hardenProcess(loadNative(), { lockMemory: flags.lockMemory });
-  if (harden.lockError) log.warn({ err: harden.lockError }, 'could not lock memory; secrets could reach swap');
-  log.info({ version, driverName: flags.driverName, nodeId: flags.nodeId, dumpable: harden.dumpable, memoryLocked: harden.memoryLocked,
+  const native = loadNative();
+  // No mlockall: V8 aborts on a full GC when its heap is locked. Secrets live
+  // in locked pages of their own instead (see native allocSecure).
+  const harden = hardenProcess(native, { lockMemory: false });
+  const secrets = secretAllocator(native, flags.lockMemory);
+  if (secrets.lockError) log.warn({ err: secrets.lockError }, 'could not lock secret memory; secrets could reach swap');
+  log.info({ version, driverName: flags.driverName, nodeId: flags.nodeId, dumpable: harden.dumpable, secretsLocked: secrets.locked,
     rotation: flags.enableSecretRotation, rotationPollIntervalMs: flags.rotationPollIntervalMs }, 'starting secrets-store CSI driver');
 
   const metrics = new DriverMetrics();
@@ -41,7 +45,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     mountDir: flags.fuseMountDir,
     log,
     onRequest: (op) => metrics.fuseRequest(opName(op)),
-    onFree: () => undefined,
+    alloc: secrets.allocate,
   });
   metrics.observeFilesystem(() => fs.table.stats());
 

@@ -43,7 +43,7 @@ const SPECS: Record<string, Spec> = {
   'secret-provider-class-dir': { key: 'secretProviderClassDir', kind: 'string', help: 'read SecretProviderClass manifests from this directory instead of the Kubernetes API' },
   'fuse-mount-dir': { key: 'fuseMountDir', kind: 'string', help: 'where the node-wide FUSE connection is mounted (private to the driver)' },
   'log-level': { key: 'logLevel', kind: 'string', help: 'trace, debug, info, warn, error' },
-  'lock-memory': { key: 'lockMemory', kind: 'bool', help: 'mlockall so secrets never reach swap (needs CAP_IPC_LOCK)' },
+  'lock-memory': { key: 'lockMemory', kind: 'bool', help: 'keep secret bytes in locked memory so they never reach swap (needs CAP_IPC_LOCK)' },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
   h: { key: 'help', kind: 'bool', help: 'print this help' },

@@ -27,6 +27,8 @@ export interface FilesystemOptions {
   readonly readers?: number;
   readonly onRequest?: (opcode: number, nodeid: number, caller: Caller) => void;
   readonly onFree?: (inode: Inode) => void;
+  /** Memory for file contents (locked, non-dumpable pages in the driver). */
+  readonly alloc?: (size: number) => Buffer;
   /** How long a replaced version stays reachable by its directory name (see VolumeTree). */
   readonly retireGraceMs?: number;
 }
@@ -61,7 +63,7 @@ export class SecretsFilesystem {
     for (const m of (await readMountInfo()).reverse()) {
       if (m.mountPoint === o.mountDir) await unmount(o.mountDir, { lazy: true }).catch(() => undefined);
     }
-    const table = new InodeTable(o.onFree ? { onFree: o.onFree } : {});
+    const table = new InodeTable({ ...(o.onFree ? { onFree: o.onFree } : {}), ...(o.alloc ? { alloc: o.alloc } : {}) });
     const ttl = o.cacheTtl ?? 86_400;
     const volumeDirs = new Set<number>();
     const ops = new Operations(table, {

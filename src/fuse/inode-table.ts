@@ -42,13 +42,12 @@ export interface InodeTableStats {
 export interface InodeTableOptions {
   /** Called after an inode was freed (its bytes already zeroed). */
   onFree?: (inode: Inode) => void;
-}
-
-/** Copies bytes into memory of our own, outside Node's shared pool, so zeroing it clears exactly this secret. */
-function ownCopy(src: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafeSlow(src.length);
-  b.set(src);
-  return b;
+  /**
+   * Memory for file contents. The default keeps each file outside Node's
+   * shared pool, so zeroing it clears exactly that secret; the driver passes
+   * locked, non-dumpable pages (native allocSecure).
+   */
+  alloc?: (size: number) => Buffer;
 }
 
 export class InodeTable {
@@ -56,9 +55,11 @@ export class InodeTable {
   private nextId = ROOT_ID + 1;
   private fileBytes = 0;
   private readonly onFree: ((inode: Inode) => void) | undefined;
+  private readonly alloc: (size: number) => Buffer;
 
   constructor(opts: InodeTableOptions = {}) {
     this.onFree = opts.onFree;
+    this.alloc = opts.alloc ?? ((n) => Buffer.allocUnsafeSlow(n));
     this.nodes.set(ROOT_ID, this.make(ROOT_ID, 'dir', 0o755, null, Date.now()));
     this.get(ROOT_ID)!.links = 1; // the mount itself holds the root
   }
@@ -87,7 +88,9 @@ export class InodeTable {
 
   /** The content is copied; the caller may zero its own buffer afterwards. */
   mkfile(content: Uint8Array, mode: number, mtimeMs: number): Inode {
-    return this.add('file', mode, ownCopy(content), mtimeMs);
+    const own = this.alloc(content.length);
+    own.set(content);
+    return this.add('file', mode, own, mtimeMs);
   }
 
   mksymlink(target: string, mtimeMs: number): Inode {

@@ -39,6 +39,12 @@ export interface NativeAddon {
   /** madvise(MADV_DONTDUMP) over the pages holding `buf`'s bytes. */
   dontDump(buf: Buffer): void;
   /**
+   * A Buffer on pages of its own: never in core dumps or forked children,
+   * mlock'ed when `lock` (throws ERR_SYSCALL from mlock without CAP_IPC_LOCK),
+   * zeroed and unmapped when collected.
+   */
+  allocSecure(size: number, lock: boolean): Buffer;
+  /**
    * sendmsg() on a connected unix socket with `fds` as SCM_RIGHTS (at most
    * 253) and the non-empty `payload` as data. Returns the bytes sent, which on
    * SOCK_STREAM may be fewer than `payload.length`.
@@ -153,4 +159,36 @@ export function hardenProcess(native: NativeAddon, options: HardenOptions): Hard
   process.on('exit', () => native.unlockAll());
   report.memoryLocked = true;
   return report;
+}
+
+/** Allocates the memory that holds one secret. */
+export type SecretAllocator = (size: number) => Buffer;
+
+export interface SecretAllocatorReport {
+  readonly allocate: SecretAllocator;
+  /** Whether secret pages are locked in RAM (mlock); false when the process may not lock memory. */
+  readonly locked: boolean;
+  readonly lockError?: string;
+}
+
+/**
+ * Secret buffers locked in RAM and kept out of core dumps, one mapping each.
+ * Falls back to unlocked (still non-dumpable) pages when mlock is refused, so
+ * the driver runs without CAP_IPC_LOCK and says so.
+ */
+export function secretAllocator(native: NativeAddon, lock: boolean): SecretAllocatorReport {
+  if (!lock) return { allocate: (n) => native.allocSecure(n, false), locked: false };
+  try {
+    native.allocSecure(1, true);
+    return { allocate: (n) => native.allocSecure(n, true), locked: true };
+  } catch (err) {
+    if (isNativeSyscallError(err) && (err.errno === osConstants.errno.ENOMEM || err.errno === osConstants.errno.EPERM)) {
+      return {
+        allocate: (n) => native.allocSecure(n, false),
+        locked: false,
+        lockError: `${err.message} (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)`,
+      };
+    }
+    throw err;
+  }
 }
