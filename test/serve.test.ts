@@ -84,3 +84,23 @@ t.test('republish is idempotent: same content served, the provider is not called
   t.equal((await mountsUnder(target)).length, 1, 'still exactly one mount');
   await h.unpublish(target);
 });
+
+t.test('after a driver crash, a new driver replaces the dead mounts it is asked to publish', async (t) => {
+  const h = await Harness.start(t as Tap);
+  await h.source('s.json', { files: [{ path: 'a', contents: 'before-crash' }] });
+  await h.spc('app', 's.json');
+  const target = h.target('crash');
+  const req = h.publishRequest(target, 'app');
+  await h.publish(req);
+  t.equal(await readFile(`${target}/a`, 'utf8'), 'before-crash');
+  await h.driver.stop('SIGKILL');
+  await t.rejects(stat(`${target}/a`), { code: 'ENOTCONN' }, 'the mount is dead with its server');
+
+  await h.source('s.json', { files: [{ path: 'a', contents: 'after-restart' }] });
+  await h.startDriver();
+  await h.publish(req);
+  t.equal(await readFile(`${target}/a`, 'utf8'), 'after-restart', 'kubelet\'s next publish mounts afresh over the dead mount');
+  t.equal((await mountsUnder(target)).length, 1, 'the dead mount was detached, not stacked');
+  await h.unpublish(target);
+  t.same(await mountsUnder(target), []);
+});

@@ -57,12 +57,13 @@ export class SecretsFilesystem {
 
   /** Opens /dev/fuse, mounts the root at mountDir and starts serving. */
   static async mount(o: FilesystemOptions): Promise<SecretsFilesystem> {
-    await mkdir(o.mountDir, { recursive: true, mode: 0o700 });
     // A mount left here by a previous driver process is dead (its connection
-    // went with it): detach it so the new one is not stacked on a corpse.
+    // went with it; even mkdir on it fails with ENOTCONN): detach it first so
+    // the new one is not stacked on a corpse.
     for (const m of (await readMountInfo()).reverse()) {
       if (m.mountPoint === o.mountDir) await unmount(o.mountDir, { lazy: true }).catch(() => undefined);
     }
+    await mkdir(o.mountDir, { recursive: true, mode: 0o700 });
     const table = new InodeTable({ ...(o.onFree ? { onFree: o.onFree } : {}), ...(o.alloc ? { alloc: o.alloc } : {}) });
     const ttl = o.cacheTtl ?? 86_400;
     const volumeDirs = new Set<number>();

@@ -3,7 +3,8 @@
 // from our own FUSE server.
 
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 export interface MountInfoEntry {
   readonly mountId: number;
@@ -94,4 +95,26 @@ export async function unmount(target: string, opts: { lazy?: boolean } = {}): Pr
 
 export function isMountPoint(table: readonly MountInfoEntry[], path: string): boolean {
   return table.some((m) => m.mountPoint === path);
+}
+
+export type MountPointState = 'missing' | 'plain' | 'mounted' | 'stale';
+
+/**
+ * Whether `path` is a mount point, without reading the whole mount table
+ * (which grows with every volume): a different device than its parent means
+ * mounted; ENOTCONN and friends mean a FUSE mount whose server is gone.
+ * Async (threadpool), so it is safe on our own mounts.
+ */
+export async function probeMountPoint(path: string): Promise<MountPointState> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'missing';
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'ESTALE' || code === 'EIO') return 'stale';
+    throw e;
+  }
+  const parent = await stat(dirname(path));
+  return st.dev !== parent.dev || st.ino === parent.ino ? 'mounted' : 'plain';
 }

@@ -11,12 +11,12 @@
 //   next poll) and are replaced by kubelet's republish calls.
 
 import { createHash } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errors, isDriverError, ErrorType, DriverError } from '../errors.js';
 import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
-import { readMountInfo, unmount, isMountPoint } from '../fuse/mount.js';
+import { readMountInfo, unmount, isMountPoint, probeMountPoint } from '../fuse/mount.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import { scrubResponse, type ProviderClients, type MountResult } from '../provider/client.js';
 import { buildAttributes, buildMountRequest, serviceAccountTokens } from '../provider/mount-request.js';
@@ -205,8 +205,8 @@ export class VolumeManager {
 
   /** Makes the target an empty, unmounted directory (kubelet ≥1.20 leaves creating it to us). */
   private async prepareTarget(target: string): Promise<void> {
-    const mounts = await readMountInfo();
-    if (isMountPoint(mounts, target)) {
+    const state = await probeMountPoint(target);
+    if (state === 'mounted' || state === 'stale') {
       // Not ours (we checked the table): a mount left by a previous driver
       // process, dead with its connection. Detach it and mount afresh.
       this.o.log.warn({ targetPath: target }, 'unmounting stale mount at target path');
@@ -271,16 +271,16 @@ export class VolumeManager {
       this.scheduler.remove(targetPath);
       const vol = this.volumes.get(targetPath);
       try {
-        if (isMountPoint(await readMountInfo(), targetPath)) {
-          await unmount(targetPath).catch(async (e: unknown) => {
+        const state = vol ? 'mounted' : await probeMountPoint(targetPath);
+        if (state === 'mounted' || state === 'stale') {
+          await unmount(targetPath, { lazy: state === 'stale' }).catch(async (e: unknown) => {
             // Busy (a process still has a file open): detach now, the kernel
             // finishes when the last user goes. The bytes are zeroed below anyway.
             this.o.log.warn({ targetPath, err: (e as Error).message }, 'unmount failed; detaching lazily');
             await unmount(targetPath, { lazy: true });
           });
         }
-        if (isMountPoint(await readMountInfo(), targetPath)) throw new Error('target path is still mounted');
-        await rm(targetPath, { recursive: true, force: true });
+        await this.removeTarget(targetPath);
       } catch (e) {
         throw errors.unmountFailed(`failed to clean and unmount target path ${targetPath}: ${(e as Error).message}`, e);
       } finally {
@@ -292,6 +292,21 @@ export class VolumeManager {
       }
       this.o.log.info({ targetPath }, 'node unpublish volume complete');
     });
+  }
+
+  /** Removes the (now unmounted) target directory, as upstream's CleanupMountPoint does. */
+  private async removeTarget(targetPath: string): Promise<void> {
+    try {
+      await rmdir(targetPath);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+      // Files under the plain directory (not ours, e.g. left by an old driver's tmpfs era):
+      // remove them only once it is certain nothing is mounted there any more.
+      if (isMountPoint(await readMountInfo(), targetPath)) throw new Error('target path is still mounted');
+      await rm(targetPath, { recursive: true, force: true });
+    }
   }
 
   /** Stops polling. Mounts stay: pods keep reading until the process exits. */
