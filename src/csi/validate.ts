@@ -7,15 +7,21 @@ import { errors, type DriverError } from '../errors.js';
 
 const bad = (m: string): DriverError => errors.invalidArgument(m);
 
+/** Beyond upstream: we mount at the path, so it must be absolute and plain. */
+function checkTargetPath(p: string): DriverError | null {
+  if (!isAbsolute(p) || p.includes('\0') || p.split('/').includes('..')) {
+    return bad(`Target path must be an absolute path without '..': ${p}`);
+  }
+  return null;
+}
+
 export function checkPublish(r: NodePublishVolumeRequest): DriverError | null {
   if (!r.volumeCapability) return bad('Volume capability missing in request');
   if (r.volumeId.length === 0) return bad('Volume ID missing in request');
   if (r.targetPath.length === 0) return bad('Target path missing in request');
   if (Object.keys(r.volumeContext).length === 0) return bad('Volume attributes missing in request');
-  // Beyond upstream: we mount at the path, so it must be absolute and plain.
-  if (!isAbsolute(r.targetPath) || r.targetPath.includes('\0') || r.targetPath.split('/').includes('..')) {
-    return bad(`Target path must be an absolute path without '..': ${r.targetPath}`);
-  }
+  const target = checkTargetPath(r.targetPath);
+  if (target) return target;
   if (r.volumeCapability.accessType?.$case === 'block') return bad('Block access type is not supported, only mount');
   return null;
 }
@@ -23,10 +29,7 @@ export function checkPublish(r: NodePublishVolumeRequest): DriverError | null {
 export function checkUnpublish(r: NodeUnpublishVolumeRequest): DriverError | null {
   if (r.volumeId.length === 0) return bad('Volume ID missing in request');
   if (r.targetPath.length === 0) return bad('Target path missing in request');
-  if (!isAbsolute(r.targetPath) || r.targetPath.includes('\0') || r.targetPath.split('/').includes('..')) {
-    return bad(`Target path must be an absolute path without '..': ${r.targetPath}`);
-  }
-  return null;
+  return checkTargetPath(r.targetPath);
 }
 
 export function checkStage(r: NodeStageVolumeRequest): DriverError | null {

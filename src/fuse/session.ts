@@ -11,7 +11,8 @@
 import { read, write, writeSync, closeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Operations } from './operations.js';
-import { encodeInvalEntry, encodeInvalInode, encodeResend, opName, decodeInHeader, IN_HEADER_SIZE } from './protocol.js';
+import { constants as osConstants } from 'node:os';
+import { encodeInvalEntry, encodeInvalInode, encodeReply, encodeResend, opName, decodeInHeader, IN_HEADER_SIZE } from './protocol.js';
 import type { EntryInvalidation } from './volume-tree.js';
 
 const readAsync = promisify(read);
@@ -99,11 +100,7 @@ export class FuseSession {
       } catch (e) {
         // A bug in an operation must not leave the caller hanging: answer EIO.
         this.opts.log.warn({ err: (e as Error).message }, 'fuse operation failed');
-        const h = decodeInHeader(req);
-        reply = Buffer.alloc(16);
-        reply.writeUInt32LE(16, 0);
-        reply.writeInt32LE(-5, 4);
-        reply.writeBigUInt64LE(h.unique, 8);
+        reply = encodeReply(decodeInHeader(req).unique, -osConstants.errno.EIO);
       }
       // Zero the request buffer tail we used: WRITE requests would carry secret bytes.
       buf.fill(0, 0, n);
