@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -280,7 +280,10 @@ export interface DriverOptions {
   readonly logLevel: string;
   /** Start node with --inspect on a random loopback port (only to force a GC for memory figures). */
   readonly inspect?: boolean;
-  /** --lock-memory (the driver's default is true: mlockall). */
+  /**
+   * --lock-memory. The driver's default (true) keeps secret file contents in
+   * mlock'ed pages of their own (native allocSecure); it does not mlockall.
+   */
   readonly lockMemory?: boolean;
 }
 
@@ -583,14 +586,14 @@ export function watchForChange(bin: string, path: string, sleepUs: number, timeo
 }
 
 // ---------------------------------------------------------------------------
-// mlockall vs V8
+// Locked memory vs V8
 
 /**
- * Does a full GC survive in a Node process locked the way the driver locks
- * itself (the addon's lockAll(true): mlockall MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT)?
- * Runs a throwaway child: lock, make a burst of garbage, gc(). The driver's
- * default is --lock-memory=true, so a crash here is a crash of the driver
- * whenever V8 shrinks its heap.
+ * Why the driver does not mlockall: does a full GC survive in a Node process
+ * locked with the addon's lockAll(true) (mlockall MCL_CURRENT|MCL_FUTURE|
+ * MCL_ONFAULT)? Runs a throwaway child: lock, make a burst of garbage, gc().
+ * Under mlockall V8's madvise(MADV_DONTNEED) fails with EINVAL and V8 CHECKs
+ * it, so the child is expected to die.
  */
 export async function probeMlockGc(): Promise<{ locked: boolean; survived: boolean; how: string; failedSyscall: string }> {
   const addon = join(REPO_ROOT, 'dist/src/native/addon.js');
@@ -603,21 +606,193 @@ export async function probeMlockGc(): Promise<{ locked: boolean; survived: boole
     keep = null;
     globalThis.gc();
     console.log('survived');`;
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { text += d.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const r = await runCaptured(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { timeoutMs: 30_000 });
+  const text = r.stdout + r.stderr;
+  const check = /Check failed: [^\n]*/.exec(text)?.[0] ?? '';
+  return {
+    locked: text.includes('locked'),
+    survived: text.includes('survived') && r.code === 0,
+    how: r.signal ? `signal ${r.signal}` : `exit code ${r.code}`,
+    failedSyscall: check,
+  };
+}
+
+export interface SecretAllocGcProbe {
+  /** The child exited 0 after every allocation and gc(). */
+  survived: boolean;
+  how: string;
+  /** What secretAllocator(loadNative(), true) reported in the child. */
+  locked: boolean | null;
+  lockError: string | null;
+  buffers: number;
+  gcCalls: number;
+  /** Every live buffer still held its own bytes after the churn. */
+  contentIntact: boolean | null;
+  /** The child's VmLck: at start, with `buffers` secrets held, after dropping them and gc(). */
+  vmLckKiB: { start: number; held: number; afterRelease: number } | null;
+  error: string;
+}
+
+/**
+ * The driver's way: secrets in pages of their own from
+ * secretAllocator(loadNative(), true) (mmap + mlock, nothing else locked).
+ * A throwaway child under --expose-gc allocates `buffers` secret buffers,
+ * churns the heap with garbage bursts and gc() calls while replacing half of
+ * the secrets each round (like rotations), checks their bytes, drops them and
+ * collects. It must exit 0.
+ */
+export async function probeSecretAllocGc(buffers = 2000, rounds = 6): Promise<SecretAllocGcProbe> {
+  const addon = join(REPO_ROOT, 'dist/src/native/addon.js');
+  const script = `
+    import { readFileSync } from 'node:fs';
+    const { loadNative, secretAllocator } = await import(${JSON.stringify(addon)});
+    const vmLck = () => Number(/^VmLck:\\s+(\\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? NaN);
+    const tick = () => new Promise((r) => setImmediate(r));
+    const s = secretAllocator(loadNative(), true);
+    console.log('allocator ' + JSON.stringify({ locked: s.locked, lockError: s.lockError ?? null }));
+    const start = vmLck();
+    const fresh = (i) => { const b = s.allocate(1024); b.fill(i & 0xff); return b; };
+    let secrets = [];
+    for (let i = 0; i < ${buffers}; i++) secrets.push(fresh(i));
+    const held = vmLck();
+    let gcs = 0;
+    for (let round = 0; round < ${rounds}; round++) {
+      let junk = [];
+      for (let i = 0; i < 200; i++) junk.push(new Array(100000).fill(i));
+      junk = null;
+      globalThis.gc(); gcs++;
+      for (let i = round % 2; i < secrets.length; i += 2) secrets[i] = fresh(i);
+      await tick();
+    }
+    const intact = secrets.every((b, i) => b.length === 1024 && b.every((x) => x === (i & 0xff)));
+    secrets = null;
+    for (let i = 0; i < 3; i++) { globalThis.gc(); gcs++; await tick(); }
+    console.log('done ' + JSON.stringify({ intact, gcs, start, held, afterRelease: vmLck() }));`;
+  const r = await runCaptured(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { timeoutMs: 60_000 });
+  const text = r.stdout + r.stderr;
+  const alloc = /^allocator (\{.*\})$/m.exec(r.stdout);
+  const done = /^done (\{.*\})$/m.exec(r.stdout);
+  const a = alloc ? JSON.parse(alloc[1]!) as { locked: boolean; lockError: string | null } : null;
+  const d = done ? JSON.parse(done[1]!) as { intact: boolean; gcs: number; start: number; held: number; afterRelease: number } : null;
+  return {
+    survived: r.code === 0 && d !== null,
+    how: r.timedOut ? 'timed out (killed)' : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`,
+    locked: a?.locked ?? null, lockError: a?.lockError ?? null,
+    buffers, gcCalls: d?.gcs ?? 0, contentIntact: d?.intact ?? null,
+    vmLckKiB: d ? { start: d.start, held: d.held, afterRelease: d.afterRelease } : null,
+    error: r.code === 0 ? '' : (/Check failed: [^\n]*/.exec(text)?.[0] ?? text.trim().split('\n').slice(-3).join(' | ')),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Children with captured output, thread states, mounts outside the temp dir
+
+export interface CapturedRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Killed (SIGKILL) because `timeoutMs` passed. */
+  readonly timedOut: boolean;
+  readonly pid: number;
+}
+
+/**
+ * Runs a command to completion and never rejects on its exit status. At
+ * `timeoutMs` it calls `beforeKill(pid)` (to look at the stuck process) and
+ * then SIGKILLs it. `onSpawn` receives the child, so a signal handler can
+ * kill it.
+ */
+export function runCaptured(cmd: string, args: readonly string[], opts: {
+  timeoutMs: number;
+  env?: NodeJS.ProcessEnv;
+  beforeKill?: (pid: number) => Promise<void>;
+  onSpawn?: (c: ChildProcess) => void;
+}): Promise<CapturedRun> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    opts.onSpawn?.(child);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      const pid = child.pid ?? -1;
+      void (opts.beforeKill ? opts.beforeKill(pid).catch(() => undefined) : Promise.resolve()).finally(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+    }, opts.timeoutMs);
+    child.on('error', (e) => { clearTimeout(timer); reject(new Error(`${cmd}: ${e.message}`)); });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      const check = /Check failed: [^\n]*/.exec(text)?.[0] ?? '';
       resolvePromise({
-        locked: text.includes('locked'),
-        survived: text.includes('survived') && code === 0,
-        how: signal ? `signal ${signal}` : `exit code ${code}`,
-        failedSyscall: check,
+        code, signal, timedOut, pid: child.pid ?? -1,
+        stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'),
       });
     });
   });
+}
+
+/** Name and kernel wait channel of every thread of `pid` (/proc/<pid>/task/<tid>/{comm,wchan}). */
+export async function threadStates(pid: number): Promise<Array<{ comm: string; wchan: string }>> {
+  const out: Array<{ comm: string; wchan: string }> = [];
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const comm = (await readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8').catch(() => '?')).trim();
+    const wchan = (await readFile(`/proc/${pid}/task/${tid}/wchan`, 'utf8').catch(() => '?')).trim();
+    out.push({ comm, wchan });
+  }
+  return out;
+}
+
+/** Mount points (deepest first) that `match` accepts. */
+export async function mountsWhere(match: (mountPoint: string) => boolean): Promise<string[]> {
+  const table = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+  return table.map((m) => m.mountPoint).filter(match).sort((a, b) => b.length - a.length);
+}
+
+/** `dir` itself or anything below it. */
+export const atOrUnder = (dir: string) => (p: string): boolean => p === dir || p.startsWith(`${dir}/`);
+
+/** Lazily unmounts every mount `match` accepts (deepest first, a few passes); returns what it unmounted. */
+export async function umountAllWhere(match: (mountPoint: string) => boolean, errors: string[] = []): Promise<string[]> {
+  const done: string[] = [];
+  for (let pass = 0; pass < 3; pass++) {
+    const now = await mountsWhere(match);
+    if (now.length === 0) break;
+    for (const m of now) {
+      await run('umount', ['-l', m], { timeoutMs: 10_000 }).then(() => done.push(m), (e: unknown) => errors.push((e as Error).message));
+    }
+  }
+  const still = await mountsWhere(match);
+  if (still.length > 0) errors.push(`still mounted: ${still.join(' ')}`);
+  return done;
+}
+
+/** The directory bench/mount-strategy.ts creates its mounts in is mkdtemp(`${MOUNT_STRATEGY_PREFIX}XXXXXX`). */
+export const MOUNT_STRATEGY_PREFIX = '/tmp/ssbench-mounts-';
+
+/** /tmp/ssbench-mounts-* directories that exist now. */
+export async function mountStrategyDirs(): Promise<string[]> {
+  const base = dirname(MOUNT_STRATEGY_PREFIX);
+  const name = MOUNT_STRATEGY_PREFIX.slice(base.length + 1);
+  return (await readdir(base).catch(() => [] as string[])).filter((n) => n.startsWith(name)).map((n) => join(base, n));
+}
+
+/**
+ * Unmounts everything at or under each of `dirs` and removes them (only when
+ * nothing is left mounted there). Returns the mounts it had to undo.
+ */
+export async function removeMountStrategyDirs(dirs: readonly string[], errors: string[] = []): Promise<string[]> {
+  const undone: string[] = [];
+  for (const d of dirs) {
+    undone.push(...await umountAllWhere(atOrUnder(d), errors));
+    if ((await mountsWhere(atOrUnder(d))).length > 0) {
+      errors.push(`${d}: still mounted, kept`);
+      continue;
+    }
+    await rm(d, { recursive: true, force: true }).catch((e: unknown) => errors.push(`rm ${d}: ${(e as Error).message}`));
+  }
+  return undone;
 }

@@ -1,17 +1,22 @@
 // npm run bench: read latency, publish latency, rotation-to-visible latency
 // and memory per volume of the real driver (child process, CSI over its unix
 // socket, the example provider as the secret source), each against baselines
-// measured in the same run. Not a test: nothing passes or fails on timing.
-// Prints a table, then one JSON line with every figure.
+// measured in the same run, then one FUSE connection per node vs one per
+// volume (bench/mount-strategy.ts in child processes). Not a test: nothing
+// passes or fails on timing. Prints a table, then one JSON line with every
+// figure.
 
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import {
-  BenchEnv, buildReadloop, canary, diffCounts, fuseRequests, kubeletTarget, monoNs, newPodUid, providerRequest, RawProviderClient,
-  readLatencies, rssKiB, run, statusKiB, forceGc, probeMlockGc, scrape, sleep, startDriver, startProvider, watchForChange, writeSecretsFile, writeSpc,
-  type Driver, type SecretFile,
+  atOrUnder, BenchEnv, buildReadloop, canary, diffCounts, fuseRequests, kubeletTarget, monoNs, MOUNT_STRATEGY_PREFIX, mountStrategyDirs, mountsWhere,
+  newPodUid, probeSecretAllocGc, providerRequest, RawProviderClient, readLatencies, REPO_ROOT, removeMountStrategyDirs, rssKiB, run, runCaptured,
+  statusKiB, forceGc, probeMlockGc, scrape, sleep, startDriver, startProvider, threadStates, umountAllWhere, watchForChange, writeSecretsFile, writeSpc,
+  type Driver, type SecretFile, type CapturedRun,
 } from './harness.js';
+import type { StrategyResult } from './mount-strategy.js';
 import { round, roundSummary, summarize, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------
@@ -34,6 +39,13 @@ const P = {
   /** The driver used for reads, publishes and memory polls at the production default, so 1 s polls of many volumes do not load the machine. */
   mainPollInterval: '2m',
   watchSleepUs: 200,
+  /** Volumes per strategy in section 5 (bench/mount-strategy.ts in a child process). */
+  strategyVolumes: num('BENCH_STRATEGY_VOLUMES', 50),
+  strategyThreadpool: 128,
+  /** The default-threadpool repro: volumes asked for, pool size, and the hard timeout after which the child is killed. */
+  hangVolumes: 8,
+  hangThreadpool: 4,
+  hangTimeoutMs: 15_000,
 };
 
 const KiB = 1024;
@@ -326,38 +338,58 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
 // ---------------------------------------------------------------------------
 // 3. Memory per volume
 
+interface Triple { before: number; afterPublish: number; afterUnpublish: number }
+
 interface MemoryResult {
   config: string;
   forcedGc: boolean;
   volumes: number;
+  filesPerVolume: number;
+  fileBytes: number;
   bindMountsSeen: number;
-  vmLckKiB: number;
-  rssKiB: { before: number; afterPublish: number; afterUnpublish: number };
-  heapUsedKiB: { before: number; afterPublish: number; afterUnpublish: number };
+  /** The driver warned that it could not lock secret memory (then VmLck stays flat). */
+  secretLockWarning: string | null;
+  rssKiB: Triple;
+  heapUsedKiB: Triple;
+  /** Locked memory: with default flags, the secret file contents (one mapping each, allocSecure). */
+  vmLckKiB: Triple;
   /** The driver's own gauges: inodes and file bytes held in its table. */
-  fuseInodes: { before: number; afterPublish: number; afterUnpublish: number };
-  fuseFileBytes: { before: number; afterPublish: number; afterUnpublish: number };
+  fuseInodes: Triple;
+  fuseFileBytes: Triple;
   rssPerVolumeKiB: number;
   heapPerVolumeKiB: number;
+  vmLckPerVolumeKiB: number;
+  vmLckPerFileKiB: number;
+  /** VmLck after unpublishing everything and forcing GC equals the baseline. */
+  vmLckBackToBaseline: boolean;
+  /** Extra forced-GC rounds the after-unpublish sample needed for VmLck to settle (0: the first sample). */
+  extraGcRoundsAfterUnpublish: number;
   publishAllMs: number;
   unpublishAllMs: number;
 }
 
 /**
- * Driver VmRSS before and after publishing `memoryVolumes` volumes (3 x 1 KiB
- * each), and after unpublishing them. With an inspector URL, two full GCs are
- * forced before each sample, so garbage from the calls does not count.
+ * Driver VmRSS, V8 heap used and VmLck before and after publishing
+ * `memoryVolumes` volumes (3 x 1 KiB each), and after unpublishing them. The
+ * driver runs with --inspect and two full GCs are forced before each sample
+ * (HeapProfiler.collectGarbage), so garbage from the calls does not count and
+ * collected secret buffers have given back their locked pages.
  */
-async function benchMemory(env: BenchEnv, driver: Driver, config: string): Promise<MemoryResult> {
+async function benchMemory(env: BenchEnv, driver: Driver, config: string, filesPerVolume: number, fileBytes: number, lockWarning: () => string | null): Promise<MemoryResult> {
   phase(`memory (${P.memoryVolumes} volumes, ${config})`);
+  if (!driver.inspectorUrl) throw new Error('memory: the driver must run with --inspect (forced GC)');
+  const inspectorUrl = driver.inspectorUrl;
   const pid = driver.child.pid;
-  const sample = async (): Promise<{ rss: number; heapKiB: number; inodes: number; fileBytes: number }> => {
-    await sleep(1000);
-    if (driver.inspectorUrl) { await forceGc(driver.inspectorUrl); await forceGc(driver.inspectorUrl); await sleep(300); }
+  const sample = async (settleMs = 1000): Promise<{ rss: number; heapKiB: number; vmLck: number; inodes: number; fileBytes: number }> => {
+    await sleep(settleMs);
+    await forceGc(inspectorUrl);
+    await forceGc(inspectorUrl);
+    // The addon's finalizers (zero, munlock, munmap) run after the GC, from the driver's event loop.
+    await sleep(300);
     const m = await scrape(driver.metricsUrl);
     const heap = m.get('nodejs_heap_size_used_bytes') ?? Number.NaN;
     return {
-      rss: await rssKiB(pid), heapKiB: round(heap / KiB, 0),
+      rss: await rssKiB(pid), heapKiB: round(heap / KiB, 0), vmLck: await statusKiB(pid, 'VmLck'),
       inodes: m.get('secrets_store_fuse_inodes') ?? Number.NaN, fileBytes: m.get('secrets_store_fuse_file_bytes') ?? Number.NaN,
     };
   };
@@ -377,35 +409,58 @@ async function benchMemory(env: BenchEnv, driver: Driver, config: string): Promi
   const t1 = monoNs();
   for (const t of targets) await driver.csi.unpublish(t);
   const unpublishAllMs = Number(monoNs() - t1) / 1e6;
-  const end = await sample();
-  const per = (a: number, b: number): number => round((a - b) / P.memoryVolumes, 1);
+  let end = await sample();
+  // The kernel's FORGETs for the unpublished inodes may trail the unpublish; give
+  // VmLck up to 3 more GC rounds to reach the baseline, and report how many it took.
+  let extra = 0;
+  while (end.vmLck > before.vmLck && extra < 3) {
+    extra++;
+    end = await sample(500);
+  }
+  const per = (a: number, b: number, d = 1): number => round((a - b) / P.memoryVolumes, d);
+  const t = (k: 'rss' | 'heapKiB' | 'vmLck' | 'inodes' | 'fileBytes'): Triple => ({ before: before[k], afterPublish: after[k], afterUnpublish: end[k] });
   return {
-    config, forcedGc: driver.inspectorUrl !== null, volumes: P.memoryVolumes, bindMountsSeen: mounted,
-    vmLckKiB: await statusKiB(pid, 'VmLck').catch(() => Number.NaN),
-    rssKiB: { before: before.rss, afterPublish: after.rss, afterUnpublish: end.rss },
-    heapUsedKiB: { before: before.heapKiB, afterPublish: after.heapKiB, afterUnpublish: end.heapKiB },
-    fuseInodes: { before: before.inodes, afterPublish: after.inodes, afterUnpublish: end.inodes },
-    fuseFileBytes: { before: before.fileBytes, afterPublish: after.fileBytes, afterUnpublish: end.fileBytes },
+    config, forcedGc: true, volumes: P.memoryVolumes, filesPerVolume, fileBytes, bindMountsSeen: mounted, secretLockWarning: lockWarning(),
+    rssKiB: t('rss'), heapUsedKiB: t('heapKiB'), vmLckKiB: t('vmLck'), fuseInodes: t('inodes'), fuseFileBytes: t('fileBytes'),
     rssPerVolumeKiB: per(after.rss, before.rss), heapPerVolumeKiB: per(after.heapKiB, before.heapKiB),
+    vmLckPerVolumeKiB: per(after.vmLck, before.vmLck, 2), vmLckPerFileKiB: round((after.vmLck - before.vmLck) / (P.memoryVolumes * filesPerVolume), 2),
+    vmLckBackToBaseline: end.vmLck === before.vmLck, extraGcRoundsAfterUnpublish: extra,
     publishAllMs: round(publishAllMs, 0), unpublishAllMs: round(unpublishAllMs, 0),
   };
 }
 
-function printMemory(rows: MemoryResult[]): void {
-  results.memory = { filesPerVolume: 3, fileBytes: KiB, kernelSideCounted: false, runs: rows };
-  out(`3. Memory per mounted volume: driver VmRSS (and V8 heap used), ${P.memoryVolumes} volumes x 3 files x 1 KiB, KiB`);
-  table(['driver config', 'RSS before', 'RSS after pub', 'RSS after unpub', 'RSS/volume', 'heap before', 'heap after pub', 'heap/volume', 'VmLck'],
-    rows.map((r) => [r.config, r.rssKiB.before, r.rssKiB.afterPublish, r.rssKiB.afterUnpublish, fmt(r.rssPerVolumeKiB, 1),
-      r.heapUsedKiB.before, r.heapUsedKiB.afterPublish, fmt(r.heapPerVolumeKiB, 1), r.vmLckKiB]), 30);
-  for (const r of rows) {
-    out(`  ${r.config}: ${r.bindMountsSeen} bind mounts seen; publishing all took ${fmt(r.publishAllMs, 0)} ms, unpublishing all ${fmt(r.unpublishAllMs, 0)} ms;`);
-    out(`    driver's table: inodes ${r.fuseInodes.before} -> ${r.fuseInodes.afterPublish} -> ${r.fuseInodes.afterUnpublish}, `
-      + `file bytes ${r.fuseFileBytes.before} -> ${r.fuseFileBytes.afterPublish} -> ${r.fuseFileBytes.afterUnpublish} (before -> published -> unpublished)`);
-  }
-  out('  "forced GC": a second driver instance started with --inspect, used only for HeapProfiler.collectGarbage before each sample,');
-  out('  and with --lock-memory=false, because a full GC under mlockall crashes Node (see the probe in the notes)');
+function printMemory(r: MemoryResult): void {
+  results.memory = { ...r, kernelSideCounted: false };
+  out(`3. Memory per mounted volume, KiB: ${r.volumes} volumes x ${r.filesPerVolume} files x ${r.fileBytes / KiB} KiB`);
+  out(`   driver with default flags (--lock-memory=true: secret file contents in mlock'ed pages of their own, no mlockall),`);
+  out('   started with --inspect only to force two full GCs (HeapProfiler.collectGarbage) before each sample');
+  table(['measure', 'before', 'after publish', 'after unpublish', 'per volume', 'unpublished - before'], [
+    ['VmRSS', r.rssKiB.before, r.rssKiB.afterPublish, r.rssKiB.afterUnpublish, fmt(r.rssPerVolumeKiB, 1), r.rssKiB.afterUnpublish - r.rssKiB.before],
+    ['V8 heap used', r.heapUsedKiB.before, r.heapUsedKiB.afterPublish, r.heapUsedKiB.afterUnpublish, fmt(r.heapPerVolumeKiB, 1), r.heapUsedKiB.afterUnpublish - r.heapUsedKiB.before],
+    ['VmLck (locked secret pages)', r.vmLckKiB.before, r.vmLckKiB.afterPublish, r.vmLckKiB.afterUnpublish, fmt(r.vmLckPerVolumeKiB, 2), r.vmLckKiB.afterUnpublish - r.vmLckKiB.before],
+  ], 28);
+  out(`  VmLck growth: ${fmt(r.vmLckPerFileKiB, 2)} KiB per secret file (one 4 KiB page per file expected); `
+    + `back to baseline after unpublish + GC: ${r.vmLckBackToBaseline ? 'yes' : 'NO'}`
+    + (r.extraGcRoundsAfterUnpublish > 0 ? ` (after ${r.extraGcRoundsAfterUnpublish} extra GC round(s))` : ''));
+  if (r.secretLockWarning) out(`  the driver could not lock secret memory: ${r.secretLockWarning}`);
+  out(`  ${r.bindMountsSeen} bind mounts seen; publishing all took ${fmt(r.publishAllMs, 0)} ms, unpublishing all ${fmt(r.unpublishAllMs, 0)} ms;`);
+  out(`  driver's table: inodes ${r.fuseInodes.before} -> ${r.fuseInodes.afterPublish} -> ${r.fuseInodes.afterUnpublish}, `
+    + `file bytes ${r.fuseFileBytes.before} -> ${r.fuseFileBytes.afterPublish} -> ${r.fuseFileBytes.afterUnpublish} (before -> published -> unpublished)`);
   out('  kernel side (FUSE inodes/dentries/page cache, bind mounts) is not counted');
+  const probes = results.lockedMemoryProbes as { mlockallGc: Awaited<ReturnType<typeof probeMlockGc>>; secretAllocatorGc: Awaited<ReturnType<typeof probeSecretAllocGc>> } | undefined;
+  if (probes) {
+    const m = probes.mlockallGc;
+    const a = probes.secretAllocatorGc;
+    out(`  locked-memory probes (details in the notes): mlockall + gc(): ${m.survived ? 'survived' : `died (${m.how})`}, which is why the driver does not mlockall;`);
+    out(`    secretAllocator(loadNative(), true) + ${a.buffers} secret buffers + ${a.gcCalls} gc(): survived: ${a.survived}`);
+  }
   out();
+  if (r.secretLockWarning || r.vmLckPerFileKiB < 4) {
+    notes.push(`memory: secret pages do not look locked (VmLck +${fmt(r.vmLckPerFileKiB, 2)} KiB per file)${r.secretLockWarning ? `: ${r.secretLockWarning}` : ''}`);
+  }
+  if (!r.vmLckBackToBaseline) {
+    notes.push(`memory: VmLck did not return to its baseline after unpublishing everything and forcing GC (${r.vmLckKiB.before} -> ${r.vmLckKiB.afterUnpublish} KiB)`);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -505,16 +560,167 @@ async function benchRotation(env: BenchEnv, bin: string, driver: Driver, provide
 }
 
 // ---------------------------------------------------------------------------
+// 5. One FUSE connection per node vs one per volume
+
+const STRATEGY_JS = join(REPO_ROOT, 'dist/bench/mount-strategy.js');
+/** Children of section 5, killed by the signal handler. */
+const liveChildren = new Set<ChildProcess>();
+const trackChild = (c: ChildProcess): void => {
+  liveChildren.add(c);
+  c.on('close', () => liveChildren.delete(c));
+};
+/** /tmp/ssbench-mounts-* that existed before the run (not ours: never touched). */
+let strategyDirsAtStart = new Set<string>();
+
+/** Unmounts and removes every /tmp/ssbench-mounts-* dir that appeared during the run; returns the mounts it had to undo. */
+async function cleanupStrategyDirs(errors: string[], scanAllMounts = false): Promise<string[]> {
+  const ours = (await mountStrategyDirs()).filter((d) => !strategyDirsAtStart.has(d));
+  const undone = await removeMountStrategyDirs(ours, errors);
+  if (scanAllMounts) {
+    // A mount under /tmp/ssbench-mounts-* whose directory is not a pre-existing one (e.g. its directory is gone).
+    const preexisting = [...strategyDirsAtStart].map(atOrUnder);
+    undone.push(...await umountAllWhere((m) => m.startsWith(MOUNT_STRATEGY_PREFIX) && !preexisting.some((f) => f(m)), errors));
+  }
+  return undone;
+}
+
+const howEnded = (r: CapturedRun): string => (r.timedOut ? 'killed after the timeout' : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`);
+
+interface DefaultPoolRepro {
+  threadpoolSize: number;
+  volumesAsked: number;
+  timeoutMs: number;
+  hung: boolean;
+  how: string;
+  elapsedMs: number;
+  /** Per-volume FUSE connections (<dir>/b/<i>) mounted when the child was killed (or -1 when it was not). */
+  perVolumeConnectionsMountedAtKill: number;
+  /** libuv threadpool threads of the child, and how many of them were blocked in fuse_dev_do_read (read(2) on /dev/fuse) at the kill. */
+  poolThreads: number;
+  poolThreadsInFuseRead: number;
+  mainThreadWchan: string;
+  /** The child's own figures when it finished by itself. */
+  childResult: StrategyResult | null;
+  mountsCleanedUp: number;
+  cleanupErrors: string[];
+}
+
+async function benchMountStrategy(): Promise<void> {
+  const n = P.strategyVolumes;
+  phase(`mount strategy (${n} volumes per strategy, child process, UV_THREADPOOL_SIZE=${P.strategyThreadpool})`);
+  const t0 = monoNs();
+  const r = await runCaptured(process.execPath, [STRATEGY_JS, String(n)], {
+    timeoutMs: 90_000, env: { ...process.env, UV_THREADPOOL_SIZE: String(P.strategyThreadpool) }, onSpawn: trackChild,
+  });
+  const elapsedMs = Number(monoNs() - t0) / 1e6;
+  let res: StrategyResult | null = null;
+  let error = '';
+  if (r.code === 0) {
+    try {
+      res = JSON.parse(r.stdout) as StrategyResult;
+    } catch (e) {
+      error = `unparsable output: ${(e as Error).message}: ${r.stdout.slice(0, 300)}`;
+    }
+  } else {
+    error = `${howEnded(r)}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`;
+  }
+  // It cleans up after itself; whatever is left (always looked for, and on a failure
+  // every mount under /tmp/ssbench-mounts-) is unmounted lazily and removed here.
+  const cleanupErrors: string[] = [];
+  const leftovers = await cleanupStrategyDirs(cleanupErrors, res === null);
+  if (leftovers.length > 0) notes.push(`mount strategy: ${leftovers.length} mount(s) left by the child had to be unmounted: ${leftovers.slice(0, 4).join(' ')}`);
+  for (const e of cleanupErrors) notes.push(`mount strategy cleanup: ${e}`);
+
+  // The default threadpool with one connection per volume.
+  const repro = await reproDefaultPoolHang();
+
+  results.mountStrategy = {
+    command: `UV_THREADPOOL_SIZE=${P.strategyThreadpool} node dist/bench/mount-strategy.js ${n}`, childElapsedMs: round(elapsedMs, 0),
+    result: res, error: error || null, leftoverMountsUnmounted: leftovers.length, defaultThreadpool: repro,
+  };
+  out(`5. One FUSE connection per node vs one per volume (${n} volumes of 3 x 1 KiB each; bench/mount-strategy.ts in a child process,`);
+  out(`   UV_THREADPOOL_SIZE=${P.strategyThreadpool}, so the per-volume strategy is not starved; setup and teardown in ms)`);
+  if (res) {
+    const row = (name: string, f: StrategyResult['perNode']): Array<string | number> => [name, fmt(f.setupMedianMs, 2), fmt(f.setupP95Ms, 2),
+      f.poolThreadsHeld, f.fdsAdded, fmt(f.teardownMs, 1), f.stalledAtVolume === null ? 'no' : `at volume ${f.stalledAtVolume + 1}`];
+    table(['strategy', 'setup median', 'setup p95', 'pool threads held', 'fds added', 'teardown (all)', 'threadpool stalled'], [
+      row(`one connection per node + ${res.volumes} bind mounts`, res.perNode),
+      row(`one connection per volume (${res.volumes} FUSE mounts)`, res.perVolume),
+    ], 44);
+    out('  setup: per node = create volume + publish + bind mount (mount(8)); per volume = open /dev/fuse + mount (mount(8)) + publish');
+    out(`  pool threads held: libuv threadpool threads parked in read(2) on /dev/fuse while the mounts live (the node connection has 2 readers);`);
+    out(`  fds added: open descriptors in the process after setup; the child ran with a threadpool of ${res.threadpoolSize}`);
+  } else {
+    out(`  FAILED: ${error}`);
+  }
+  const reproText = repro.hung
+    ? `hung: yes (killed after ${repro.timeoutMs / 1000} s; ${repro.perVolumeConnectionsMountedAtKill} per-volume connections were mounted, `
+      + `${repro.poolThreadsInFuseRead} of ${repro.poolThreads} libuv pool threads blocked in fuse_dev_do_read, main thread waiting in ${repro.mainThreadWchan})`
+    : `hung: no (${repro.how} after ${fmt(repro.elapsedMs / 1000, 1)} s; per-volume stalled at volume `
+      + `${repro.childResult?.perVolume.stalledAtVolume == null ? 'none' : repro.childResult.perVolume.stalledAtVolume + 1})`;
+  out(`  with Node's default threadpool (UV_THREADPOOL_SIZE=${repro.threadpoolSize}), one connection per volume, ${repro.volumesAsked} volumes: ${reproText}`);
+  out(`    the child's mounts were unmounted (umount -l) and its temp dir removed: ${repro.mountsCleanedUp} mount(s)${repro.cleanupErrors.length ? `; errors: ${repro.cleanupErrors.join('; ')}` : ''}`);
+  out();
+  notes.push(`one connection per volume: with Node's default threadpool (4 threads) a driver that mounted one FUSE connection per volume `
+    + 'would hang at the 5th volume: each connection parks a pool thread in read(2) on its /dev/fuse fd, so after 4 volumes no fs call '
+    + '(mkdir, stat, readdir, ...) of the process ever completes. The driver uses one connection per node (2 pool threads, however many volumes). '
+    + `Reproduced in this run with UV_THREADPOOL_SIZE=${repro.threadpoolSize}: ${reproText}.`);
+  if (error) throw new Error(`mount strategy: ${error}`);
+}
+
+/**
+ * bench/mount-strategy.js with UV_THREADPOOL_SIZE=4 in a child, killed
+ * (SIGKILL) after a hard timeout. At the timeout the child's threads are
+ * looked at (/proc/<pid>/task/<tid>/wchan) and its per-volume mounts counted;
+ * afterwards every mount under its temp dir is lazily unmounted and the dir
+ * removed.
+ */
+async function reproDefaultPoolHang(): Promise<DefaultPoolRepro> {
+  phase(`one connection per volume with UV_THREADPOOL_SIZE=${P.hangThreadpool} (${P.hangVolumes} volumes, killed after ${P.hangTimeoutMs / 1000} s if stuck)`);
+  const before = new Set(await mountStrategyDirs());
+  let threads: Array<{ comm: string; wchan: string }> = [];
+  let perVolume = -1;
+  const t0 = monoNs();
+  const r = await runCaptured(process.execPath, [STRATEGY_JS, String(P.hangVolumes)], {
+    timeoutMs: P.hangTimeoutMs, env: { ...process.env, UV_THREADPOOL_SIZE: String(P.hangThreadpool) }, onSpawn: trackChild,
+    beforeKill: async (pid) => {
+      threads = await threadStates(pid).catch(() => []);
+      const dirs = (await mountStrategyDirs()).filter((d) => !before.has(d));
+      perVolume = (await mountsWhere((m) => dirs.some((d) => m.startsWith(`${d}/b/`)))).length;
+    },
+  });
+  const elapsedMs = Number(monoNs() - t0) / 1e6;
+  const errors: string[] = [];
+  const undone = await cleanupStrategyDirs(errors, r.code !== 0);
+  let childResult: StrategyResult | null = null;
+  if (r.code === 0) {
+    try { childResult = JSON.parse(r.stdout) as StrategyResult; } catch { /* reported as not parsed below */ }
+  }
+  const pool = threads.filter((t) => t.comm.startsWith('libuv-worker'));
+  return {
+    threadpoolSize: P.hangThreadpool, volumesAsked: P.hangVolumes, timeoutMs: P.hangTimeoutMs,
+    hung: r.timedOut, how: howEnded(r), elapsedMs: round(elapsedMs, 0),
+    perVolumeConnectionsMountedAtKill: perVolume,
+    poolThreads: pool.length, poolThreadsInFuseRead: pool.filter((t) => t.wchan === 'fuse_dev_do_read').length,
+    mainThreadWchan: threads[0]?.wchan ?? '',
+    childResult, mountsCleanedUp: undone.length, cleanupErrors: errors,
+  };
+}
+
+// ---------------------------------------------------------------------------
 
 async function main(): Promise<number> {
   const started = Date.now();
+  strategyDirsAtStart = new Set(await mountStrategyDirs());
   const env = await BenchEnv.create();
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (interrupted) return;
     interrupted = true;
     process.stderr.write(`[bench] ${sig}: cleaning up\n`);
-    void env.cleanup().finally(() => process.exit(130));
+    for (const c of liveChildren) c.kill('SIGKILL');
+    void sleep(200).then(() => cleanupStrategyDirs([], true)).catch(() => undefined)
+      .then(() => env.cleanup()).finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -559,15 +765,22 @@ async function main(): Promise<number> {
     for (const f of [...readFiles, ...pubFiles]) await writeFile(join(tmpfsDir, `plain-${f.path}`), f.contents, { mode: 0o644 });
     await writeAtomicLayout(tmpfsDir, readFiles);
 
-    // The driver locks its memory by default; check that a full GC survives that.
-    phase('mlockall + GC probe');
+    // Why the driver does not mlockall, and that its way (locked pages for secrets only) survives GC.
+    phase('locked memory probes: mlockall + gc(), secretAllocator + gc()');
     const probe = await probeMlockGc();
-    results.mlockGcProbe = probe;
-    if (probe.locked && !probe.survived) {
-      notes.push(`mlockall + full GC: a Node process locked like the driver (--lock-memory=true, its default) died on gc(): ${probe.how} (${probe.failedSyscall}). `
-        + 'Under mlockall madvise(MADV_DONTNEED) fails with EINVAL and V8 CHECKs it, so the driver aborts whenever V8 gives heap pages back. '
-        + 'The forced-GC memory run in section 3 therefore uses --lock-memory=false.');
-    }
+    const secretProbe = await probeSecretAllocGc(2000);
+    results.lockedMemoryProbes = { mlockallGc: probe, secretAllocatorGc: secretProbe };
+    notes.push(probe.locked && !probe.survived
+      ? `why the driver does not mlockall: a Node process locked with mlockall (the addon's lockAll(true)) died on its first full gc(): ${probe.how}`
+        + `${probe.failedSyscall ? ` (${probe.failedSyscall})` : ''}. Under mlockall V8's madvise(MADV_DONTNEED) fails with EINVAL and V8 CHECKs it, `
+        + 'so a driver locked that way would abort whenever V8 gives heap pages back. --lock-memory therefore locks only the pages holding secret file contents.'
+      : `mlockall + gc() probe: locked=${probe.locked}, survived=${probe.survived} (${probe.how}); the abort it demonstrates did not happen here`);
+    const sv = secretProbe.vmLckKiB;
+    notes.push(`the driver's way survives GC: a child using secretAllocator(loadNative(), true) (locked=${secretProbe.locked}) allocated ${secretProbe.buffers} `
+      + `1 KiB secret buffers${sv ? ` (VmLck ${sv.start} -> ${sv.held} KiB)` : ''}, churned the heap with ${secretProbe.gcCalls} gc() calls under --expose-gc `
+      + `while replacing half of them per round, content intact: ${secretProbe.contentIntact}; survived: ${secretProbe.survived} (${secretProbe.how})`
+      + `${sv ? `; VmLck after dropping them: ${sv.afterRelease} KiB` : ''}${secretProbe.error ? `; ${secretProbe.error}` : ''}`
+      + `${secretProbe.lockError ? `; lock error: ${secretProbe.lockError}` : ''}`);
 
     const providerDir = env.path('providers');
     const providerSocket = join(providerDir, 'example.sock');
@@ -577,20 +790,15 @@ async function main(): Promise<number> {
     const mainDriver = await startDriver(env, { name: 'main', providerDir, spcDir, rotationPollInterval: P.mainPollInterval, logLevel: 'warn' });
     if (bin) await benchReads(env, bin, mainDriver, tmpfsDir, readFiles);
     await benchPublish(env, mainDriver, providerSocket, pubSecrets, pubFiles, bin, tmpfsDir);
-    const memory: MemoryResult[] = [];
-    try {
-      memory.push(await benchMemory(env, mainDriver, 'default flags (mlockall), no forced GC'));
-      mainDriver.csi.close();
-      await mainDriver.child.stop();
+    mainDriver.csi.close();
+    await mainDriver.child.stop();
 
-      phase('starting driver (poll interval 2m, --lock-memory=false, --inspect) for memory');
-      const memDriver = await startDriver(env, { name: 'mem', providerDir, spcDir, rotationPollInterval: P.mainPollInterval, logLevel: 'warn', inspect: true, lockMemory: false });
-      memory.push(await benchMemory(env, memDriver, '--lock-memory=false, forced GC'));
-      memDriver.csi.close();
-      await memDriver.child.stop();
-    } finally {
-      if (memory.length > 0) printMemory(memory);
-    }
+    phase('starting driver (poll interval 2m, default flags, --inspect) for memory');
+    const memDriver = await startDriver(env, { name: 'mem', providerDir, spcDir, rotationPollInterval: P.mainPollInterval, logLevel: 'warn', inspect: true });
+    const lockWarning = (): string | null => /could not lock secret memory[^\n]*/.exec(memDriver.child.recentOutput())?.[0] ?? null;
+    printMemory(await benchMemory(env, memDriver, 'default flags, forced GC', pubFiles.length, pubFiles[0]!.contents.length, lockWarning));
+    memDriver.csi.close();
+    await memDriver.child.stop();
 
     if (bin) {
       phase('starting driver (poll interval 1s) for rotation');
@@ -599,6 +807,8 @@ async function main(): Promise<number> {
       rot.csi.close();
       await rot.child.stop();
     }
+
+    await benchMountStrategy();
   } catch (e) {
     failure = e as Error;
   } finally {
@@ -609,6 +819,12 @@ async function main(): Promise<number> {
     results.cleanup = { leftoverMountsUnmounted: ours.map((m) => m.replace(env.root, '<tmp>')), errors: c.errors };
     if (ours.length > 0) notes.push(`cleanup had to unmount ${ours.length} leftover mount(s): ${ours.slice(0, 5).join(' ')}`);
     for (const e of c.errors) notes.push(`cleanup: ${e}`);
+    // Section 5's children mount under /tmp/ssbench-mounts-*, outside the temp dir.
+    const strategyErrors: string[] = [];
+    const strategyLeft = await cleanupStrategyDirs(strategyErrors, failure !== null).catch((e: unknown) => { strategyErrors.push((e as Error).message); return []; });
+    (results.cleanup as Record<string, unknown>).mountStrategyMountsUnmounted = strategyLeft;
+    if (strategyLeft.length > 0) notes.push(`cleanup had to unmount ${strategyLeft.length} mount-strategy mount(s): ${strategyLeft.slice(0, 5).join(' ')}`);
+    for (const e of strategyErrors) notes.push(`cleanup: ${e}`);
   }
   if (failure) notes.push(`FAILED: ${failure.message}`);
   results.notes = notes;
