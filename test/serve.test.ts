@@ -52,6 +52,7 @@ t.test('files, layout, modes and read-only mount', async (t) => {
   t.equal((await asNobody(`cat ${target}/username`)).stdout, 'admin\n', 'world-readable file readable by another user');
   await t.rejects(asNobody(`cat ${target}/private`), /Permission denied/, '0400 file refused to another user');
   await t.rejects(asNobody(`cat ${target}/nested/dir/key.pem`), /Permission denied/);
+  await t.rejects(asNobody(`ls ${h.dir}/fuse`), /Permission denied/, 'the connection root, which lists every volume, is closed to other users');
   const asGroup = (cmd: string) => execFileP('setpriv', ['--reuid=65534', '--regid=65534', '--groups=0', 'sh', '-c', cmd]);
   t.equal((await asGroup(`cat ${target}/nested/dir/key.pem`)).stdout, '-----BEGIN KEY-----\n', 'group member may read a 0440 file');
 

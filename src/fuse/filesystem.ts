@@ -4,8 +4,8 @@
 // kubelet's target path.
 
 import { openSync, closeSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, realpath } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { InodeTable, ROOT_ID, type Inode } from './inode-table.js';
 import { Operations, type Caller } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
@@ -60,10 +60,14 @@ export class SecretsFilesystem {
     // A mount left here by a previous driver process is dead (its connection
     // went with it; even mkdir on it fails with ENOTCONN): detach it first so
     // the new one is not stacked on a corpse.
+    // mountinfo shows resolved paths (/var/run is /run on most distributions);
+    // resolve the parent, since the directory itself may be a dead mount.
+    await mkdir(dirname(o.mountDir), { recursive: true, mode: 0o700 });
+    const mountDir = join(await realpath(dirname(o.mountDir)), basename(o.mountDir));
     for (const m of (await readMountInfo()).reverse()) {
-      if (m.mountPoint === o.mountDir) await unmount(o.mountDir, { lazy: true }).catch(() => undefined);
+      if (m.mountPoint === mountDir) await unmount(mountDir, { lazy: true }).catch(() => undefined);
     }
-    await mkdir(o.mountDir, { recursive: true, mode: 0o700 });
+    await mkdir(mountDir, { recursive: true, mode: 0o700 });
     const table = new InodeTable({ ...(o.onFree ? { onFree: o.onFree } : {}), ...(o.alloc ? { alloc: o.alloc } : {}) });
     const ttl = o.cacheTtl ?? 86_400;
     const volumeDirs = new Set<number>();
@@ -74,13 +78,13 @@ export class SecretsFilesystem {
     const fd = openSync('/dev/fuse', 'r+');
     const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
     try {
-      await mountFuse(fd, o.mountDir, { fsname: FSNAME, subtype: SUBTYPE });
+      await mountFuse(fd, mountDir, { fsname: FSNAME, subtype: SUBTYPE });
     } catch (e) {
       closeSync(fd);
       throw e;
     }
     session.start();
-    return new SecretsFilesystem(o.mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000);
+    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000);
   }
 
   /** Creates an empty volume directory named `name` under the root. */

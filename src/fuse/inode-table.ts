@@ -60,7 +60,10 @@ export class InodeTable {
   constructor(opts: InodeTableOptions = {}) {
     this.onFree = opts.onFree;
     this.alloc = opts.alloc ?? ((n) => Buffer.allocUnsafeSlow(n));
-    this.nodes.set(ROOT_ID, this.make(ROOT_ID, 'dir', 0o755, null, Date.now()));
+    // The connection root lists every volume: only root may enter it. Pods
+    // reach their volume through a bind mount of its own directory, which
+    // never walks through the root.
+    this.nodes.set(ROOT_ID, this.make(ROOT_ID, 'dir', 0o700, null, Date.now()));
     this.get(ROOT_ID)!.links = 1; // the mount itself holds the root
   }
 

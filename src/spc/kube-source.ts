@@ -4,7 +4,7 @@
 // once, so an SPC created just before the pod is not reported missing.
 
 import {
-  ApiException, CustomObjectsApi, KubeConfig, makeInformer,
+  ApiException, CustomObjectsApi, makeInformer, type KubeConfig,
   type Informer, type KubernetesListObject, type KubernetesObject, type ObjectCache,
 } from '@kubernetes/client-node';
 import { errors } from '../errors.js';
@@ -13,18 +13,8 @@ import { SPC_GROUP, SPC_PLURAL, spcNotFound, type SecretProviderClass, type SpcS
 type SpcObject = SecretProviderClass & KubernetesObject;
 
 export interface KubeSpcSourceOptions {
-  readonly kubeconfig?: string;
+  readonly kc: KubeConfig;
   readonly log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
-}
-
-/** In-cluster config when running in a pod, else the --kubeconfig file; never a silent localhost fallback. */
-export function loadKubeConfig(kubeconfig?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else throw new Error('no Kubernetes configuration: not in a cluster, and neither --kubeconfig nor KUBECONFIG is set');
-  return kc;
 }
 
 export class KubeSpcSource implements SpcSource {
@@ -37,15 +27,14 @@ export class KubeSpcSource implements SpcSource {
     this.informer = makeInformer<SpcObject>(kc, `/apis/${SPC_GROUP}/v1/${SPC_PLURAL}`,
       () => this.api.listClusterCustomObject({ group: SPC_GROUP, version: 'v1', plural: SPC_PLURAL }) as
         Promise<KubernetesListObject<SpcObject>>);
+    // The informer reconnects by itself with backoff; say so when it has to.
     this.informer.on('error', (err: unknown) => {
-      if (this.stopped) return;
-      this.log.warn({ err: (err as Error)?.message }, 'secretproviderclass watch failed; restarting in 5s');
-      setTimeout(() => { if (!this.stopped) void this.informer.start().catch(() => undefined); }, 5000).unref();
+      if (!this.stopped) this.log.warn({ err: (err as Error)?.message }, 'secretproviderclass watch failed; reconnecting');
     });
   }
 
   static async start(opts: KubeSpcSourceOptions): Promise<KubeSpcSource> {
-    const src = new KubeSpcSource(loadKubeConfig(opts.kubeconfig), opts.log);
+    const src = new KubeSpcSource(opts.kc, opts.log);
     await src.informer.start();
     opts.log.info({}, 'secretproviderclass informer synced');
     return src;

@@ -82,8 +82,15 @@ export interface VolumeManagerOptions {
   readonly rotation: { readonly enabled: boolean; readonly intervalMs: number; readonly concurrency: number; readonly retryBaseMs: number };
   /** Provider call timeout when the caller has no deadline (rotation polls). */
   readonly providerTimeoutMs: number;
-  /** Called after every successful mount or rotation (status objects, secret sync). */
-  readonly onVersion?: (status: VolumeStatus) => void;
+  /**
+   * Called after every successful mount (first=true) and rotation (status
+   * objects, secret sync). A failure on the first mount fails the publish and
+   * unmounts, as upstream does when it cannot write the status object; on a
+   * rotation it is logged and the new content stays.
+   */
+  readonly onVersion?: (status: VolumeStatus, first: boolean) => Promise<void>;
+  /** Called when a rotation poll fails (events). */
+  readonly onRotationError?: (status: VolumeStatus, err: DriverError, failures: number) => void;
 }
 
 /** FUSE directory name of a volume: stable for a target path, so a takeover finds the same names. */
@@ -115,6 +122,7 @@ export class VolumeManager {
         o.metrics.rotationError(vol?.provider ?? '', isDriverError(e) ? e.errorType || ErrorType.FailedToRotate : ErrorType.FailedToRotate);
         o.log.warn({ targetPath: key, pod: vol ? `${vol.podNamespace}/${vol.podName}` : undefined, err: e.message, code: e.code, failures, retryInMs },
           'rotation poll failed; the last good content stays served');
+        if (vol) o.onRotationError?.(this.toStatus(vol), isDriverError(e) ? e : errors.providerCall(status.UNKNOWN, String((err as Error)?.message ?? err), err), failures);
       },
     });
   }
@@ -198,9 +206,19 @@ export class VolumeManager {
     this.volumes.set(req.targetPath, vol);
     this.o.metrics.volumes.set(this.volumes.size);
     this.o.metrics.versions.inc();
+    if (!mock && this.o.onVersion) {
+      try {
+        await this.o.onVersion(this.toStatus(vol), true);
+      } catch (e) {
+        this.volumes.delete(req.targetPath);
+        await unmount(req.targetPath, { lazy: true }).catch(() => undefined);
+        await this.o.fs.destroyVolume(handle);
+        this.o.metrics.volumes.set(this.volumes.size);
+        throw errors.mountFailed((e as Error).message, e);
+      }
+    }
     if (this.o.rotation.enabled && !mock) this.scheduler.add(req.targetPath);
     log.info({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}`, provider, files: result.files.length }, 'node publish volume complete');
-    if (!mock) this.o.onVersion?.(this.toStatus(vol));
   }
 
   /** Makes the target an empty, unmounted directory (kubelet ≥1.20 leaves creating it to us). */
@@ -260,7 +278,8 @@ export class VolumeManager {
       this.o.metrics.rotationOk(vol.provider, rotated, (performance.now() - started) / 1000);
       if (rotated) {
         this.o.log.info({ targetPath, pod: `${vol.podNamespace}/${vol.podName}`, provider: vol.provider, dataDir: published.dataDir }, 'rotated volume content');
-        this.o.onVersion?.(this.toStatus(vol));
+        await this.o.onVersion?.(this.toStatus(vol), false).catch((e: unknown) =>
+          this.o.log.warn({ targetPath, err: (e as Error).message }, 'could not record the rotation'));
       }
     });
   }

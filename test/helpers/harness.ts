@@ -118,6 +118,9 @@ export interface HarnessOptions {
   /** Start the example provider as `<name>.sock` (default: example). */
   providerName?: string;
   startProvider?: boolean;
+  /** Run against a Kubernetes API server with this kubeconfig instead of an SPC directory. */
+  kubeconfig?: string;
+  nodeId?: string;
 }
 
 /** A driver + example provider pair in a temp dir. */
@@ -162,8 +165,9 @@ export class Harness {
 
   async startDriver(): Promise<void> {
     const args = [
-      DRIVER_BIN, `--endpoint=unix://${this.sock}`, '--nodeid=test-node', `--provider-volume=${this.providerDir}`,
-      '--additional-provider-volume-paths=', `--secret-provider-class-dir=${this.spcDir}`, `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
+      DRIVER_BIN, `--endpoint=unix://${this.sock}`, `--nodeid=${this.opts.nodeId ?? 'test-node'}`, `--provider-volume=${this.providerDir}`,
+      '--additional-provider-volume-paths=', `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
+      this.opts.kubeconfig ? `--kubeconfig=${this.opts.kubeconfig}` : `--secret-provider-class-dir=${this.spcDir}`,
       '--metrics-addr=', '--log-level=debug', ...(this.opts.driverArgs ?? []),
     ];
     this.driver = new Proc(spawn(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'] }));

@@ -1,0 +1,210 @@
+// End to end against a real API server (etcd + kube-apiserver +
+// kube-controller-manager, test/control-plane/): deploy/ applied and
+// validated, the driver running under its own ServiceAccount with only the
+// RBAC from deploy/, this test playing kubelet. A Pod owned by a ReplicaSet
+// mounts an SPC with secretObjects: files served, status object and Secret
+// written as upstream writes them, a rotation reaching all three, the Secret
+// garbage-collected when its owners go, upstream's error for a namespace
+// without the SPC, and Events on the Pod.
+
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import {
+  AppsV1Api, CoreV1Api, CustomObjectsApi, ApiextensionsV1Api, ApiException, KubeConfig,
+  type V1Pod, type KubernetesObject,
+} from '@kubernetes/client-node';
+import { Harness, ROOT, grpcCode, type Tap } from './helpers/harness.js';
+import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
+import { adminConfig, apply, eventually, manifests, serviceAccountKubeconfig, token } from './helpers/kube.js';
+
+const NODE = 'k8s-node-1';
+const NS = 'team-a';
+const GROUP = 'secrets-store.csi.x-k8s.io';
+const VOLUME = 'secrets-store-inline';
+
+let cp: ControlPlane;
+try {
+  cp = await controlPlane();
+} catch (e) {
+  if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
+    t.comment(`SKIP: no control plane: ${e.message}`);
+    t.pass('skipped: the Kubernetes tests need the control plane (test/control-plane/build.sh)', { skip: e.message });
+    process.exit(0);
+  }
+  throw e;
+}
+
+const kc = adminConfig(cp);
+const core = kc.makeApiClient(CoreV1Api);
+const apps = kc.makeApiClient(AppsV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const ext = kc.makeApiClient(ApiextensionsV1Api);
+
+const exists = async (fn: () => Promise<unknown>): Promise<boolean> => {
+  try {
+    await fn();
+    return true;
+  } catch (e) {
+    if (e instanceof ApiException && e.code === 404) return false;
+    throw e;
+  }
+};
+
+async function ensureNamespace(name: string): Promise<void> {
+  if (!(await exists(() => core.readNamespace({ name })))) await core.createNamespace({ body: { metadata: { name } } });
+  // The serviceaccount controller creates "default" in every namespace.
+  await eventually(() => exists(() => core.readNamespacedServiceAccount({ namespace: name, name: 'default' })), 30_000, `default SA in ${name}`);
+}
+
+t.test('deploy/ validates (server-side dry-run) and applies to the real API server', async (t) => {
+  const all = await manifests(join(ROOT, 'deploy'));
+  const crds = all.filter((o) => o.kind === 'CustomResourceDefinition');
+  t.equal(crds.length, 2, 'two CRDs');
+  await apply(kc, crds, { dryRun: true });
+  await apply(kc, crds);
+  for (const c of crds) {
+    await eventually(async () => {
+      const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
+      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
+    }, 30_000, `${c.metadata!.name} established`);
+  }
+  const spcCrd = await ext.readCustomResourceDefinition({ name: `secretproviderclasses.${GROUP}` });
+  t.same(spcCrd.spec.versions.map((v) => [v.name, v.served, v.storage, v.deprecated ?? false]), [['v1', true, true, false], ['v1alpha1', true, false, true]]);
+  const rest = all.filter((o) => o.kind !== 'CustomResourceDefinition');
+  t.ok(rest.some((o) => o.kind === 'CSIDriver') && rest.some((o) => o.kind === 'DaemonSet') && rest.some((o) => o.kind === 'ClusterRole'), 'CSIDriver, RBAC and DaemonSet are there');
+  await apply(kc, rest, { dryRun: true });
+  await apply(kc, rest);
+  const csiDriver = await kc.makeApiClient((await import('@kubernetes/client-node')).StorageV1Api).readCSIDriver({ name: 'secrets-store.csi.k8s.io' });
+  t.equal(csiDriver.spec.podInfoOnMount, true);
+  t.equal(csiDriver.spec.requiresRepublish, true);
+  t.same(csiDriver.spec.volumeLifecycleModes, ['Ephemeral']);
+  // A v1alpha1 object is still accepted, as upstream's CRD does.
+  await ensureNamespace('alpha-ns');
+  await custom.createNamespacedCustomObject({ group: GROUP, version: 'v1alpha1', namespace: 'alpha-ns', plural: 'secretproviderclasses',
+    body: { apiVersion: `${GROUP}/v1alpha1`, kind: 'SecretProviderClass', metadata: { name: 'old' }, spec: { provider: 'x', parameters: { a: 'b' } } } })
+    .catch((e: unknown) => { if (!(e instanceof ApiException && e.code === 409)) throw e; });
+  t.pass('v1alpha1 SecretProviderClass accepted');
+});
+
+t.test('the driver end to end, under its own least-privilege account', async (t) => {
+  await ensureNamespace(NS);
+  await ensureNamespace('negative-ns');
+
+  // The driver authenticates as kube-system/secrets-store-csi-driver with only deploy/'s RBAC.
+  const h0dir = cp.dir;
+  const driverKubeconfig = await serviceAccountKubeconfig(cp, kc, 'kube-system', 'secrets-store-csi-driver', join(h0dir, `driver-${Date.now()}.kubeconfig`));
+  const h = await Harness.start(t as Tap, { kubeconfig: driverKubeconfig, nodeId: NODE, driverArgs: ['--rotation-poll-interval=1s'] });
+
+  // What the driver may not do is refused.
+  const asDriver = new KubeConfig();
+  asDriver.loadFromFile(driverKubeconfig);
+  const driverCore = asDriver.makeApiClient(CoreV1Api);
+  const code = (p: Promise<unknown>) => p.then(() => 200, (e: unknown) => (e instanceof ApiException ? e.code : -1));
+  t.equal(await code(driverCore.listNode()), 403, 'listing nodes is forbidden to the driver');
+  t.equal(await code(driverCore.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 'x' }] } } })),
+    403, 'creating pods is forbidden to the driver');
+  t.equal(await code(driverCore.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${NODE}` })), 200, 'listing pods is allowed (its informer)');
+
+  await h.source('s.json', { files: [{ path: 'username', contents: 'app-user' }, { path: 'password', contents: 'pw-v1' }] });
+  const spc = {
+    apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name: 'app-secrets', namespace: NS },
+    spec: {
+      provider: 'example',
+      parameters: { secretsFile: join(h.sourceDir, 's.json') },
+      secretObjects: [{
+        secretName: 'app-synced', type: 'Opaque', labels: { environment: 'test' }, annotations: { team: 'a' },
+        data: [{ objectName: 'username', key: 'user' }, { objectName: 'password', key: 'pass' }],
+      }],
+    },
+  };
+  await apply(kc, [spc as KubernetesObject]);
+
+  const volume = { name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'app-secrets' } } };
+  const rs = await apps.createNamespacedReplicaSet({ namespace: NS, body: {
+    metadata: { name: 'web-rs' },
+    spec: { replicas: 1, selector: { matchLabels: { app: 'web' } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'app', image: 'busybox' }], volumes: [volume] } } },
+  } });
+  const pod: V1Pod = await core.createNamespacedPod({ namespace: NS, body: {
+    metadata: { name: 'web-rs-x1', labels: { app: 'web' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-rs', uid: rs.metadata!.uid!, controller: true, blockOwnerDeletion: true }] },
+    spec: { nodeName: NODE, serviceAccountName: 'default', containers: [{ name: 'app', image: 'busybox' }], volumes: [volume] },
+  } });
+  const uid = pod.metadata!.uid!;
+
+  // kubelet's part: tokens minted for the pod through the TokenRequest API, then NodePublishVolume.
+  const tok = await token(kc, NS, 'default', { audiences: ['example-aud'], pod: { name: 'web-rs-x1', uid } });
+  const target = join(h.dir, 'pods', uid, 'volumes', 'kubernetes.io~csi', VOLUME, 'mount');
+  const req = h.publishRequest(target, 'app-secrets', {
+    volumeContext: {
+      secretProviderClass: 'app-secrets', 'csi.storage.k8s.io/pod.name': 'web-rs-x1', 'csi.storage.k8s.io/pod.namespace': NS,
+      'csi.storage.k8s.io/pod.uid': uid, 'csi.storage.k8s.io/serviceAccount.name': 'default', 'csi.storage.k8s.io/ephemeral': 'true',
+      'csi.storage.k8s.io/serviceAccount.tokens': JSON.stringify({ 'example-aud': tok }),
+    },
+  });
+  await h.publish(req);
+  t.equal(await readFile(join(target, 'password'), 'utf8'), 'pw-v1', 'files served');
+
+  // The status object, exactly as upstream writes it.
+  const spcpsName = `web-rs-x1-${NS}-app-secrets`;
+  const getSpcps = () => custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: NS, plural: 'secretproviderclasspodstatuses', name: spcpsName }) as Promise<{
+    metadata: { labels: Record<string, string>; ownerReferences: Array<{ kind: string; name: string; uid: string }> };
+    status: { podName: string; secretProviderClassName: string; mounted: boolean; targetPath: string; objects: Array<{ id: string; version: string }> };
+  }>;
+  const spcps = await getSpcps();
+  t.equal(spcps.metadata.labels['internal.secrets-store.csi.k8s.io/node-name'], NODE);
+  t.same(spcps.metadata.ownerReferences.map((o) => [o.kind, o.name, o.uid]), [['Pod', 'web-rs-x1', uid]]);
+  t.same({ ...spcps.status, objects: spcps.status.objects.map((o) => o.id) },
+    { podName: 'web-rs-x1', secretProviderClassName: 'app-secrets', mounted: true, targetPath: target, objects: ['password', 'username'] }, 'status, objects sorted by id');
+  const v1Versions = spcps.status.objects;
+
+  // The synced Secret.
+  const secret = await eventually(() => core.readNamespacedSecret({ namespace: NS, name: 'app-synced' }).catch(() => null), 20_000, 'the synced Secret');
+  t.equal(secret.type, 'Opaque');
+  t.same(secret.data, { user: Buffer.from('app-user').toString('base64'), pass: Buffer.from('pw-v1').toString('base64') });
+  t.same(secret.metadata!.labels, { environment: 'test', 'secrets-store.csi.k8s.io/managed': 'true' });
+  t.equal(secret.metadata!.annotations?.team, 'a');
+  t.same(secret.metadata!.ownerReferences!.map((o) => [o.kind, o.name, o.uid]), [['ReplicaSet', 'web-rs', rs.metadata!.uid]], 'owned by the pod\'s owner');
+
+  // A rotation at the provider reaches the file, the status object and the Secret within a poll or two.
+  await h.source('s.json', { files: [{ path: 'username', contents: 'app-user' }, { path: 'password', contents: 'pw-v2-rotated' }] });
+  await eventually(async () => (await readFile(join(target, 'password'), 'utf8')) === 'pw-v2-rotated', 10_000, 'the rotated file');
+  await eventually(async () => {
+    const s = await getSpcps();
+    return s.status.objects.find((o) => o.id === 'password')!.version !== v1Versions.find((o) => o.id === 'password')!.version;
+  }, 10_000, 'the status object to carry the new version');
+  await eventually(async () => (await core.readNamespacedSecret({ namespace: NS, name: 'app-synced' })).data?.pass === Buffer.from('pw-v2-rotated').toString('base64'),
+    10_000, 'the Secret to carry the rotated value');
+  t.pass('rotation reached file, status object and Secret');
+
+  const events = await eventually(async () => {
+    const list = await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=web-rs-x1` });
+    const reasons = new Set(list.items.map((e) => e.reason));
+    return ['SecretSynced', 'MountRotationComplete', 'SecretRotationComplete'].every((r) => reasons.has(r)) ? reasons : null;
+  }, 15_000, 'events on the pod');
+  t.ok(events.has('SecretSynced') && events.has('MountRotationComplete') && events.has('SecretRotationComplete'), `events: ${[...events].join(', ')}`);
+
+  // kubelet's republish refreshes tokens; nothing changes.
+  await h.publish(req);
+
+  // A pod whose namespace has no such SPC fails with upstream's message.
+  const e = await h.publish(h.publishRequest(join(h.dir, 'pods', 'neg-uid', 'volumes', 'kubernetes.io~csi', VOLUME, 'mount'), 'app-secrets', {
+    volumeContext: { secretProviderClass: 'app-secrets', 'csi.storage.k8s.io/pod.name': 'neg', 'csi.storage.k8s.io/pod.namespace': 'negative-ns', 'csi.storage.k8s.io/pod.uid': 'neg-uid' },
+  })).catch((x: unknown) => x);
+  t.equal(grpcCode(e), status.NOT_FOUND);
+  t.match((e as Error).message, /failed to get secretproviderclass negative-ns\/app-secrets.*not found/);
+
+  // Every call the driver made was allowed by deploy/'s RBAC.
+  t.notMatch(h.driver.out, /\b403\b|forbidden/i, 'the driver was never refused');
+
+  // Unpublish, then owners go: the garbage collector deletes the status object and the Secret.
+  await h.unpublish(target);
+  await core.deleteNamespacedPod({ namespace: NS, name: 'web-rs-x1', gracePeriodSeconds: 0 });
+  await eventually(async () => !(await exists(getSpcps)), 60_000, 'the status object to be garbage-collected with its pod');
+  t.ok(await exists(() => core.readNamespacedSecret({ namespace: NS, name: 'app-synced' })), 'the Secret stays while its ReplicaSet exists');
+  await apps.deleteNamespacedReplicaSet({ namespace: NS, name: 'web-rs' });
+  await eventually(async () => !(await exists(() => core.readNamespacedSecret({ namespace: NS, name: 'app-synced' }))), 60_000, 'the Secret to be garbage-collected');
+  t.pass('the Secret was garbage-collected once its last owner was deleted');
+});
