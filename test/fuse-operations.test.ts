@@ -223,7 +223,7 @@ t.test('GETATTR', async (t) => {
   const root = parse(ops.handle(req(Op.GETATTR, ROOT_ID)));
   t.equal(root.body.readBigUInt64LE(0), 1n, 'root is mutable: short TTL');
   t.equal(root.body.readUInt32LE(8), 500_000_000);
-  t.equal(root.body.readUInt32LE(16 + 60), S_IFDIR | 0o755);
+  t.equal(root.body.readUInt32LE(16 + 60), S_IFDIR | 0o700, 'the root is closed to other users');
   t.equal(root.body.readUInt32LE(16 + 64), 3, 'root nlink: 2 + one subdirectory');
 
   const v = parse(ops.handle(req(Op.GETATTR, vol.id)));
