@@ -208,3 +208,75 @@ t.test('the driver end to end, under its own least-privilege account', async (t)
   await eventually(async () => !(await exists(() => core.readNamespacedSecret({ namespace: NS, name: 'app-synced' }))), 60_000, 'the Secret to be garbage-collected');
   t.pass('the Secret was garbage-collected once its last owner was deleted');
 });
+
+t.test('a bare pod, a kubernetes.io/tls Secret, and a clear message when RBAC forbids syncing', async (t) => {
+  const ns = 'team-b';
+  await ensureNamespace(ns);
+  const driverKubeconfig = await serviceAccountKubeconfig(cp, kc, 'kube-system', 'secrets-store-csi-driver', join(cp.dir, `driver-b-${Date.now()}.kubeconfig`));
+  const h = await Harness.start(t as Tap, { kubeconfig: driverKubeconfig, nodeId: NODE, driverArgs: ['--rotation-poll-interval=2m'] });
+
+  // A key and certificate as a provider would return them (one PEM file).
+  const { execFileSync } = await import('node:child_process');
+  const dir = t.testdir({});
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=app.example', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+  const keyPem = await readFile(join(dir, 'k.pem'), 'utf8');
+  const certPem = await readFile(join(dir, 'c.pem'), 'utf8');
+  await h.source('tls.json', { files: [{ path: 'bundle.pem', contents: keyPem + certPem }] });
+  await apply(kc, [{
+    apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name: 'tls', namespace: ns },
+    spec: {
+      provider: 'example', parameters: { secretsFile: join(h.sourceDir, 'tls.json') },
+      secretObjects: [{ secretName: 'app-tls', type: 'kubernetes.io/tls', data: [{ objectName: 'bundle.pem', key: 'tls.key' }, { objectName: 'bundle.pem', key: 'tls.crt' }] }],
+    },
+  } as KubernetesObject]);
+
+  const mkPod = async (name: string): Promise<{ uid: string; target: string }> => {
+    const pod = await core.createNamespacedPod({ namespace: ns, body: {
+      metadata: { name },
+      spec: { nodeName: NODE, containers: [{ name: 'app', image: 'busybox' }],
+        volumes: [{ name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'tls' } } }] },
+    } });
+    const uid = pod.metadata!.uid!;
+    const target = join(h.dir, 'pods', uid, 'volumes', 'kubernetes.io~csi', VOLUME, 'mount');
+    await h.publish(h.publishRequest(target, 'tls', { volumeContext: {
+      secretProviderClass: 'tls', 'csi.storage.k8s.io/pod.name': name, 'csi.storage.k8s.io/pod.namespace': ns, 'csi.storage.k8s.io/pod.uid': uid,
+    } }));
+    return { uid, target };
+  };
+
+  const a = await mkPod('bare-pod');
+  const secret = await eventually(() => core.readNamespacedSecret({ namespace: ns, name: 'app-tls' }).catch(() => null), 20_000, 'the TLS Secret');
+  t.equal(secret.type, 'kubernetes.io/tls');
+  const tlsKey = Buffer.from(secret.data!['tls.key']!, 'base64').toString();
+  const tlsCrt = Buffer.from(secret.data!['tls.crt']!, 'base64').toString();
+  t.match(tlsKey, /^-----BEGIN RSA PRIVATE KEY-----\n/, 'the key, re-encoded as PKCS#1');
+  t.notMatch(tlsKey, /CERTIFICATE/);
+  t.equal(tlsCrt.trim(), certPem.trim(), 'the certificate');
+  const { createPrivateKey, X509Certificate } = await import('node:crypto');
+  t.ok(new X509Certificate(tlsCrt).checkPrivateKey(createPrivateKey(tlsKey)), 'key and certificate belong together');
+  t.same(secret.metadata!.ownerReferences!.map((o) => [o.kind, o.name]), [['SecretProviderClassPodStatus', `bare-pod-${ns}-tls`]],
+    'a bare pod\'s Secret is owned by its status object');
+
+  // Without the syncing role the driver says what is missing, on the Pod.
+  const rbac = (await manifests(join(ROOT, 'deploy'))).filter((o) => o.kind === 'ClusterRoleBinding' && o.metadata?.name === 'secretprovidersyncing-rolebinding');
+  t.equal(rbac.length, 1);
+  const { RbacAuthorizationV1Api } = await import('@kubernetes/client-node');
+  const rbacApi = kc.makeApiClient(RbacAuthorizationV1Api);
+  await rbacApi.deleteClusterRoleBinding({ name: 'secretprovidersyncing-rolebinding' });
+  t.teardown(() => apply(kc, rbac).then(() => undefined));
+  await core.deleteNamespacedSecret({ namespace: ns, name: 'app-tls' });
+  const b = await mkPod('bare-pod-2');
+  const ev = await eventually(async () => {
+    const list = await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=bare-pod-2' });
+    return list.items.find((e) => e.reason === 'FailedToCreateSecret');
+  }, 20_000, 'a FailedToCreateSecret event');
+  t.equal(ev.type, 'Warning');
+  t.match(ev.message, /failed to sync secret team-b\/app-tls: HTTP 403/);
+  t.match(ev.message, /secretprovidersyncing-role/, 'the message names the missing role');
+  t.match(h.driver.out, /The secret operation failed with forbidden error/, 'upstream\'s warning is logged');
+
+  await apply(kc, rbac);
+  await eventually(() => core.readNamespacedSecret({ namespace: ns, name: 'app-tls' }).catch(() => null), 30_000, 'the Secret once the role is back');
+  t.pass('sync recovers once the role is bound again');
+  for (const p of [a, b]) await h.unpublish(p.target);
+});
