@@ -1,11 +1,13 @@
-// CSI Identity and Node RPCs of the real driver process over its unix socket:
-// plugin info, capabilities, node info, unimplemented RPCs, and every
-// argument check of publish, unpublish, stage and unstage.
+// CSI Identity, Node and Controller RPCs of the real driver process over its
+// unix socket: plugin info, capabilities, node info, unimplemented RPCs, and
+// every argument check of publish, unpublish, stage and unstage.
 
 import t from 'tap';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { ControllerClient, NodeServiceCapability_RPC_Type, type GetPluginInfoResponse, type GetPluginCapabilitiesResponse, type ProbeResponse,
-  type NodeGetInfoResponse, type NodeGetCapabilitiesResponse } from '../src/gen/csi/v1/csi.js';
+import { ControllerClient, NodeServiceCapability_RPC_Type, PluginCapability_Service_Type, type GetPluginInfoResponse, type GetPluginCapabilitiesResponse,
+  type ProbeResponse, type NodeGetInfoResponse, type NodeGetCapabilitiesResponse, type ControllerGetCapabilitiesResponse } from '../src/gen/csi/v1/csi.js';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { Harness, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
 
@@ -21,7 +23,8 @@ t.test('identity and node service', async (t) => {
   t.match(info.vendorVersion, /^v\d+\.\d+\.\d+/);
 
   const caps = await u<GetPluginCapabilitiesResponse>((cb) => h.identity.getPluginCapabilities({}, cb));
-  t.same(caps.capabilities, [], 'no controller service is advertised');
+  t.same(caps.capabilities, [{ type: { $case: 'service', value: { type: PluginCapability_Service_Type.CONTROLLER_SERVICE } } }],
+    'CONTROLLER_SERVICE is advertised, as upstream does');
 
   const probe = await u<ProbeResponse>((cb) => h.identity.probe({}, cb));
   t.equal(probe.ready, true);
@@ -40,10 +43,16 @@ t.test('identity and node service', async (t) => {
 
   const controller = new ControllerClient(`unix:${h.sock}`, credentials.createInsecure());
   t.teardown(() => controller.close());
-  const cc = await u<unknown>((cb) => controller.controllerGetCapabilities({}, cb)).catch((e: unknown) => e);
-  t.equal(grpcCode(cc), status.UNIMPLEMENTED, 'controller RPCs answer Unimplemented');
+  // Upstream lists one RPC_UNKNOWN capability, which csi-sanity rejects; an empty list says the same.
+  const cc = await u<ControllerGetCapabilitiesResponse>((cb) => controller.controllerGetCapabilities({}, cb));
+  t.same(cc.capabilities, [], 'the controller has no capabilities');
   const cv = await u<unknown>((cb) => controller.createVolume({ name: 'x', parameters: {}, secrets: {}, volumeCapabilities: [], mutableParameters: {} }, cb)).catch((e: unknown) => e);
-  t.equal(grpcCode(cv), status.UNIMPLEMENTED);
+  t.equal(grpcCode(cv), status.UNIMPLEMENTED, 'every other controller RPC answers Unimplemented');
+  t.match((cv as Error).message, /CreateVolume is not implemented/);
+  const dv = await u<unknown>((cb) => controller.deleteVolume({ volumeId: 'x', secrets: {} }, cb)).catch((e: unknown) => e);
+  t.equal(grpcCode(dv), status.UNIMPLEMENTED);
+  const cp = await u<unknown>((cb) => controller.controllerPublishVolume({ volumeId: 'x', nodeId: 'n', readonly: true, secrets: {}, volumeContext: {} }, cb)).catch((e: unknown) => e);
+  t.equal(grpcCode(cp), status.UNIMPLEMENTED);
 
   const vc = { accessType: { $case: 'mount' as const, value: { fsType: '', mountFlags: [], volumeMountGroup: '' } } };
   t.same(await u<unknown>((cb) => h.node.nodeStageVolume({ volumeId: 'v', stagingTargetPath: '/s', volumeCapability: vc, publishContext: {}, secrets: {}, volumeContext: {} }, cb)), {});
@@ -107,4 +116,14 @@ t.test('csi-sanity mock hooks: mock_provider publishes an empty volume; /tmp/csi
   t.equal(h.providerMounts(), 0);
   await h.unpublish(target);
   t.same(await mountsUnder(target), []);
+
+  // As upstream, the hook returns before the readonly check (csi-sanity publishes with readonly=false);
+  // the mount is read-only all the same.
+  const rw = h.target('mock-rw');
+  await h.publish(h.publishRequest(rw, '', { readonly: false, volumeContext: { providerName: 'mock_provider' } }));
+  t.same(await mountsUnder(rw), [rw]);
+  const e = await writeFile(join(rw, 'x'), 'y').catch((x: unknown) => x);
+  t.equal((e as NodeJS.ErrnoException)?.code, 'EROFS', 'the mock volume is read-only');
+  await h.unpublish(rw);
+  t.same(await mountsUnder(rw), []);
 });

@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -561,6 +562,120 @@ static napi_value SocketPair(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// Unix SOCK_SEQPACKET sockets for the keeper channel. Node's net module only
+// makes SOCK_STREAM sockets and reads them itself, which would discard the
+// SCM_RIGHTS descriptors; these sockets are read only through recvFds. All
+// are non-blocking and close-on-exec: callers poll on EAGAIN.
+
+#include <sys/un.h>
+
+static bool get_path_arg(napi_env env, napi_value value, struct sockaddr_un *addr) {
+  char path[sizeof addr->sun_path];
+  size_t len = 0;
+  napi_valuetype type;
+  NAPI_CALL_BOOL(env, napi_typeof(env, value, &type));
+  if (type != napi_string) {
+    throw_arg_type(env, "path", "of type string");
+    return false;
+  }
+  NAPI_CALL_BOOL(env, napi_get_value_string_utf8(env, value, path, sizeof path, &len));
+  if (len == 0 || len >= sizeof path - 1) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "unix socket path is empty or too long");
+    return false;
+  }
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path, path, len);
+  return true;
+}
+
+static napi_value fd_value(napi_env env, int fd) {
+  napi_value v;
+  if (napi_create_int32(env, fd, &v) != napi_ok) {
+    close(fd);
+    return throw_napi_failure(env, "napi_create_int32");
+  }
+  return v;
+}
+
+// unixListen(path): a listening SOCK_SEQPACKET socket at path (an existing
+// file there is replaced), mode 0600.
+static napi_value UnixListen(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un addr;
+  if (!get_path_arg(env, argv[0], &addr)) return NULL;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_syscall(env, "socket", errno, NULL);
+  unlink(addr.sun_path);
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || chmod(addr.sun_path, 0600) != 0 || listen(fd, 16) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_syscall(env, "bind/listen", err, NULL);
+  }
+  return fd_value(env, fd);
+}
+
+// unixAccept(listenFd): a connected non-blocking socket, or -1 when no
+// connection is waiting.
+static napi_value UnixAccept(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int lfd;
+  if (!get_fd_arg(env, argv[0], "listenFd", &lfd)) return NULL;
+  int fd;
+  do {
+    fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return fd_value(env, -1);
+    return throw_syscall(env, "accept4", errno, NULL);
+  }
+  return fd_value(env, fd);
+}
+
+// unixConnect(path): a connected non-blocking SOCK_SEQPACKET socket.
+static napi_value UnixConnect(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un addr;
+  if (!get_path_arg(env, argv[0], &addr)) return NULL;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_syscall(env, "socket", errno, NULL);
+  int rc;
+  do {
+    rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int err = errno;
+    close(fd);
+    return throw_syscall(env, "connect", err, NULL);
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_syscall(env, "fcntl", err, NULL);
+  }
+  return fd_value(env, fd);
+}
+
+// exitNow(code): _exit(2). A process whose threadpool threads are parked in
+// read(2) on a /dev/fuse connection that outlives it (the keeper holds it)
+// cannot exit normally: libuv joins its threads at exit and they never
+// return. Callers flush what they must before.
+static napi_value ExitNow(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t code;
+  if (!get_int_arg(env, argv[0], "code", 0, 255, &code)) return NULL;
+  _exit((int)code);
+}
+
 // ---------------------------------------------------------------------------
 
 #define EXPORT_FN(name, fn) \
@@ -578,6 +693,10 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("recvFds", RecvFds),
       EXPORT_FN("dupFd", DupFd),
       EXPORT_FN("socketPair", SocketPair),
+      EXPORT_FN("unixListen", UnixListen),
+      EXPORT_FN("unixAccept", UnixAccept),
+      EXPORT_FN("unixConnect", UnixConnect),
+      EXPORT_FN("exitNow", ExitNow),
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0],
                              props) != napi_ok) {

@@ -21,10 +21,14 @@ import { identityServer } from '../csi/identity-server.js';
 import { nodeServer } from '../csi/node-server.js';
 import { startCsiServer } from '../csi/server.js';
 import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
+import { KeeperClient } from '../takeover/keeper-client.js';
+import { decodeState, encodeState, type DriverState } from '../takeover/state.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
 
 export interface RunningDriver {
+  /** Exit code 0 without waiting for threadpool threads parked on a FUSE connection the keeper keeps alive. */
+  exit(): never;
   readonly log: Logger;
   readonly fs: SecretsFilesystem;
   readonly manager: VolumeManager;
@@ -46,12 +50,33 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   let metricsServer: HttpServer | null = null;
   if (flags.metricsAddr) metricsServer = await metrics.listen(flags.metricsAddr);
 
-  const fs = await SecretsFilesystem.mount({
+  const fsOptions = {
     mountDir: flags.fuseMountDir,
     log,
-    onRequest: (op) => metrics.fuseRequest(opName(op)),
+    onRequest: (op: number) => metrics.fuseRequest(opName(op)),
     alloc: secrets.allocate,
-  });
+  };
+  // With a keeper, take over the connection a previous driver left there
+  // (crash or upgrade); otherwise, or when there is none, mount afresh.
+  let keeper: KeeperClient | null = null;
+  let inherited: DriverState | null = null;
+  let fs: SecretsFilesystem;
+  if (flags.keeperSocket) {
+    keeper = await KeeperClient.connect(native, flags.keeperSocket, 10_000);
+    if (!keeper) log.warn({ socket: flags.keeperSocket }, 'no keeper: running without restart survival');
+  }
+  const hello = keeper ? await keeper.hello() : { kind: 'empty' as const };
+  if (hello.kind === 'state') {
+    const started = performance.now();
+    const decoded = decodeState(hello.state);
+    inherited = decoded.state;
+    fs = await SecretsFilesystem.adopt(fsOptions, hello.fd, decoded.state.fs, decoded.blob);
+    hello.state.fill(0);
+    log.info({ volumes: inherited.volumes.length, ms: Math.round(performance.now() - started) }, 'took over the FUSE connection from the previous driver');
+  } else {
+    fs = await SecretsFilesystem.mount(fsOptions);
+    keeper?.register(fs.session.fd);
+  }
   metrics.observeFilesystem(() => fs.table.stats());
 
   // Without a cluster (--secret-provider-class-dir) there are no status
@@ -78,8 +103,21 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     maxRecvMsgSize: flags.maxCallRecvMsgSize,
   });
   const k = kube;
+  // The keeper always has the latest state: sent after every change, at most every 50 ms.
+  let snapshotTimer: NodeJS.Timeout | null = null;
+  const sendSnapshot = (): void => {
+    if (!keeper?.connected || !manager) return;
+    const { state, data } = fs.exportState();
+    const buf = encodeState({ version: 1, fs: state, volumes: manager.exportVolumes() }, data, secrets.allocate);
+    keeper.snapshot(buf);
+    buf.fill(0);
+  };
+  const changed = (): void => {
+    if (!keeper || snapshotTimer) return;
+    snapshotTimer = setTimeout(() => { snapshotTimer = null; sendSnapshot(); }, 50);
+  };
   manager = new VolumeManager({
-    fs, spcs, providers, metrics, log,
+    fs, spcs, providers, metrics, log, onChange: changed,
     ...(k ? {
       onVersion: async (st: VolumeStatus, first: boolean) => {
         const written = await k.podStatus.write(st);
@@ -99,19 +137,50 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
   const running = manager;
+  /** Graceful for 2 s (calls in flight finish), then forced: idle client connections must not hold us. */
+  const shutdownServer = (): Promise<void> => new Promise<void>((resolve) => {
+    const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
+    server.tryShutdown(() => { clearTimeout(force); resolve(); });
+  });
+  if (inherited) running.restoreVolumes(inherited.volumes);
+  sendSnapshot();
   log.info({ endpoint: flags.endpoint, fuseMountDir: flags.fuseMountDir }, 'listening');
 
+  // An upgrade: a newer driver takes over. Stop taking calls, hand the final
+  // state to the keeper and exit without unmounting anything.
+  keeper?.onYield(() => {
+    void (async () => {
+      log.info({}, 'handing over to a new driver');
+      ready = false;
+      await shutdownServer();
+      await running.quiesce();
+      if (snapshotTimer) clearTimeout(snapshotTimer);
+      sendSnapshot();
+      await keeper.yielded();
+      fs.detach();
+      native.exitNow(0);
+    })();
+  });
+
   return {
+    exit: () => (keeper?.connected ? native.exitNow(0) : process.exit(0)),
     log, fs, manager: running,
     async stop() {
       ready = false;
       running.close();
       await kube?.sync.stop();
-      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      await shutdownServer();
       providers.close();
       await spcs.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer.close(() => r()));
-      await fs.close();
+      // With a keeper the connection outlives this process: the next driver serves it.
+      if (keeper?.connected) {
+        if (snapshotTimer) clearTimeout(snapshotTimer);
+        sendSnapshot();
+        fs.detach();
+      } else {
+        await fs.close();
+      }
     },
   };
 }

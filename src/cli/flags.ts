@@ -20,6 +20,7 @@ export interface DriverFlags {
   fuseMountDir: string;
   logLevel: string;
   lockMemory: boolean;
+  keeperSocket: string;
   version: boolean;
   help: boolean;
 }
@@ -43,6 +44,7 @@ const SPECS: Record<string, Spec> = {
   'secret-provider-class-dir': { key: 'secretProviderClassDir', kind: 'string', help: 'read SecretProviderClass manifests from this directory instead of the Kubernetes API' },
   'fuse-mount-dir': { key: 'fuseMountDir', kind: 'string', help: 'where the node-wide FUSE connection is mounted (private to the driver)' },
   'log-level': { key: 'logLevel', kind: 'string', help: 'trace, debug, info, warn, error' },
+  'keeper-socket': { key: 'keeperSocket', kind: 'string', help: 'unix socket of the keeper that holds the FUSE connection across restarts (empty: none)' },
   'lock-memory': { key: 'lockMemory', kind: 'bool', help: 'keep secret bytes in locked memory so they never reach swap (needs CAP_IPC_LOCK)' },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
@@ -77,6 +79,7 @@ export function defaultFlags(): DriverFlags {
     fuseMountDir: '/var/run/secrets-store-csi-driver/fuse',
     logLevel: 'info',
     lockMemory: true,
+    keeperSocket: '',
     version: false,
     help: false,
   };

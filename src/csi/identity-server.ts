@@ -1,6 +1,6 @@
 // CSI Identity: name and version, capabilities, readiness.
 
-import type { IdentityServer } from '../gen/csi/v1/csi.js';
+import { PluginCapability_Service_Type, type IdentityServer } from '../gen/csi/v1/csi.js';
 import { errors } from '../errors.js';
 import { unary } from './handler.js';
 
@@ -17,9 +17,12 @@ export function identityServer(o: IdentityOptions): IdentityServer {
       if (!o.driverName || !o.version) throw errors.shuttingDown('driver name/version not configured');
       return { name: o.driverName, vendorVersion: o.version, manifest: {} };
     }),
-    // No CONTROLLER_SERVICE: this driver has no controller RPCs to offer
-    // (upstream advertises it and then answers Unimplemented to all of them).
-    getPluginCapabilities: unary(async () => ({ capabilities: [] })),
+    // CONTROLLER_SERVICE, as upstream: the Controller service is registered
+    // (controller-server.ts) and lists no capabilities. csi-sanity runs its
+    // positive NodePublish specs only for a plugin that advertises it.
+    getPluginCapabilities: unary(async () => ({
+      capabilities: [{ type: { $case: 'service', value: { type: PluginCapability_Service_Type.CONTROLLER_SERVICE } } }],
+    })),
     probe: unary(async () => ({ ready: o.ready() })),
   };
 }

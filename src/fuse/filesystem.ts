@@ -6,10 +6,10 @@
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { InodeTable, ROOT_ID, type Inode } from './inode-table.js';
-import { Operations, type Caller } from './operations.js';
+import { InodeTable, ROOT_ID, type Inode, type TableState } from './inode-table.js';
+import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
-import { VolumeTree, type VolumeFile, type PublishResult } from './volume-tree.js';
+import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState } from './volume-tree.js';
 import { mountFuse, bindMount, unmount, readMountInfo } from './mount.js';
 
 export const FSNAME = 'secrets-store';
@@ -31,6 +31,14 @@ export interface FilesystemOptions {
   readonly alloc?: (size: number) => Buffer;
   /** How long a replaced version stays reachable by its directory name (see VolumeTree). */
   readonly retireGraceMs?: number;
+}
+
+/** The whole filesystem state a process taking the connection over needs (bytes in `data`). */
+export interface FilesystemState {
+  readonly mountDir: string;
+  readonly negotiated: Negotiated | null;
+  readonly table: TableState;
+  readonly volumes: Array<{ name: string; tree: VolumeTreeState }>;
 }
 
 export interface VolumeHandle {
@@ -68,23 +76,75 @@ export class SecretsFilesystem {
       if (m.mountPoint === mountDir) await unmount(mountDir, { lazy: true }).catch(() => undefined);
     }
     await mkdir(mountDir, { recursive: true, mode: 0o700 });
-    const table = new InodeTable({ ...(o.onFree ? { onFree: o.onFree } : {}), ...(o.alloc ? { alloc: o.alloc } : {}) });
-    const ttl = o.cacheTtl ?? 86_400;
-    const volumeDirs = new Set<number>();
-    const ops = new Operations(table, {
-      entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
-      ...(o.onRequest ? { onRequest: o.onRequest } : {}),
-    }, (id) => id === ROOT_ID || volumeDirs.has(id));
+    const table = new InodeTable(SecretsFilesystem.tableOptions(o));
     const fd = openSync('/dev/fuse', 'r+');
-    const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
+    const fs = SecretsFilesystem.assemble(o, mountDir, table, fd, new Set());
     try {
       await mountFuse(fd, mountDir, { fsname: FSNAME, subtype: SUBTYPE });
     } catch (e) {
       closeSync(fd);
       throw e;
     }
-    session.start();
+    fs.session.start();
+    return fs;
+  }
+
+  private static tableOptions(o: FilesystemOptions): { onFree?: (inode: Inode) => void; alloc?: (size: number) => Buffer } {
+    return { ...(o.onFree ? { onFree: o.onFree } : {}), ...(o.alloc ? { alloc: o.alloc } : {}) };
+  }
+
+  private static assemble(o: FilesystemOptions, mountDir: string, table: InodeTable, fd: number, volumeDirs: Set<number>): SecretsFilesystem {
+    const ttl = o.cacheTtl ?? 86_400;
+    const ops = new Operations(table, {
+      entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
+      ...(o.onRequest ? { onRequest: o.onRequest } : {}),
+    }, (id) => id === ROOT_ID || volumeDirs.has(id));
+    const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
     return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000);
+  }
+
+  /**
+   * Takes over a live connection from a previous process: the same inode
+   * table and volumes, served on `fd` (already mounted and initialised, so no
+   * mount and no INIT), then asks the kernel to resend what the previous
+   * process had read but not answered.
+   */
+  static async adopt(o: FilesystemOptions, fd: number, state: FilesystemState, blob: Buffer): Promise<SecretsFilesystem> {
+    const table = InodeTable.restore(state.table, blob, SecretsFilesystem.tableOptions(o));
+    const fs = SecretsFilesystem.assemble(o, state.mountDir, table, fd, new Set(state.volumes.map((v) => v.tree.dirId)));
+    fs.ops.negotiated = state.negotiated;
+    for (const v of state.volumes) {
+      const tree = VolumeTree.restore(table, v.tree, fs.retireGraceMs);
+      fs.volumes.set(v.name, { name: v.name, tree, sourcePath: join(state.mountDir, v.name) });
+      fs.scheduleSweep(fs.volumes.get(v.name)!);
+    }
+    fs.session.start();
+    await fs.session.resend();
+    return fs;
+  }
+
+  /** The state to hand to a process that takes the connection over; `data` are views, copy them at once. */
+  exportState(): { state: FilesystemState; data: Buffer[] } {
+    const t = this.table.exportState();
+    return {
+      state: {
+        mountDir: this.mountDir, negotiated: this.ops.negotiated, table: t.state,
+        volumes: [...this.volumes.values()].map((v) => ({ name: v.name, tree: v.tree.exportState() })),
+      },
+      data: t.data,
+    };
+  }
+
+  /** The volume directory named `name`, if served. */
+  volume(name: string): VolumeHandle | undefined {
+    return this.volumes.get(name);
+  }
+
+  /** Stops serving without unmounting anything: another process serves the connection now. */
+  detach(): void {
+    for (const t of this.sweepTimers.values()) clearTimeout(t);
+    this.sweepTimers.clear();
+    this.session.close();
   }
 
   /** Creates an empty volume directory named `name` under the root. */

@@ -34,6 +34,32 @@ export interface Inode {
   scrubbed: boolean;
 }
 
+/** An inode's state as handed to a process taking the connection over; bytes travel separately. */
+export interface InodeState {
+  readonly id: number;
+  readonly kind: InodeKind;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly links: number;
+  readonly scrubbed: boolean;
+  /** Length of this inode's bytes in the data blob (-1: none). */
+  readonly dataLen: number;
+  readonly children?: Array<[string, number]>;
+}
+
+export interface TableState {
+  readonly nextId: number;
+  readonly nodes: InodeState[];
+}
+
+/**
+ * The kernel's reference count of an inherited inode is unknown to a process
+ * that took the connection over: it is treated as "referenced" until the
+ * kernel's FORGET for it arrives (the kernel sends all its references at once
+ * when it evicts an inode), so nothing it may still use is freed early.
+ */
+export const UNKNOWN_LOOKUPS = 2 ** 40;
+
 export interface InodeTableStats {
   inodes: number;
   fileBytes: number;
@@ -140,8 +166,47 @@ export class InodeTable {
   forget(id: number, nlookup: number): void {
     const node = this.nodes.get(id);
     if (!node || id === ROOT_ID) return;
-    node.nlookup = Math.max(0, node.nlookup - nlookup);
+    node.nlookup = node.nlookup >= UNKNOWN_LOOKUPS ? 0 : Math.max(0, node.nlookup - nlookup);
     this.maybeFree(node);
+  }
+
+  /** Everything a process taking the connection over needs; `data` is the inodes' bytes in order. */
+  exportState(): { state: TableState; data: Buffer[] } {
+    const nodes: InodeState[] = [];
+    const data: Buffer[] = [];
+    for (const n of this.nodes.values()) {
+      nodes.push({
+        id: n.id, kind: n.kind, mode: n.mode, mtimeMs: n.mtimeMs, links: n.links, scrubbed: n.scrubbed,
+        dataLen: n.data ? n.data.length : -1,
+        ...(n.children ? { children: [...n.children.entries()] } : {}),
+      });
+      if (n.data) data.push(n.data);
+    }
+    return { state: { nextId: this.nextId, nodes }, data: data };
+  }
+
+  /** A table taken over from a previous process: same ids, same tree, kernel counts unknown. */
+  static restore(state: TableState, blob: Buffer, opts: InodeTableOptions = {}): InodeTable {
+    const t = new InodeTable(opts);
+    t.nodes.clear();
+    t.nextId = state.nextId;
+    let off = 0;
+    for (const s of state.nodes) {
+      let data: Buffer | null = null;
+      if (s.dataLen >= 0) {
+        data = t.alloc(s.dataLen);
+        blob.copy(data, 0, off, off + s.dataLen);
+        off += s.dataLen;
+        if (s.kind === 'file') t.fileBytes += data.length;
+      }
+      const node = t.make(s.id, s.kind, s.mode, data, s.mtimeMs);
+      node.links = s.links;
+      node.scrubbed = s.scrubbed;
+      node.nlookup = s.id === ROOT_ID ? 0 : UNKNOWN_LOOKUPS;
+      for (const [name, id] of s.children ?? []) node.children!.set(name, id);
+      t.nodes.set(s.id, node);
+    }
+    return t;
   }
 
   /**

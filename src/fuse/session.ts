@@ -91,7 +91,8 @@ export class FuseSession {
         if (code !== 'ENODEV' && code !== 'EBADF') this.opts.log.warn({ err: code }, 'fuse device read failed');
         break;
       }
-      if (n < IN_HEADER_SIZE) break;
+      // Handed over: whatever this read took stays unanswered; the next server asks the kernel to resend it.
+      if (this.stopped || n < IN_HEADER_SIZE) break;
       const req = buf.subarray(0, n);
       this.record(req);
       let reply: Buffer | null;

@@ -25,6 +25,13 @@ export interface EntryInvalidation {
   readonly name: string;
 }
 
+export interface VolumeTreeState {
+  readonly dirId: number;
+  readonly current: Array<[string, number]>;
+  readonly tsDirName: string | null;
+  readonly retired: Array<{ name: string; at: number }>;
+}
+
 export interface PublishResult {
   /** False when the new files equal what is served (nothing was touched). */
   readonly changed: boolean;
@@ -61,6 +68,18 @@ export class VolumeTree {
      */
     private readonly retireGraceMs = 0,
   ) {}
+
+  exportState(): VolumeTreeState {
+    return { dirId: this.dirId, current: [...this.current.entries()], tsDirName: this.tsDirName, retired: [...this.retired] };
+  }
+
+  static restore(table: InodeTable, s: VolumeTreeState, retireGraceMs: number): VolumeTree {
+    const v = new VolumeTree(table, s.dirId, retireGraceMs);
+    v.current = new Map(s.current);
+    v.tsDirName = s.tsDirName;
+    v.retired = [...s.retired];
+    return v;
+  }
 
   /** Unlinks retired version directories older than the grace period; returns what to invalidate. */
   sweep(nowMs: number): EntryInvalidation[] {

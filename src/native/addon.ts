@@ -61,6 +61,14 @@ export interface NativeAddon {
   dupFd(fd: number): number;
   /** socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC). */
   socketPair(): [number, number];
+  /** A listening non-blocking SOCK_SEQPACKET unix socket at `path` (replacing a stale file), mode 0600. */
+  unixListen(path: string): number;
+  /** accept4() of a pending connection (non-blocking socket), or -1 when none is waiting. */
+  unixAccept(listenFd: number): number;
+  /** A connected non-blocking SOCK_SEQPACKET socket to `path`. */
+  unixConnect(path: string): number;
+  /** _exit(code): for a process whose threadpool is parked on a FUSE connection that outlives it. */
+  exitNow(code: number): never;
 }
 
 /** The Error the addon throws when a syscall fails. */

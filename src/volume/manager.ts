@@ -62,6 +62,22 @@ interface Volume {
   readonly mock: boolean;
 }
 
+/** A volume as handed to a process that takes over (publish secrets and tokens included: memory only). */
+export interface VolumeRecordState {
+  readonly targetPath: string;
+  readonly volumeId: string;
+  readonly podName: string;
+  readonly podNamespace: string;
+  readonly podUid: string;
+  readonly spcName: string;
+  readonly provider: string;
+  readonly volumeContext: Record<string, string>;
+  readonly secrets: Record<string, string>;
+  readonly objectVersions: ObjectVersion[];
+  readonly dirName: string;
+  readonly mock: boolean;
+}
+
 export interface VolumeStatus {
   readonly targetPath: string;
   readonly podName: string;
@@ -89,6 +105,8 @@ export interface VolumeManagerOptions {
    * rotation it is logged and the new content stays.
    */
   readonly onVersion?: (status: VolumeStatus, first: boolean) => Promise<void>;
+  /** Called after anything served changed (publish, rotation, unpublish): the keeper's snapshot. */
+  readonly onChange?: () => void;
   /** Called when a rotation poll fails (events). */
   readonly onRotationError?: (status: VolumeStatus, err: DriverError, failures: number) => void;
 }
@@ -181,9 +199,9 @@ export class VolumeManager {
       const tokens = serviceAccountTokens(req.secrets, vc);
       const attributes = buildAttributes(resolved.parameters, vc, tokens);
       result = await this.callProvider(provider, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
-    } else if (!req.readonly) {
-      throw errors.invalidArgument('Readonly is not true in request');
     }
+    // mock_provider (csi-sanity, which publishes with readonly=false) skips the
+    // readonly check as upstream's hook does; the bind mount is read-only anyway.
 
     let handle: VolumeHandle | null = null;
     try {
@@ -218,6 +236,7 @@ export class VolumeManager {
       }
     }
     if (this.o.rotation.enabled && !mock) this.scheduler.add(req.targetPath);
+    this.o.onChange?.();
     log.info({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}`, provider, files: result.files.length }, 'node publish volume complete');
   }
 
@@ -274,6 +293,7 @@ export class VolumeManager {
       const versionsChanged = !sameVersions(vol.objectVersions, res.objectVersions);
       vol.objectVersions = res.objectVersions;
       const rotated = published.changed || versionsChanged;
+      if (rotated) this.o.onChange?.();
       if (published.changed) this.o.metrics.versions.inc();
       this.o.metrics.rotationOk(vol.provider, rotated, (performance.now() - started) / 1000);
       if (rotated) {
@@ -307,6 +327,7 @@ export class VolumeManager {
           this.volumes.delete(targetPath);
           await this.o.fs.destroyVolume(vol.handle);
           this.o.metrics.volumes.set(this.volumes.size);
+          this.o.onChange?.();
         }
       }
       this.o.log.info({ targetPath }, 'node unpublish volume complete');
@@ -326,6 +347,34 @@ export class VolumeManager {
       if (isMountPoint(await readMountInfo(), targetPath)) throw new Error('target path is still mounted');
       await rm(targetPath, { recursive: true, force: true });
     }
+  }
+
+  exportVolumes(): VolumeRecordState[] {
+    return [...this.volumes.values()].map((v) => ({
+      targetPath: v.targetPath, volumeId: v.volumeId, podName: v.podName, podNamespace: v.podNamespace, podUid: v.podUid,
+      spcName: v.spcName, provider: v.provider, volumeContext: { ...v.volumeContext }, secrets: { ...v.secrets },
+      objectVersions: [...v.objectVersions], dirName: v.handle.name, mock: v.mock,
+    }));
+  }
+
+  /** Adopts the volumes of a previous process (their FUSE directories already restored in fs) and resumes polling. */
+  restoreVolumes(list: readonly VolumeRecordState[]): void {
+    for (const r of list) {
+      const handle = this.o.fs.volume(r.dirName);
+      if (!handle) {
+        this.o.log.warn({ targetPath: r.targetPath }, 'taken-over volume has no directory; skipped');
+        continue;
+      }
+      this.volumes.set(r.targetPath, { ...r, volumeContext: { ...r.volumeContext }, secrets: { ...r.secrets }, objectVersions: [...r.objectVersions], handle });
+      if (this.o.rotation.enabled && !r.mock) this.scheduler.add(r.targetPath);
+    }
+    this.o.metrics.volumes.set(this.volumes.size);
+  }
+
+  /** Resolves once no publish, unpublish or poll is running (before handing the state over). */
+  async quiesce(): Promise<void> {
+    this.close();
+    for (let i = 0; i < 200 && this.locks.busy() > 0; i++) await new Promise((r) => setTimeout(r, 25));
   }
 
   /** Stops polling. Mounts stay: pods keep reading until the process exits. */

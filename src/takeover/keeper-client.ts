@@ -1,0 +1,74 @@
+// The driver's side of the keeper channel (see keeper.ts).
+
+import type { NativeAddon } from '../native/addon.js';
+import { SeqChannel, Msg, type Message } from './channel.js';
+
+export type Hello = { kind: 'empty' } | { kind: 'state'; fd: number; state: Buffer };
+
+export class KeeperClient {
+  private waiting: ((m: Message) => void) | null = null;
+  private onYieldCb: () => void = () => undefined;
+
+  private constructor(private readonly ch: SeqChannel) {}
+
+  /** Connects, retrying while the keeper starts (it may come up after the driver). */
+  static async connect(native: NativeAddon, path: string, timeoutMs: number): Promise<KeeperClient | null> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const fd = native.unixConnect(path);
+        const c = new KeeperClient(new SeqChannel(native, fd, 10));
+        c.ch.start((m) => c.onMessage(m), () => undefined);
+        c.ch.unref();
+        return c;
+      } catch {
+        if (Date.now() > end) return null;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  private onMessage(m: Message): void {
+    if (m.type === Msg.YIELD) {
+      this.onYieldCb();
+      return;
+    }
+    const w = this.waiting;
+    this.waiting = null;
+    w?.(m);
+  }
+
+  /** Says hello; the answer is either "start afresh" or the state to take over with its fd. */
+  hello(timeoutMs = 30_000): Promise<Hello> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the keeper did not answer')), timeoutMs);
+      this.waiting = (m) => {
+        clearTimeout(timer);
+        if (m.type === Msg.STATE && m.fds.length === 1) resolve({ kind: 'state', fd: m.fds[0]!, state: m.payload });
+        else resolve({ kind: 'empty' });
+      };
+      this.ch.send(Msg.HELLO, Buffer.from(JSON.stringify({ pid: process.pid })));
+    });
+  }
+
+  register(fuseFd: number): void {
+    this.ch.send(Msg.REGISTER, Buffer.from('{}'), [fuseFd]);
+  }
+
+  snapshot(state: Buffer): void {
+    this.ch.send(Msg.SNAPSHOT, state);
+  }
+
+  onYield(cb: () => void): void {
+    this.onYieldCb = cb;
+  }
+
+  async yielded(): Promise<void> {
+    this.ch.send(Msg.YIELDED, Buffer.from('{}'));
+    await this.ch.drained();
+  }
+
+  get connected(): boolean {
+    return !this.ch.isClosed;
+  }
+}

@@ -1,0 +1,142 @@
+// The keeper: a small long-lived process that holds a duplicate of the
+// driver's /dev/fuse connection and the driver's latest state, in locked
+// memory, so that a driver that crashed or is being replaced can be followed
+// by a new one that serves the same connection: the kernel then makes readers
+// wait instead of failing, and every container's view of the mount keeps
+// working (docs/restart-survival.md).
+//
+// One driver at a time is the owner. A new driver's HELLO gets the state and
+// the fd at once when the owner is gone (crash), or after the owner has
+// yielded (upgrade: the owner is told to hand over, sends a final snapshot and
+// exits without unmounting).
+
+import { closeSync } from 'node:fs';
+import type { NativeAddon } from '../native/addon.js';
+import { SeqChannel, Msg, type Message } from './channel.js';
+
+export interface KeeperLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface KeeperOptions {
+  readonly socketPath: string;
+  readonly log: KeeperLogger;
+  /** Locked memory for the state (native allocSecure). */
+  readonly alloc: (n: number) => Buffer;
+  /** How long an owner may take to yield before it is treated as hung. */
+  readonly yieldTimeoutMs?: number;
+}
+
+export class Keeper {
+  private fuseFd: number | null = null;
+  private state: Buffer | null = null;
+  private owner: SeqChannel | null = null;
+  private successor: SeqChannel | null = null;
+  private successorTimer: NodeJS.Timeout | null = null;
+  private listenFd = -1;
+  private acceptTimer: NodeJS.Timeout | null = null;
+  private readonly channels = new Set<SeqChannel>();
+
+  constructor(private readonly native: NativeAddon, private readonly o: KeeperOptions) {}
+
+  start(): void {
+    this.listenFd = this.native.unixListen(this.o.socketPath);
+    this.acceptTimer = setInterval(() => {
+      for (;;) {
+        const fd = this.native.unixAccept(this.listenFd);
+        if (fd < 0) return;
+        const ch = new SeqChannel(this.native, fd);
+        this.channels.add(ch);
+        ch.start((m) => this.onMessage(ch, m), () => this.onClose(ch));
+      }
+    }, 20);
+    this.o.log.info({ socket: this.o.socketPath }, 'keeper listening');
+  }
+
+  /** What the keeper holds, for tests and logs (never the state itself). */
+  describe(): { hasConnection: boolean; stateBytes: number; owner: boolean } {
+    return { hasConnection: this.fuseFd !== null, stateBytes: this.state?.length ?? 0, owner: this.owner !== null };
+  }
+
+  private onMessage(ch: SeqChannel, m: Message): void {
+    switch (m.type) {
+      case Msg.HELLO:
+        if (this.fuseFd === null) {
+          this.owner = ch;
+          ch.send(Msg.EMPTY, Buffer.from('{}'));
+        } else if (this.owner && !this.owner.isClosed && this.owner !== ch) {
+          // An upgrade: the running driver hands over first.
+          this.successor?.close();
+          this.successor = ch;
+          this.owner.send(Msg.YIELD, Buffer.from('{}'));
+          this.o.log.info({}, 'a new driver asked to take over; the running one is yielding');
+          this.successorTimer = setTimeout(() => {
+            this.o.log.warn({}, 'the running driver did not yield in time; handing over anyway');
+            this.owner?.close();
+          }, this.o.yieldTimeoutMs ?? 10_000);
+        } else {
+          this.handOver(ch);
+        }
+        break;
+      case Msg.REGISTER:
+        if (ch !== this.owner || m.fds.length !== 1) break;
+        if (this.fuseFd !== null && this.fuseFd !== m.fds[0]) closeSync(this.fuseFd);
+        this.fuseFd = m.fds[0]!;
+        this.setState(null);
+        this.o.log.info({}, 'holding a new FUSE connection');
+        break;
+      case Msg.SNAPSHOT:
+        if (ch === this.owner) this.setState(m.payload);
+        m.payload.fill(0);
+        break;
+      case Msg.YIELDED:
+        this.o.log.info({}, 'the running driver yielded');
+        break;
+      default:
+        break;
+    }
+    for (const fd of m.type === Msg.REGISTER ? [] : m.fds) closeSync(fd);
+  }
+
+  private setState(payload: Buffer | null): void {
+    this.state?.fill(0);
+    this.state = null;
+    if (payload && payload.length > 0) {
+      this.state = this.o.alloc(payload.length);
+      payload.copy(this.state);
+    }
+  }
+
+  private handOver(ch: SeqChannel): void {
+    this.owner = ch;
+    if (this.fuseFd === null || !this.state) {
+      ch.send(Msg.EMPTY, Buffer.from('{}'));
+      return;
+    }
+    ch.send(Msg.STATE, this.state, [this.fuseFd]);
+    this.o.log.info({ stateBytes: this.state.length }, 'handed the connection and state to a new driver');
+  }
+
+  private onClose(ch: SeqChannel): void {
+    this.channels.delete(ch);
+    if (ch === this.successor) this.successor = null;
+    if (ch !== this.owner) return;
+    this.owner = null;
+    this.o.log.info({ successor: this.successor !== null }, 'the driver went away; keeping its connection');
+    if (this.successor) {
+      if (this.successorTimer) clearTimeout(this.successorTimer);
+      const next = this.successor;
+      this.successor = null;
+      this.handOver(next);
+    }
+  }
+
+  stop(): void {
+    if (this.acceptTimer) clearInterval(this.acceptTimer);
+    for (const ch of this.channels) ch.close();
+    if (this.listenFd >= 0) closeSync(this.listenFd);
+    this.setState(null);
+    if (this.fuseFd !== null) closeSync(this.fuseFd);
+  }
+}

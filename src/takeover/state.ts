@@ -1,0 +1,36 @@
+// The state handed from one driver process to the next through the keeper:
+// the filesystem (inode table, volume trees) and the volume table (pods,
+// providers, versions, and the attributes and publish secrets the next poll
+// needs). Encoded as [u32 json length][json][file bytes], into locked,
+// non-dumpable memory; never written anywhere.
+
+import type { FilesystemState } from '../fuse/filesystem.js';
+import type { VolumeRecordState } from '../volume/manager.js';
+
+export interface DriverState {
+  readonly version: 1;
+  readonly fs: FilesystemState;
+  readonly volumes: VolumeRecordState[];
+}
+
+export function encodeState(s: DriverState, data: readonly Buffer[], alloc: (n: number) => Buffer): Buffer {
+  const json = Buffer.from(JSON.stringify(s), 'utf8');
+  const total = 4 + json.length + data.reduce((n, d) => n + d.length, 0);
+  const out = alloc(total);
+  out.writeUInt32LE(json.length, 0);
+  json.copy(out, 4);
+  json.fill(0);
+  let off = 4 + out.readUInt32LE(0);
+  for (const d of data) {
+    d.copy(out, off);
+    off += d.length;
+  }
+  return out;
+}
+
+export function decodeState(buf: Buffer): { state: DriverState; blob: Buffer } {
+  const len = buf.readUInt32LE(0);
+  const state = JSON.parse(buf.toString('utf8', 4, 4 + len)) as DriverState;
+  if (state.version !== 1) throw new Error(`unknown state version ${String(state.version)}`);
+  return { state, blob: buf.subarray(4 + len) };
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds csi-sanity (github.com/kubernetes-csi/csi-test, the CSI conformance
+# suite) from the Go module proxy into a cache folder outside the repository:
+#   $SSCSI_PEERS_CACHE/csi-sanity-<version>/bin/csi-sanity
+# Reuses it when it is already there. Prints the binary's path on its last line.
+#
+#   --check            only print the path if it is built, else exit 4
+#   SSCSI_PEERS_CACHE  default ~/.cache/secrets-store-csi-peers
+#   CSI_TEST_VERSION   default v5.6.0 (CSI spec 1.13; v5.4.0 is the oldest
+#                      tested, the first with spec 1.12)
+# Exit codes: 3 Go is missing or too old, 4 (--check) not built.
+set -euo pipefail
+
+CSI_TEST_VERSION=${CSI_TEST_VERSION:-v5.6.0}
+CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
+BIN=$CACHE/csi-sanity-$CSI_TEST_VERSION/bin
+EXE=$BIN/csi-sanity
+
+if [ "${1:-}" = "--check" ]; then
+  [ -x "$EXE" ] || exit 4
+  echo "$EXE"; exit 0
+fi
+
+if [ -x "$EXE" ]; then echo "$EXE"; exit 0; fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is not installed: the csi-sanity test builds csi-sanity $CSI_TEST_VERSION from the Go module proxy (install Go 1.25+)" >&2
+  exit 3
+fi
+export GOTOOLCHAIN=local GOFLAGS=-trimpath
+gover=$(go env GOVERSION)   # e.g. go1.26.8
+minor=$(echo "$gover" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ -z "$minor" ] || [ "$minor" -lt 25 ]; then
+  echo "$gover is too old: csi-sanity $CSI_TEST_VERSION needs Go 1.25+ (install a newer Go)" >&2
+  exit 3
+fi
+
+echo "[csi-sanity] building github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION" >&2
+mkdir -p "$BIN"
+tmp=$(mktemp -d "$BIN/.build.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# go install has no -o: install into a private GOBIN, then move into place
+# atomically, so a half-written binary is never taken for a built one.
+GOBIN=$tmp go install -ldflags "-s -w -X main.VERSION=$CSI_TEST_VERSION" \
+  "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION" >&2
+mv "$tmp/csi-sanity" "$EXE"
+echo "$EXE"

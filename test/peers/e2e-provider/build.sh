@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds upstream's e2e provider (sigs.k8s.io/secrets-store-csi-driver/test/e2eprovider,
+# build tag e2e) as it was at the driver's v1.6.0 tag, into a cache folder
+# outside the repository. Reuses what is already there. Prints the binary's
+# path on its last line.
+#
+#   --check            print the binary's path if it is built, else exit 4
+#   SSCSI_PEERS_CACHE  (default ~/.cache/secrets-store-csi-peers)
+#   SSCSI_UPSTREAM_GIT a git directory (bare or not) of kubernetes-sigs/secrets-store-csi-driver
+#                      that has the v1.6.0 commit; used only when the Go module proxy
+#                      does not serve the nested module (see below)
+#
+# The e2e provider is a nested module with `replace sigs.k8s.io/secrets-store-csi-driver => ../..`
+# and no tag of its own, so it can only be fetched by commit pseudo-version,
+# and it is not inside the main module's zip (nested modules are left out).
+# Sources, in order:
+#   1. the Go module proxy, at the pseudo-version of the v1.6.0 commit;
+#   2. `git archive` of test/e2eprovider at that commit from $SSCSI_UPSTREAM_GIT.
+# Either way a wrapper module requires it, and replaces the main module (which
+# the e2e provider requires as v0.0.0-00010101000000-000000000000) with
+# sigs.k8s.io/secrets-store-csi-driver v1.6.0 from the proxy.
+#
+# Exit codes: 3 Go is missing, 4 not built (--check), 5 no source for the e2e provider.
+set -euo pipefail
+
+UPSTREAM_VERSION=v1.6.0
+UPSTREAM_COMMIT=4960f9637c51ad9cb9ef264481bc6d9a98bf1f1c
+# v0.0.0-<commit time in UTC>-<12 hex>: the commit of the v1.6.0 tag, 2026-04-29T16:17:26Z.
+E2E_PSEUDO_VERSION=v0.0.0-20260429161726-${UPSTREAM_COMMIT:0:12}
+MAIN_MOD=sigs.k8s.io/secrets-store-csi-driver
+E2E_MOD=$MAIN_MOD/test/e2eprovider
+
+CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
+DIR=$CACHE/e2e-provider-$UPSTREAM_VERSION
+BIN=$DIR/bin/e2e-provider
+WORK=$DIR/src
+
+if [ "${1:-}" = "--check" ]; then
+  [ -x "$BIN" ] || exit 4
+  echo "$BIN"; exit 0
+fi
+if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is not installed: the e2e provider test builds upstream's e2e provider from the Go module proxy (install Go 1.26+)" >&2
+  exit 3
+fi
+export GOTOOLCHAIN=local GOFLAGS=-trimpath
+log() { echo "[e2e-provider] $*" >&2; }
+
+rm -rf "$WORK"
+mkdir -p "$WORK" "$DIR/bin"
+cd "$WORK"
+go mod init example.invalid/e2e-provider-bin >/dev/null 2>&1
+go mod edit -replace="$MAIN_MOD=$MAIN_MOD@$UPSTREAM_VERSION"
+
+if proxy_out=$(go mod download -json "$E2E_MOD@$E2E_PSEUDO_VERSION" 2>&1); then
+  log "$E2E_MOD@$E2E_PSEUDO_VERSION from the Go module proxy"
+  go mod edit -require="$E2E_MOD@$E2E_PSEUDO_VERSION"
+else
+  log "the Go module proxy does not serve $E2E_MOD@$E2E_PSEUDO_VERSION: $(echo "$proxy_out" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",*$/\1/p' | head -c 300)"
+  git_dir=${SSCSI_UPSTREAM_GIT:-}
+  if [ -z "$git_dir" ] || ! git -C "$git_dir" cat-file -e "$UPSTREAM_COMMIT^{commit}" 2>/dev/null; then
+    echo "no source for upstream's e2e provider: the Go module proxy refuses $E2E_MOD@$E2E_PSEUDO_VERSION," \
+      "and SSCSI_UPSTREAM_GIT does not name a git directory of kubernetes-sigs/secrets-store-csi-driver" \
+      "that has commit $UPSTREAM_COMMIT ($UPSTREAM_VERSION)" >&2
+    exit 5
+  fi
+  log "$E2E_MOD from $git_dir at $UPSTREAM_COMMIT ($UPSTREAM_VERSION)"
+  # The subtree only (a partial clone may lack unrelated blobs).
+  mkdir -p "$WORK/test/e2eprovider"
+  git -C "$git_dir" archive --format=tar "$UPSTREAM_COMMIT:test/e2eprovider" | tar -x -C "$WORK/test/e2eprovider"
+  [ -f "$WORK/test/e2eprovider/go.mod" ] && [ -f "$WORK/test/e2eprovider/server/server.go" ] \
+    || { echo "could not extract test/e2eprovider at $UPSTREAM_COMMIT from $git_dir" >&2; exit 5; }
+  # The nested module as a local module; its own `replace => ../..` is ignored
+  # here (only the main module's replaces count), ours points at the proxy's v1.6.0.
+  go mod edit -require="$E2E_MOD@$E2E_PSEUDO_VERSION" -replace="$E2E_MOD=./test/e2eprovider"
+fi
+
+# monis.app/mlog (a logging helper; the e2e provider calls only mlog.Fatal, on a
+# startup error) is not served by every proxy. When it is refused, a stand-in
+# with that one function (ours: log the error through klog and exit 1) is used.
+if ! go mod download -json "monis.app/mlog@v0.0.4" >/dev/null 2>&1; then
+  log "the Go module proxy does not serve monis.app/mlog@v0.0.4: using a stand-in for mlog.Fatal"
+  mkdir -p "$WORK/mlog-standin"
+  cat >"$WORK/mlog-standin/go.mod" <<'GOMOD'
+module monis.app/mlog
+
+go 1.22
+
+require k8s.io/klog/v2 v2.130.1
+GOMOD
+  cat >"$WORK/mlog-standin/mlog.go" <<'GO'
+// Package mlog: a stand-in with only what the e2e provider's main calls.
+package mlog
+
+import (
+	"os"
+
+	"k8s.io/klog/v2"
+)
+
+// Fatal logs err with the key/value pairs and exits with status 1.
+func Fatal(err error, keysAndValues ...any) {
+	klog.ErrorS(err, "fatal", keysAndValues...)
+	klog.Flush()
+	os.Exit(1)
+}
+GO
+  go mod edit -replace="monis.app/mlog=./mlog-standin"
+fi
+
+# Requirements and go.sum from the e2e provider's own go.mod (tag e2e: every file carries it).
+GOFLAGS="$GOFLAGS -mod=mod" go list -tags e2e -deps "$E2E_MOD" >/dev/null
+go build -tags e2e -ldflags "-s -w" -o "$BIN.tmp" "$E2E_MOD"
+mv "$BIN.tmp" "$BIN"
+log "built: $(go version -m "$BIN" | grep -E 'secrets-store-csi-driver|mlog' | tr -s '\t\n' '  ')"
+echo "$BIN"
