@@ -121,12 +121,15 @@ export interface HarnessOptions {
   /** Run against a Kubernetes API server with this kubeconfig instead of an SPC directory. */
   kubeconfig?: string;
   nodeId?: string;
+  /** Start a keeper (restart survival) and point the driver at it. */
+  keeper?: boolean;
 }
 
 /** A driver + example provider pair in a temp dir. */
 export class Harness {
   driver!: Proc;
   provider: Proc | null = null;
+  keeper: Proc | null = null;
   node!: NodeClient;
   identity!: IdentityClient;
   readonly providerDir: string;
@@ -149,6 +152,7 @@ export class Harness {
     await mkdir(h.spcDir, { recursive: true });
     await mkdir(h.sourceDir, { recursive: true });
     if (opts.startProvider !== false) await h.startProvider();
+    if (opts.keeper) await h.startKeeper();
     await h.startDriver();
     return h;
   }
@@ -163,12 +167,24 @@ export class Harness {
     await this.provider.waitFor(/"listening"/);
   }
 
+  get keeperSocket(): string {
+    return join(this.dir, 'keeper.sock');
+  }
+
+  async startKeeper(): Promise<void> {
+    this.keeper = new Proc(spawn(NODE, [join(ROOT, 'dist/src/bin/keeper.js'), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    await this.keeper.waitFor(/keeper listening/);
+  }
+
+  /** Starts a driver process (another one, after a crash or for a handover); waits until it serves CSI. */
   async startDriver(): Promise<void> {
+    this.node?.close();
+    this.identity?.close();
     const args = [
       DRIVER_BIN, `--endpoint=unix://${this.sock}`, `--nodeid=${this.opts.nodeId ?? 'test-node'}`, `--provider-volume=${this.providerDir}`,
       '--additional-provider-volume-paths=', `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
       this.opts.kubeconfig ? `--kubeconfig=${this.opts.kubeconfig}` : `--secret-provider-class-dir=${this.spcDir}`,
-      '--metrics-addr=', '--log-level=debug', ...(this.opts.driverArgs ?? []),
+      '--metrics-addr=', '--log-level=debug', ...(this.keeper ? [`--keeper-socket=${this.keeperSocket}`] : []), ...(this.opts.driverArgs ?? []),
     ];
     this.driver = new Proc(spawn(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     await this.driver.waitFor(/"msg":"listening"/);
@@ -180,6 +196,7 @@ export class Harness {
     this.node?.close();
     this.identity?.close();
     await this.driver?.stop();
+    await this.keeper?.stop();
     await this.provider?.stop();
     await rm(this.sourceDir, { recursive: true, force: true });
   }
