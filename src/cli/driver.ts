@@ -23,6 +23,7 @@ import { startCsiServer } from '../csi/server.js';
 import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import { KeeperClient } from '../takeover/keeper-client.js';
 import { decodeState, encodeState, type DriverState } from '../takeover/state.js';
+import { findDeadMounts } from '../takeover/dead-mounts.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
 
@@ -124,6 +125,10 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
         k.sync.enqueue(written.metadata.namespace, written.metadata.name);
         if (!first) await k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Normal', EventReason.MountRotationComplete, `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`);
       },
+      onDeadMountRepaired: (st: VolumeStatus) => {
+        void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', EventReason.SecretsMountRepaired,
+          `the secrets volume ${st.targetPath} had died with a previous driver; a new mount was stacked over it. Containers that mount it with mountPropagation HostToContainer see it again; others keep failing with "Transport endpoint is not connected" until the pod is restarted`);
+      },
       onRotationError: (st: VolumeStatus, err: DriverError, failures: number) => {
         // One event per failure streak, not one per retry.
         if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', EventReason.MountRotationFailed, err.message);
@@ -143,6 +148,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     server.tryShutdown(() => { clearTimeout(force); resolve(); });
   });
   if (inherited) running.restoreVolumes(inherited.volumes);
+  else await reportDeadMounts(fs.mountDir, flags, k, log);
   sendSnapshot();
   log.info({ endpoint: flags.endpoint, fuseMountDir: flags.fuseMountDir }, 'listening');
 
@@ -183,4 +189,32 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       }
     },
   };
+}
+
+/**
+ * At a fresh start (nothing to take over): finds this driver's mounts whose
+ * server is gone, says so in the log and as a Warning Event on each pod, and
+ * with --delete-pods-with-dead-mounts deletes those pods so their controllers
+ * recreate them. kubelet's next republish stacks a new mount over each.
+ */
+async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: { api: KubeApi; events: EventRecorder } | null, log: Logger): Promise<void> {
+  const dead = await findDeadMounts(rootDir);
+  if (dead.length === 0) return;
+  log.warn({ count: dead.length, targets: dead.map((d) => d.targetPath) }, 'found secrets mounts that died with a previous driver');
+  if (!k) return;
+  const pods = await k.api.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${flags.nodeId}` }).catch(() => null);
+  for (const d of dead) {
+    const pod = pods?.items.find((p) => p.metadata?.uid === d.podUid);
+    if (!pod?.metadata?.name || !pod.metadata.namespace) continue;
+    const ref = { name: pod.metadata.name, namespace: pod.metadata.namespace, uid: pod.metadata.uid ?? '' };
+    await k.events.emit(ref, 'Warning', EventReason.DeadSecretsMount,
+      `the secrets volume ${d.volumeName ?? d.targetPath} died with a previous driver process ("Transport endpoint is not connected"). ` +
+      'It is mounted again at the next republish, which repairs containers that use mountPropagation HostToContainer; others need the pod restarted' +
+      (flags.deletePodsWithDeadMounts ? ': deleting the pod so that its controller recreates it' : ' (delete the pod, or run the driver with --delete-pods-with-dead-mounts)'));
+    if (flags.deletePodsWithDeadMounts) {
+      await k.api.core.deleteNamespacedPod({ name: ref.name, namespace: ref.namespace }).then(
+        () => log.warn({ pod: `${ref.namespace}/${ref.name}` }, 'deleted a pod whose secrets mount was dead'),
+        (e: unknown) => log.warn({ pod: `${ref.namespace}/${ref.name}`, err: (e as Error).message }, 'could not delete a pod whose secrets mount was dead'));
+    }
+  }
 }

@@ -21,6 +21,7 @@ export interface DriverFlags {
   logLevel: string;
   lockMemory: boolean;
   keeperSocket: string;
+  deletePodsWithDeadMounts: boolean;
   version: boolean;
   help: boolean;
 }
@@ -45,6 +46,7 @@ const SPECS: Record<string, Spec> = {
   'fuse-mount-dir': { key: 'fuseMountDir', kind: 'string', help: 'where the node-wide FUSE connection is mounted (private to the driver)' },
   'log-level': { key: 'logLevel', kind: 'string', help: 'trace, debug, info, warn, error' },
   'keeper-socket': { key: 'keeperSocket', kind: 'string', help: 'unix socket of the keeper that holds the FUSE connection across restarts (empty: none)' },
+  'delete-pods-with-dead-mounts': { key: 'deletePodsWithDeadMounts', kind: 'bool', help: 'delete pods whose secrets mount died with a previous driver, so their controllers recreate them (needs pods delete RBAC)' },
   'lock-memory': { key: 'lockMemory', kind: 'bool', help: 'keep secret bytes in locked memory so they never reach swap (needs CAP_IPC_LOCK)' },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
@@ -80,6 +82,7 @@ export function defaultFlags(): DriverFlags {
     logLevel: 'info',
     lockMemory: true,
     keeperSocket: '',
+    deletePodsWithDeadMounts: false,
     version: false,
     help: false,
   };

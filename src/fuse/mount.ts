@@ -86,7 +86,8 @@ export function mountFuse(fd: number, dir: string, o: FuseMountOptions): Promise
 
 /** Bind-mounts `source` to `target`, read-only (mount(8) does the remount step). */
 export function bindMount(source: string, target: string): Promise<void> {
-  return run('mount', ['-n', '--bind', '-o', 'ro,nosuid,nodev,noexec', source, target]);
+  // -c: no canonicalisation, which would stat the target (a dead mount there fails with ENOTCONN).
+  return run('mount', ['-n', '-c', '--bind', '-o', 'ro,nosuid,nodev,noexec', source, target]);
 }
 
 export async function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {

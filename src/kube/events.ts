@@ -18,6 +18,8 @@ export const EventReason = {
   SecretSynced: 'SecretSynced',
   SecretRotationComplete: 'SecretRotationComplete',
   FailedToCreateSecret: 'FailedToCreateSecret',
+  DeadSecretsMount: 'DeadSecretsMount',
+  SecretsMountRepaired: 'SecretsMountRepaired',
 } as const;
 
 export class EventRecorder {

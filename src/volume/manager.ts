@@ -107,6 +107,8 @@ export interface VolumeManagerOptions {
   readonly onVersion?: (status: VolumeStatus, first: boolean) => Promise<void>;
   /** Called after anything served changed (publish, rotation, unpublish): the keeper's snapshot. */
   readonly onChange?: () => void;
+  /** Called when a publish stacked a new mount over a dead one of a previous driver (events). */
+  readonly onDeadMountRepaired?: (status: VolumeStatus) => void;
   /** Called when a rotation poll fails (events). */
   readonly onRotationError?: (status: VolumeStatus, err: DriverError, failures: number) => void;
 }
@@ -204,8 +206,9 @@ export class VolumeManager {
     // readonly check as upstream's hook does; the bind mount is read-only anyway.
 
     let handle: VolumeHandle | null = null;
+    let stackedOverDead = false;
     try {
-      await this.prepareTarget(req.targetPath);
+      stackedOverDead = await this.prepareTarget(req.targetPath);
       handle = this.o.fs.createVolume(volumeDirName(req.targetPath));
       await this.o.fs.publish(handle, result.files);
       scrubResponse(result.files);
@@ -237,19 +240,31 @@ export class VolumeManager {
     }
     if (this.o.rotation.enabled && !mock) this.scheduler.add(req.targetPath);
     this.o.onChange?.();
+    if (stackedOverDead) this.o.onDeadMountRepaired?.(this.toStatus(vol));
     log.info({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}`, provider, files: result.files.length }, 'node publish volume complete');
   }
 
   /** Makes the target an empty, unmounted directory (kubelet ≥1.20 leaves creating it to us). */
-  private async prepareTarget(target: string): Promise<void> {
+  /**
+   * Makes the target ready for our bind mount. Returns true when a dead mount
+   * of a previous driver is there: the new mount is then stacked on top of
+   * it rather than replacing it, because only a mount on top propagates to
+   * the containers' views of the dead one (those with HostToContainer
+   * propagation); a container with a private view cannot be repaired.
+   */
+  private async prepareTarget(target: string): Promise<boolean> {
     const state = await probeMountPoint(target);
-    if (state === 'mounted' || state === 'stale') {
-      // Not ours (we checked the table): a mount left by a previous driver
-      // process, dead with its connection. Detach it and mount afresh.
-      this.o.log.warn({ targetPath: target }, 'unmounting stale mount at target path');
+    if (state === 'stale') {
+      this.o.log.warn({ targetPath: target }, 'a dead mount of a previous driver is at the target path; stacking a new mount over it');
+      return true;
+    }
+    if (state === 'mounted') {
+      // Not ours (we checked the table), and alive: e.g. a tmpfs of the upstream driver.
+      this.o.log.warn({ targetPath: target }, 'unmounting a foreign mount at the target path');
       await unmount(target, { lazy: true });
     }
     await mkdir(target, { recursive: true, mode: 0o750 });
+    return false;
   }
 
   private async callProvider(
@@ -318,6 +333,12 @@ export class VolumeManager {
             this.o.log.warn({ targetPath, err: (e as Error).message }, 'unmount failed; detaching lazily');
             await unmount(targetPath, { lazy: true });
           });
+          // Ours may have been stacked over a dead mount of a previous driver: that goes too.
+          for (let i = 0; i < 4; i++) {
+            const below = await probeMountPoint(targetPath).catch(() => 'stale' as const);
+            if (below !== 'stale' && below !== 'mounted') break;
+            await unmount(targetPath, { lazy: true }).catch(() => undefined);
+          }
         }
         await this.removeTarget(targetPath);
       } catch (e) {
