@@ -51,11 +51,15 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   let metricsServer: HttpServer | null = null;
   if (flags.metricsAddr) metricsServer = await metrics.listen(flags.metricsAddr);
 
+  // With a keeper, every change of what is served reaches it synchronously,
+  // before the kernel can see new node ids (see FilesystemOptions.onMutation).
+  let snapshotNow: () => void = () => undefined;
   const fsOptions = {
     mountDir: flags.fuseMountDir,
     log,
     onRequest: (op: number) => metrics.fuseRequest(opName(op)),
     alloc: secrets.allocate,
+    onMutation: () => snapshotNow(),
   };
   // With a keeper, take over the connection a previous driver left there
   // (crash or upgrade); otherwise, or when there is none, mount afresh.
@@ -104,8 +108,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     maxRecvMsgSize: flags.maxCallRecvMsgSize,
   });
   const k = kube;
-  // The keeper always has the latest state: sent after every change, at most every 50 ms.
-  let snapshotTimer: NodeJS.Timeout | null = null;
+  // The keeper always has the latest state: sent synchronously after every change.
   const sendSnapshot = (): void => {
     if (!keeper?.connected || !manager) return;
     const { state, data } = fs.exportState();
@@ -113,10 +116,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     keeper.snapshot(buf);
     buf.fill(0);
   };
-  const changed = (): void => {
-    if (!keeper || snapshotTimer) return;
-    snapshotTimer = setTimeout(() => { snapshotTimer = null; sendSnapshot(); }, 50);
-  };
+  snapshotNow = sendSnapshot;
+  const changed = sendSnapshot;
   manager = new VolumeManager({
     fs, spcs, providers, metrics, log, onChange: changed,
     ...(k ? {
@@ -160,7 +161,6 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       ready = false;
       await shutdownServer();
       await running.quiesce();
-      if (snapshotTimer) clearTimeout(snapshotTimer);
       sendSnapshot();
       await keeper.yielded();
       fs.detach();
@@ -181,7 +181,6 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       if (metricsServer) await new Promise<void>((r) => metricsServer.close(() => r()));
       // With a keeper the connection outlives this process: the next driver serves it.
       if (keeper?.connected) {
-        if (snapshotTimer) clearTimeout(snapshotTimer);
         sendSnapshot();
         fs.detach();
       } else {

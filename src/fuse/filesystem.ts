@@ -31,6 +31,12 @@ export interface FilesystemOptions {
   readonly alloc?: (size: number) => Buffer;
   /** How long a replaced version stays reachable by its directory name (see VolumeTree). */
   readonly retireGraceMs?: number;
+  /**
+   * Called synchronously after new inodes were created, before the kernel can
+   * learn their ids: the keeper's snapshot must hold every id the kernel may
+   * ask about, or a process taking over would not know them.
+   */
+  readonly onMutation?: () => void;
 }
 
 /** The whole filesystem state a process taking the connection over needs (bytes in `data`). */
@@ -59,6 +65,7 @@ export class SecretsFilesystem {
     /** Volume directory ids: their listing changes, so their attributes are cached briefly. */
     private readonly volumeDirIds: Set<number>,
     private readonly retireGraceMs: number,
+    private readonly onMutation: (() => void) | undefined,
   ) {}
 
   private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
@@ -100,7 +107,7 @@ export class SecretsFilesystem {
       ...(o.onRequest ? { onRequest: o.onRequest } : {}),
     }, (id) => id === ROOT_ID || volumeDirs.has(id));
     const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
-    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000);
+    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation);
   }
 
   /**
@@ -165,6 +172,7 @@ export class SecretsFilesystem {
    */
   async publish(v: VolumeHandle, files: readonly VolumeFile[], now = new Date()): Promise<PublishResult> {
     const res = v.tree.publish(files, now);
+    if (res.changed) this.onMutation?.();
     if (res.invalidations.length > 0) await this.session.invalidateEntries(res.invalidations);
     this.scheduleSweep(v);
     return res;
