@@ -47,21 +47,6 @@ export interface ObjectVersion {
   readonly version: string;
 }
 
-interface Volume {
-  readonly targetPath: string;
-  readonly volumeId: string;
-  readonly podName: string;
-  readonly podNamespace: string;
-  readonly podUid: string;
-  readonly spcName: string;
-  provider: string;
-  volumeContext: Readonly<Record<string, string>>;
-  secrets: Readonly<Record<string, string>>;
-  objectVersions: ObjectVersion[];
-  readonly handle: VolumeHandle;
-  readonly mock: boolean;
-}
-
 /** A volume as handed to a process that takes over (publish secrets and tokens included: memory only). */
 export interface VolumeRecordState {
   readonly targetPath: string;
@@ -74,9 +59,19 @@ export interface VolumeRecordState {
   readonly volumeContext: Record<string, string>;
   readonly secrets: Record<string, string>;
   readonly objectVersions: ObjectVersion[];
+  /** The volume's directory under the FUSE root. */
   readonly dirName: string;
   readonly mock: boolean;
 }
+
+/** A served volume: its record (provider, attributes and versions change over time) and its FUSE directory. */
+type Volume = Omit<VolumeRecordState, 'dirName' | 'provider' | 'volumeContext' | 'secrets' | 'objectVersions'> & {
+  provider: string;
+  volumeContext: Readonly<Record<string, string>>;
+  secrets: Readonly<Record<string, string>>;
+  objectVersions: ObjectVersion[];
+  readonly handle: VolumeHandle;
+};
 
 export interface VolumeStatus {
   readonly targetPath: string;
@@ -386,7 +381,8 @@ export class VolumeManager {
         this.o.log.warn({ targetPath: r.targetPath }, 'taken-over volume has no directory; skipped');
         continue;
       }
-      this.volumes.set(r.targetPath, { ...r, volumeContext: { ...r.volumeContext }, secrets: { ...r.secrets }, objectVersions: [...r.objectVersions], handle });
+      const { dirName: _dir, ...record } = r;
+      this.volumes.set(r.targetPath, { ...record, volumeContext: { ...r.volumeContext }, secrets: { ...r.secrets }, objectVersions: [...r.objectVersions], handle });
       if (this.o.rotation.enabled && !r.mock) this.scheduler.add(r.targetPath);
     }
     this.o.metrics.volumes.set(this.volumes.size);
