@@ -136,6 +136,15 @@ export interface HardenReport {
   lockError?: string;
 }
 
+/** mlock/mlockall refused for lack of privilege or memlock quota, not a real failure. */
+export function isLockRefused(err: unknown): err is NativeSyscallError {
+  return isNativeSyscallError(err) && (err.errno === osConstants.errno.ENOMEM || err.errno === osConstants.errno.EPERM);
+}
+
+function lockErrorText(err: NativeSyscallError): string {
+  return `${err.message} (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)`;
+}
+
 /**
  * Makes the process non-dumpable and, if asked, locks its memory. A lock
  * failure for lack of privilege or memlock quota (ENOMEM/EPERM) is reported,
@@ -155,11 +164,8 @@ export function hardenProcess(native: NativeAddon, options: HardenOptions): Hard
   try {
     native.lockAll(true);
   } catch (err) {
-    if (
-      isNativeSyscallError(err) &&
-      (err.errno === osConstants.errno.ENOMEM || err.errno === osConstants.errno.EPERM)
-    ) {
-      report.lockError = `${err.message} (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)`;
+    if (isLockRefused(err)) {
+      report.lockError = lockErrorText(err);
       return report;
     }
     throw err;
@@ -190,12 +196,8 @@ export function secretAllocator(native: NativeAddon, lock: boolean): SecretAlloc
     native.allocSecure(1, true);
     return { allocate: (n) => native.allocSecure(n, true), locked: true };
   } catch (err) {
-    if (isNativeSyscallError(err) && (err.errno === osConstants.errno.ENOMEM || err.errno === osConstants.errno.EPERM)) {
-      return {
-        allocate: (n) => native.allocSecure(n, false),
-        locked: false,
-        lockError: `${err.message} (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)`,
-      };
+    if (isLockRefused(err)) {
+      return { allocate: (n) => native.allocSecure(n, false), locked: false, lockError: lockErrorText(err) };
     }
     throw err;
   }
