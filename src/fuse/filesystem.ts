@@ -214,10 +214,6 @@ export class SecretsFilesystem {
     await Promise.all(touched.map((id) => this.session.invalidateInode(id)));
   }
 
-  volumeCount(): number {
-    return this.volumes.size;
-  }
-
   recentCallers(): readonly CallerRecord[] {
     return this.session.recentCallers();
   }

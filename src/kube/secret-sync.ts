@@ -119,10 +119,6 @@ export class SecretSync {
     this.queue.add(`${namespace}/${spcpsName}`);
   }
 
-  idle(): Promise<void> {
-    return this.queue.idle();
-  }
-
   async stop(): Promise<void> {
     this.queue.stop();
     await this.spcpsInformer?.stop();

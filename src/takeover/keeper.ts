@@ -54,11 +54,6 @@ export class Keeper {
     this.o.log.info({ socket: this.o.socketPath }, 'keeper listening');
   }
 
-  /** What the keeper holds, for tests and logs (never the state itself). */
-  describe(): { hasConnection: boolean; stateBytes: number; owner: boolean } {
-    return { hasConnection: this.fuseFd !== null, stateBytes: this.state?.length ?? 0, owner: this.owner !== null };
-  }
-
   private onMessage(ch: SeqChannel, m: Message): void {
     switch (m.type) {
       case Msg.HELLO:

@@ -9,7 +9,6 @@ export class WorkQueue {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private running = false;
   private stopped = false;
-  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly reconcile: (key: string) => Promise<ReconcileResult>, private readonly onError: (key: string, e: unknown) => void) {}
 
@@ -25,12 +24,6 @@ export class WorkQueue {
     const t = setTimeout(() => { this.timers.delete(key); this.add(key); }, ms);
     t.unref();
     this.timers.set(key, t);
-  }
-
-  /** Resolves when nothing is queued or running (tests, shutdown). */
-  idle(): Promise<void> {
-    if (!this.running && this.queued.size === 0) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
   }
 
   stop(): void {
@@ -57,9 +50,6 @@ export class WorkQueue {
       }
     } finally {
       this.running = false;
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const f of w) f();
     }
   }
 }

@@ -9,7 +9,7 @@
 // kubelet's part against the driver's CSI socket.
 
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { get as httpsGet } from 'node:https';
@@ -213,4 +213,3 @@ export async function stopControlPlane(): Promise<void> {
   await run('rm', ['-rf', STATE_DIR]);
 }
 
-export const controlPlaneStarted = (): boolean => existsSync(STATE_FILE);
