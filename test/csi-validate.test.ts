@@ -3,6 +3,7 @@
 
 import { status } from '@grpc/grpc-js';
 import t from 'tap';
+import { errMsg } from './helpers/errors.js';
 import { checkPublish, checkUnpublish, checkStage, checkUnstage } from '../src/csi/validate.js';
 import { parseEndpoint, grpcAddress } from '../src/csi/endpoint.js';
 import { DriverError, ErrorType, errors, grpcStatusText, isDriverError } from '../src/errors.js';
@@ -12,14 +13,6 @@ import {
   type NodeUnstageVolumeRequest, type VolumeCapability,
 } from '../src/gen/csi/v1/csi.js';
 
-function errMsg(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  return '<no error>';
-}
 
 const TARGET = '/var/lib/kubelet/pods/0d1c/volumes/kubernetes.io~csi/secrets/mount';
 

@@ -2,16 +2,9 @@
 // every upstream flag name, defaults, and Go durations.
 
 import t from 'tap';
+import { errMsg } from './helpers/errors.js';
 import { parseGoInt, parseFlags, parseDuration, defaultFlags, usage, type DriverFlags } from '../src/cli/flags.js';
 
-function errMsg(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  return '<no error>';
-}
 
 t.test('defaults', async (t) => {
   const d = parseFlags([]);

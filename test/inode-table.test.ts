@@ -2,17 +2,10 @@
 // lookup accounting, freeing and zeroing, scrub, and stats.
 
 import t from 'tap';
+import { errMsg } from './helpers/errors.js';
 import { InodeTable, ROOT_ID, type Inode } from '../src/fuse/inode-table.js';
 import { S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK } from '../src/fuse/protocol.js';
 
-function errMsg(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  return '<no error>';
-}
 
 const allZero = (b: Buffer): boolean => b.length > 0 && b.every((x) => x === 0);
 
