@@ -298,12 +298,14 @@ export class VolumeManager {
         scrubResponse(res.files);
         return;
       }
-      const published = await this.o.fs.publish(vol.handle, res.files);
-      scrubResponse(res.files);
+      // The record first, so the snapshot taken when the filesystem changes already carries the new versions.
       const versionsChanged = !sameVersions(vol.objectVersions, res.objectVersions);
       vol.objectVersions = res.objectVersions;
+      const published = await this.o.fs.publish(vol.handle, res.files);
+      scrubResponse(res.files);
       const rotated = published.changed || versionsChanged;
-      if (rotated) this.o.onChange?.();
+      // A content change was already snapshotted by the filesystem (onMutation); only a versions-only change is not.
+      if (versionsChanged && !published.changed) this.o.onChange?.();
       if (published.changed) this.o.metrics.versions.inc();
       this.o.metrics.rotationOk(vol.provider, rotated, (performance.now() - started) / 1000);
       if (rotated) {
