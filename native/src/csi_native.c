@@ -654,6 +654,13 @@ static napi_value UnixConnect(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_syscall(env, "connect", err, NULL);
   }
+  // A large send buffer, so a state snapshot fits without waiting for the
+  // peer to read (SO_SNDBUFFORCE needs CAP_NET_ADMIN; SO_SNDBUF is capped by
+  // wmem_max). Best effort: the caller still handles EAGAIN.
+  int sndbuf = 16 * 1024 * 1024;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  }
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
     int err = errno;

@@ -56,6 +56,24 @@ export class SeqChannel {
     this.flush();
   }
 
+  /**
+   * Sends and does not return before the kernel has every chunk (waiting, if
+   * the peer's buffer is full, for up to `ms`). Blocking on purpose: the
+   * driver's state must be with the keeper before this thread answers another
+   * FUSE request, or the kernel could learn a node id a successor would not
+   * know. Returns false if it gave up (the rest stays queued).
+   */
+  sendNow(type: number, payload: Buffer, ms = 5000): boolean {
+    this.send(type, payload);
+    const end = Date.now() + ms;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    while (this.outbox.length > 0 && !this.closed && Date.now() < end) {
+      Atomics.wait(pause, 0, 0, 1);
+      this.flush();
+    }
+    return this.outbox.length === 0;
+  }
+
   /** Resolves when everything queued has been handed to the kernel. */
   async drained(ms = 5000): Promise<void> {
     const end = Date.now() + ms;

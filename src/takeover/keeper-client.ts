@@ -55,8 +55,9 @@ export class KeeperClient {
     this.ch.send(Msg.REGISTER, Buffer.from('{}'), [fuseFd]);
   }
 
-  snapshot(state: Buffer): void {
-    this.ch.send(Msg.SNAPSHOT, state);
+  /** Hands the state over before returning (see SeqChannel.sendNow); false if the keeper did not take it in time. */
+  snapshot(state: Buffer): boolean {
+    return this.ch.sendNow(Msg.SNAPSHOT, state);
   }
 
   onYield(cb: () => void): void {
