@@ -34,6 +34,6 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     if (stopping) return;
     stopping = true;
     driver.log.info({ signal: sig }, 'shutting down');
-    void driver.stop().finally(() => driver.exit());
+    void driver.stop().finally(() => void driver.exit());
   });
 }

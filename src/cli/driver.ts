@@ -29,7 +29,7 @@ import { driverVersion } from './version.js';
 
 export interface RunningDriver {
   /** Exit code 0 without waiting for threadpool threads parked on a FUSE connection the keeper keeps alive. */
-  exit(): never;
+  exit(): Promise<never>;
   readonly log: Logger;
   readonly fs: SecretsFilesystem;
   readonly manager: VolumeManager;
@@ -113,7 +113,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     if (!keeper?.connected || !manager) return;
     const { state, data } = fs.exportState();
     const buf = encodeState({ version: 1, fs: state, volumes: manager.exportVolumes() }, data, secrets.allocate);
-    keeper.snapshot(buf);
+    if (!keeper.snapshot(buf)) log.warn({ bytes: buf.length }, 'the keeper did not take the state in time; a crash now could lose the newest version');
     buf.fill(0);
   };
   snapshotNow = sendSnapshot;
@@ -143,6 +143,12 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
   const running = manager;
+  /** _exit(0) once the logger and stdout have handed over every line (_exit skips all flushing). */
+  const exitNow = async (): Promise<never> => {
+    await new Promise<void>((r) => log.flush(() => r()));
+    await new Promise<void>((r) => process.stdout.write('', () => r()));
+    return native.exitNow(0);
+  };
   /** Graceful for 2 s (calls in flight finish), then forced: idle client connections must not hold us. */
   const shutdownServer = (): Promise<void> => new Promise<void>((resolve) => {
     const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
@@ -164,12 +170,12 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       sendSnapshot();
       await keeper.yielded();
       fs.detach();
-      native.exitNow(0);
+      await exitNow();
     })();
   });
 
   return {
-    exit: () => (keeper?.connected ? native.exitNow(0) : process.exit(0)),
+    exit: async () => (keeper?.connected ? exitNow() : process.exit(0)),
     log, fs, manager: running,
     async stop() {
       ready = false;

@@ -57,7 +57,8 @@ export class Proc {
   constructor(readonly child: ChildProcess) {
     child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
-    this.exited = new Promise((r) => child.on('exit', (code) => r(code)));
+    // 'close', not 'exit': only then has all of the child's output arrived.
+    this.exited = new Promise((r) => child.on('close', (code) => r(code)));
   }
 
   async waitFor(re: RegExp, ms = 10_000): Promise<void> {
