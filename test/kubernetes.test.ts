@@ -164,6 +164,7 @@ t.test('the driver end to end, under its own least-privilege account', async (t)
   const secret = await eventually(() => core.readNamespacedSecret({ namespace: NS, name: 'app-synced' }).catch(() => null), 20_000, 'the synced Secret');
   t.equal(secret.type, 'Opaque');
   t.same(secret.data, { user: Buffer.from('app-user').toString('base64'), pass: Buffer.from('pw-v1').toString('base64') });
+  t.equal(await readFile(join(target, 'password'), 'utf8'), 'pw-v1', 'syncing the Secret leaves the served file intact');
   t.same(secret.metadata!.labels, { environment: 'test', 'secrets-store.csi.k8s.io/managed': 'true' });
   t.equal(secret.metadata!.annotations?.team, 'a');
   t.same(secret.metadata!.ownerReferences!.map((o) => [o.kind, o.name, o.uid]), [['ReplicaSet', 'web-rs', rs.metadata!.uid]], 'owned by the pod\'s owner');

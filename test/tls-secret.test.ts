@@ -14,6 +14,7 @@ import {
   TlsSecretError, extractCertChainPem, extractPrivateKeyPem, getCertPart, getSecretType, isTlsType,
   rc2CbcDecrypt, secretDataFor,
 } from '../src/kube/tls-secret.js';
+import { secretData } from '../src/kube/secret-sync.js';
 
 const dir = t.testdir({});
 const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -83,7 +84,8 @@ t.test('secret types: only exactly kubernetes.io/tls is special', async (t) => {
   const bytes = read('rsa.key');
   for (const type of ['Opaque', '', 'kubernetes.io/dockerconfigjson', 'kubernetes.io/TLS']) {
     const out = secretDataFor(type, 'ca.crt', bytes, file('rsa.key'));
-    t.equal(out, bytes, `${type || '(empty)'}: the file's bytes are passed through untouched`);
+    t.strictSame(out, bytes, `${type || '(empty)'}: the file's bytes are passed through unchanged`);
+    t.not(out, bytes, 'as a copy of their own');
   }
   t.strictSame(secretDataFor('Opaque', 'tls.key', bytes), read('rsa.key'), 'content unchanged');
 });
@@ -321,4 +323,16 @@ t.test('RC2 decryption: RFC 2268 known-answer vectors', async (t) => {
     const out = rc2CbcDecrypt(Buffer.from(key, 'hex'), bits, Buffer.alloc(8), Buffer.from(cipher, 'hex'));
     t.equal(out.toString('hex'), plain, `key ${key} / ${bits} bits`);
   }
+});
+
+t.test('secretData hands out copies: zeroing them never touches the served bytes', (t) => {
+  const served = Buffer.from('served-canary');
+  const bundle = Buffer.concat([read('rsa.crt'), read('rsa.key')]);
+  for (const [type, key, bytes] of [['Opaque', 'k', served], ['kubernetes.io/tls', 'tls.crt', bundle], ['kubernetes.io/tls', 'tls.key', bundle]] as const) {
+    const before = Buffer.from(bytes);
+    const data = secretData({ secretName: 's', type, data: [{ objectName: 'f', key }] }, () => bytes);
+    for (const b of Object.values(data)) b.fill(0);
+    t.same(bytes, before, `${type}: the source is intact after the caller scrubs its copy`);
+  }
+  t.end();
 });

@@ -71,7 +71,9 @@ export function isTlsType(type: string): boolean {
  * "failed to get cert data from file <file>, err: <detail>".
  */
 export function secretDataFor(type: string, key: string, fileBytes: Buffer, file?: string): Buffer {
-  if (!isTlsType(type)) return fileBytes;
+  // A copy: the caller zeroes what it gets once the Secret is written, and
+  // fileBytes is a view of the bytes the mount serves.
+  if (!isTlsType(type)) return Buffer.from(fileBytes);
   try {
     return getCertPart(fileBytes, key);
   } catch (err) {
