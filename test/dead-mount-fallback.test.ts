@@ -73,7 +73,8 @@ t.test('keeper and driver killed together: dead mount found, Event recorded, rsl
   await h.source('s.json', { files: [{ path: 'token', contents: 'after-the-repair' }] });
   await h.startKeeper();
   await h.startDriver();
-  t.match(h.driver.out, /found secrets mounts that died with a previous driver/, 'the new driver found the dead mount');
+  await h.driver.waitFor(/found secrets mounts that died with a previous driver/);
+  t.pass('the new driver found the dead mount (looked for in the background, after it listens)');
   const ev = await eventually(async () => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=web' }))
     .items.find((e) => e.reason === 'DeadSecretsMount'), 20_000, 'a DeadSecretsMount event');
   t.equal(ev.type, 'Warning');

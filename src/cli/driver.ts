@@ -155,9 +155,12 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     server.tryShutdown(() => { clearTimeout(force); resolve(); });
   });
   if (inherited) running.restoreVolumes(inherited.volumes);
-  else await reportDeadMounts(fs.mountDir, flags, k, log);
   sendSnapshot();
   log.info({ endpoint: flags.endpoint, fuseMountDir: flags.fuseMountDir }, 'listening');
+  // In the background: probing stale mounts must never delay serving.
+  if (!inherited) {
+    void reportDeadMounts(fs.mountDir, flags, k, log).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not look for dead secrets mounts'));
+  }
 
   // An upgrade: a newer driver takes over. Stop taking calls, hand the final
   // state to the keeper and exit without unmounting anything.
@@ -203,7 +206,10 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
  * recreate them. kubelet's next republish stacks a new mount over each.
  */
 async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: { api: KubeApi; events: EventRecorder } | null, log: Logger): Promise<void> {
-  const dead = await findDeadMounts(rootDir);
+  const dead = await findDeadMounts(rootDir, {
+    onUnresponsive: (mountPoint) => log.warn({ mountPoint }, 'a secrets mount of this driver did not answer a stat within 5 s; not treated as dead'),
+  });
+  log.info({ dead: dead.length }, 'looked for secrets mounts that died with a previous driver');
   if (dead.length === 0) return;
   log.warn({ count: dead.length, targets: dead.map((d) => d.targetPath) }, 'found secrets mounts that died with a previous driver');
   if (!k) return;

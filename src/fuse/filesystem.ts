@@ -13,6 +13,14 @@ import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState }
 import { mountFuse, bindMount, unmount, readMountInfo } from './mount.js';
 
 export const FSNAME = 'secrets-store';
+/**
+ * The mount source: names the directory the connection is mounted at, so
+ * every bind of it (each volume's target path) says which driver it came
+ * from, and a driver recognises its own mounts among others'.
+ */
+export function fuseSource(mountDir: string): string {
+  return `${FSNAME}@${mountDir}`;
+}
 export const SUBTYPE = 'secrets-store-csi';
 /** Largest request the kernel may send us (WRITE payload), and our read buffer. */
 const MAX_WRITE = 128 * 1024;
@@ -87,7 +95,7 @@ export class SecretsFilesystem {
     const fd = openSync('/dev/fuse', 'r+');
     const fs = SecretsFilesystem.assemble(o, mountDir, table, fd, new Set());
     try {
-      await mountFuse(fd, mountDir, { fsname: FSNAME, subtype: SUBTYPE });
+      await mountFuse(fd, mountDir, { fsname: fuseSource(mountDir), subtype: SUBTYPE });
     } catch (e) {
       closeSync(fd);
       throw e;
