@@ -10,7 +10,7 @@ import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, NODE, ROOT, execFileP, sleep, waitUntil, type Tap } from './helpers/harness.js';
+import { Harness, NODE, ROOT, execFileP, sleep, track, waitUntil, type Tap } from './helpers/harness.js';
 
 const SIZES = [1024, 65536];
 const content = (v: number, size: number): string => {
@@ -21,13 +21,34 @@ const content = (v: number, size: number): string => {
 interface ReaderResult { reads: number; errors: Record<string, number>; invalid: number; invalidSample: string; slow: Array<[number, number]>; versions: Record<string, number> }
 
 function startReader(paths: string[]): { child: ChildProcess; done: Promise<ReaderResult> } {
-  const child = spawn(NODE, [join(ROOT, 'test/fixtures/chaos-reader.mjs'), JSON.stringify({ a: SIZES[0], b: SIZES[1] }), ...paths], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = track(spawn(NODE, [join(ROOT, 'test/fixtures/chaos-reader.mjs'), JSON.stringify({ a: SIZES[0], b: SIZES[1] }), ...paths], { stdio: ['pipe', 'pipe', 'inherit'] }));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   const done = new Promise<ReaderResult>((resolve, reject) => child.on('exit', () => {
     try { resolve(JSON.parse(out) as ReaderResult); } catch { reject(new Error(`reader printed ${out}`)); }
   }));
   return { child, done };
+}
+
+/**
+ * Stops the readers and collects their results. A reader that does not stop
+ * within 20 s is stuck in a request nobody answers: fail with what the kernel
+ * shows (its stack, the connections' waiting counts) instead of hanging.
+ */
+async function finishReaders(readers: Array<{ child: ChildProcess; done: Promise<ReaderResult> }>): Promise<ReaderResult[]> {
+  for (const r of readers) r.child.stdin!.end();
+  const all = Promise.all(readers.map((r) => r.done));
+  const stuck = await Promise.race([all.then(() => false), sleep(20_000).then(() => true)]);
+  if (!stuck) return all;
+  const report: string[] = [];
+  for (const r of readers) {
+    if (r.child.exitCode !== null) continue;
+    const stack = await readFile(`/proc/${r.child.pid}/stack`, 'utf8').catch((e: Error) => e.message);
+    report.push(`reader ${r.child.pid}:\n${stack}`);
+  }
+  const conns = await execFileP('sh', ['-c', 'grep -H . /sys/fs/fuse/connections/*/waiting']).then((o) => o.stdout, () => '');
+  for (const r of readers) r.child.kill('SIGKILL');
+  throw new Error(`readers did not stop: a request was never answered\n${report.join('\n')}\nwaiting: ${conns}`);
 }
 
 async function setup(t: Tap, poll: string) {
@@ -70,8 +91,7 @@ t.test('20 SIGKILLs of the driver: 0 read errors, every read one whole version',
   }
   await sleep(1500); // a last rotation seen by everyone
   clearInterval(rotate);
-  for (const r of readers) r.child.stdin!.end();
-  const results = await Promise.all(readers.map((r) => r.done));
+  const results = await finishReaders(readers);
 
   const reads = results.reduce((n, r) => n + r.reads, 0);
   const errors = results.map((r) => r.errors);
@@ -110,8 +130,7 @@ t.test('upgrade: a new driver takes over from a running one while readers read',
   const handoverMs = Date.now() - started;
   await sleep(1500);
   clearInterval(rotate);
-  for (const r of readers) r.child.stdin!.end();
-  const results = await Promise.all(readers.map((r) => r.done));
+  const results = await finishReaders(readers);
   t.same(results.map((r) => r.errors), [{}, {}], 'no read failed');
   t.same(results.map((r) => r.invalid), [0, 0], 'every read one whole version');
   const slow = results.flatMap((r) => r.slow).filter(([s, ms]) => s + ms >= started && s <= started + handoverMs);

@@ -4,8 +4,8 @@
 // directory is removed in teardown, even when the test failed or a process
 // was killed.
 
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,30 @@ const PROVIDER_BIN = join(ROOT, 'dist/src/bin/example-provider.js');
 
 export interface Tap {
   teardown(fn: () => unknown): void;
+}
+
+// When a test file is cut short (tap's timeout), teardowns may not run: the
+// last resort at exit kills every child still alive and lazily unmounts what
+// the file mounted, so a hung file never leaves processes or mounts behind.
+const liveChildren = new Set<ChildProcess>();
+const liveDirs = new Set<string>();
+process.once('exit', () => {
+  for (const c of liveChildren) c.kill('SIGKILL');
+  if (liveDirs.size === 0) return;
+  const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => [...liveDirs].some((d) => p === d || p.startsWith(`${d}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const p of points) {
+    try { execFileSync('umount', ['-l', p], { stdio: 'ignore' }); } catch { /* already gone */ }
+  }
+});
+
+/** Registers a child process to be killed if the test file exits while it runs. */
+export function track(child: ChildProcess): ChildProcess {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  return child;
 }
 
 /** Lazily unmounts everything mounted at or below `dir`, deepest first. */
@@ -44,9 +68,11 @@ export async function tempDir(t: Tap, prefix = 'sscsi-'): Promise<string> {
   if (!existsSync(DRIVER_BIN)) throw new Error('dist/ is missing: run `npm run build` before the tests');
   const dir = await mkdtemp(join('/tmp', prefix));
   await chmod(dir, 0o755); // other users (the permission tests) must be able to walk to the mounts
+  liveDirs.add(dir);
   t.teardown(async () => {
     await cleanupMounts(dir);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    liveDirs.delete(dir);
   });
   return dir;
 }
@@ -55,6 +81,7 @@ export class Proc {
   out = '';
   readonly exited: Promise<number | null>;
   constructor(readonly child: ChildProcess) {
+    track(child);
     child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
     // 'close', not 'exit': only then has all of the child's output arrived.
