@@ -320,3 +320,16 @@ t.test('hardenProcess / dumpable (runs last)', async (t) => {
   const again = hardenProcess(native, { lockMemory: false });
   t.same(again, { dumpable: false, memoryLocked: false }, 'lockMemory: false only disables dumping');
 });
+
+t.test('peerPid: the pid behind a listening stream socket; clear errors otherwise', async (t) => {
+  const { createServer } = await import('node:net');
+  const dir = mkdtempSync(path.join(tmpdir(), 'peerpid-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 'p.sock');
+  const server = createServer((c) => c.destroy());
+  await new Promise<void>((r) => server.listen(sock, () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  t.equal(native.peerPid(sock), process.pid, 'the listening process');
+  t.throws(() => native.peerPid(path.join(dir, 'missing.sock')), { code: 'ERR_SYSCALL', syscall: 'connect' });
+  t.throws(() => native.peerPid(7 as unknown as string), TypeError);
+});

@@ -670,6 +670,42 @@ static napi_value UnixConnect(napi_env env, napi_callback_info info) {
   return fd_value(env, fd);
 }
 
+// peerPid(path): the pid of the process listening on the SOCK_STREAM unix
+// socket at `path` (SO_PEERCRED of a connection made and closed at once), as
+// seen from our pid namespace; 0 when that process is outside it. The driver
+// uses it to know which process a provider is, so that only the provider may
+// write into a volume during its Mount call. Non-blocking: a full backlog
+// fails with EAGAIN instead of stalling the JS thread.
+static napi_value PeerPid(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un addr;
+  if (!get_path_arg(env, argv[0], &addr)) return NULL;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_syscall(env, "socket", errno, NULL);
+  int rc;
+  do {
+    rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int err = errno;
+    close(fd);
+    return throw_syscall(env, "connect", err, NULL);
+  }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_syscall(env, "getsockopt", err, NULL);
+  }
+  close(fd);
+  napi_value out;
+  NAPI_CALL(env, napi_create_int32(env, (int32_t)cred.pid, &out));
+  return out;
+}
+
 // exitNow(code): _exit(2). A process whose threadpool threads are parked in
 // read(2) on a /dev/fuse connection that outlives it (the keeper holds it)
 // cannot exit normally: libuv joins its threads at exit and they never
@@ -703,6 +739,7 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("unixListen", UnixListen),
       EXPORT_FN("unixAccept", UnixAccept),
       EXPORT_FN("unixConnect", UnixConnect),
+      EXPORT_FN("peerPid", PeerPid),
       EXPORT_FN("exitNow", ExitNow),
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0],

@@ -67,6 +67,8 @@ export interface NativeAddon {
   unixAccept(listenFd: number): number;
   /** A connected non-blocking SOCK_SEQPACKET socket to `path`. */
   unixConnect(path: string): number;
+  /** The pid listening on the SOCK_STREAM unix socket at `path` (SO_PEERCRED); 0 outside our pid namespace. */
+  peerPid(path: string): number;
   /** _exit(code): for a process whose threadpool is parked on a FUSE connection that outlives it. */
   exitNow(code: number): never;
 }
