@@ -3,14 +3,30 @@
 // directory of it, and that directory is bind-mounted read-only onto the
 // kubelet's target path.
 
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InodeTable, ROOT_ID, type Inode, type TableState } from './inode-table.js';
 import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
 import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState } from './volume-tree.js';
-import { mountFuse, bindMount, unmount, readMountInfo } from './mount.js';
+import { mountFuse, bindMount, unmount, readMountInfo, remountBind } from './mount.js';
+import { WriteWindow, type WindowResult } from './write-window.js';
+
+/**
+ * The process a thread belongs to: the kernel stamps FUSE requests with the
+ * calling thread's id, and a Go provider writes from many threads. procfs is
+ * not our mount, so reading it on the serving thread is safe.
+ */
+function threadGroupOf(tid: number): number {
+  if (tid <= 0) return 0;
+  try {
+    const m = /^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'));
+    return m ? Number(m[1]) : -1;
+  } catch {
+    return -1;
+  }
+}
 
 export const FSNAME = 'secrets-store';
 /**
@@ -74,6 +90,8 @@ export class SecretsFilesystem {
     private readonly volumeDirIds: Set<number>,
     private readonly retireGraceMs: number,
     private readonly onMutation: (() => void) | undefined,
+    /** Open write windows by volume directory id (see write-window.ts). */
+    private readonly windows: Map<number, WriteWindow>,
   ) {}
 
   private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
@@ -110,12 +128,20 @@ export class SecretsFilesystem {
 
   private static assemble(o: FilesystemOptions, mountDir: string, table: InodeTable, fd: number, volumeDirs: Set<number>): SecretsFilesystem {
     const ttl = o.cacheTtl ?? 86_400;
+    const windows = new Map<number, WriteWindow>();
+    const lookup = {
+      forDir: (dirId: number) => windows.get(dirId),
+      forInode: (id: number) => {
+        for (const w of windows.values()) if (w.owns(id)) return w;
+        return undefined;
+      },
+    };
     const ops = new Operations(table, {
       entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
       ...(o.onRequest ? { onRequest: o.onRequest } : {}),
-    }, (id) => id === ROOT_ID || volumeDirs.has(id));
+    }, (id) => id === ROOT_ID || volumeDirs.has(id), lookup, threadGroupOf);
     const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
-    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation);
+    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation, windows);
   }
 
   /**
@@ -201,8 +227,37 @@ export class SecretsFilesystem {
     this.sweepTimers.set(v.name, timer);
   }
 
-  bind(v: VolumeHandle, target: string): Promise<void> {
-    return bindMount(v.sourcePath, target);
+  /** Bind-mounts the volume at `target`, read-only unless a provider is about to write into it. */
+  bind(v: VolumeHandle, target: string, writable = false): Promise<void> {
+    return bindMount(v.sourcePath, target, writable);
+  }
+
+  /** Flips a target's bind mount between read-only and writable (for a write window). */
+  setWritable(target: string, writable: boolean): Promise<void> {
+    return remountBind(target, writable);
+  }
+
+  /**
+   * Lets the process that `mayWrite` accepts (by pid) create, write, chmod,
+   * rename and unlink files in the volume's directory until closeWindow.
+   */
+  openWindow(v: VolumeHandle, mayWrite: (pid: number) => boolean): void {
+    this.windows.get(v.tree.dirId)?.release();
+    this.windows.set(v.tree.dirId, new WriteWindow(this.table, v.tree.dirId, mayWrite));
+  }
+
+  /** Ends the volume's window: no more writes. The staged files are views until releaseWindow. */
+  closeWindow(v: VolumeHandle): WindowResult | null {
+    return this.windows.get(v.tree.dirId)?.close() ?? null;
+  }
+
+  /** Drops the staged files and has the kernel look every name the provider touched up again. */
+  async releaseWindow(v: VolumeHandle): Promise<void> {
+    const w = this.windows.get(v.tree.dirId);
+    if (!w) return;
+    this.windows.delete(v.tree.dirId);
+    w.release();
+    await this.session.invalidateEntries([...w.touched].map((name) => ({ parent: v.tree.dirId, name })));
   }
 
   /**

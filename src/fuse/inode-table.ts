@@ -122,6 +122,64 @@ export class InodeTable {
     return this.add('file', mode, own, mtimeMs);
   }
 
+  /**
+   * A file a provider writes during its Mount call (see write-window.ts): the
+   * only inodes whose bytes change, and only until the window closes. Held
+   * by the window (one link) so it survives until released.
+   */
+  mkstaged(mode: number, mtimeMs: number): Inode {
+    const node = this.add('file', mode, this.alloc(0), mtimeMs);
+    node.links = 1;
+    return node;
+  }
+
+  /** Writes `bytes` at `offset` of a staged file, growing it (zero-filled gap) in fresh memory. */
+  writeStaged(id: number, offset: number, bytes: Uint8Array, mtimeMs: number): void {
+    const node = this.staged(id);
+    const old = node.data!;
+    const end = offset + bytes.length;
+    if (end > old.length) this.resize(node, end);
+    node.data!.set(bytes, offset);
+    node.mtimeMs = mtimeMs;
+  }
+
+  truncateStaged(id: number, size: number, mtimeMs: number): void {
+    const node = this.staged(id);
+    if (size !== node.data!.length) this.resize(node, size);
+    node.mtimeMs = mtimeMs;
+  }
+
+  chmodStaged(id: number, mode: number): void {
+    (this.staged(id) as { mode: number }).mode = mode & 0o7777;
+  }
+
+  /** Counts a kernel reference handed out outside LOOKUP (an entry reply for a staged file). */
+  ref(id: number): void {
+    const node = this.nodes.get(id);
+    if (node) node.nlookup++;
+  }
+
+  /** Drops the window's hold on a staged file; freed (zeroed) once the kernel forgets it too. */
+  releaseStaged(id: number): void {
+    this.drop(id);
+  }
+
+  private staged(id: number): Inode {
+    const node = this.nodes.get(id);
+    if (!node || node.kind !== 'file' || !node.data) throw new Error(`inode ${id} is not a staged file`);
+    return node;
+  }
+
+  private resize(node: Inode, size: number): void {
+    const old = node.data!;
+    const next = this.alloc(size);
+    next.fill(0);
+    old.copy(next, 0, 0, Math.min(old.length, size));
+    old.fill(0);
+    this.fileBytes += size - old.length;
+    node.data = next;
+  }
+
   mksymlink(target: string, mtimeMs: number): Inode {
     return this.add('symlink', 0o777, Buffer.from(target, 'utf8'), mtimeMs);
   }

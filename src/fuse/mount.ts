@@ -84,10 +84,17 @@ export function mountFuse(fd: number, dir: string, o: FuseMountOptions): Promise
   return run('mount', ['-i', '-n', '-t', `fuse.${o.subtype}`, '-o', opts.join(','), o.fsname, dir], fd);
 }
 
-/** Bind-mounts `source` to `target`, read-only (mount(8) does the remount step). */
-export function bindMount(source: string, target: string): Promise<void> {
+const BIND_FLAGS = 'nosuid,nodev,noexec';
+
+/** Bind-mounts `source` to `target`, read-only unless asked (mount(8) does the remount step). */
+export function bindMount(source: string, target: string, writable = false): Promise<void> {
   // -c: no canonicalisation, which would stat the target (a dead mount there fails with ENOTCONN).
-  return run('mount', ['-n', '-c', '--bind', '-o', 'ro,nosuid,nodev,noexec', source, target]);
+  return run('mount', ['-n', '-c', '--bind', '-o', `${writable ? 'rw' : 'ro'},${BIND_FLAGS}`, source, target]);
+}
+
+/** Changes only the read-only flag of the bind mount at `target`. */
+export function remountBind(target: string, writable: boolean): Promise<void> {
+  return run('mount', ['-n', '-c', '-o', `remount,bind,${writable ? 'rw' : 'ro'},${BIND_FLAGS}`, target]);
 }
 
 export async function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {

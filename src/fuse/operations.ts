@@ -6,9 +6,11 @@ import {
   Op, InitFlag, FUSE_KERNEL_VERSION, FUSE_OUR_MINOR, IN_HEADER_SIZE,
   decodeInHeader, decodeInitIn, decodeReadIn, decodeName, decodeForgetIn, decodeBatchForget,
   encodeReply, encodeEntryOut, encodeAttrOut, encodeInitOut, encodeDirents, encodeStatfs,
+  decodeMknodIn, decodeWriteIn, encodeWriteOut, decodeSetattrIn, decodeRenameIn, FATTR, S_IFREG,
   type InHeader, type InitIn,
 } from './protocol.js';
 import { ROOT_ID, type InodeTable } from './inode-table.js';
+import type { WriteWindow } from './write-window.js';
 
 const E = os.errno;
 
@@ -42,10 +44,21 @@ const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.N
   InitFlag.CACHE_SYMLINKS | InitFlag.PARALLEL_DIROPS | InitFlag.EXPLICIT_INVAL_DATA | InitFlag.MAX_PAGES |
   InitFlag.BIG_WRITES;
 
+// CREATE is not here: it answers ENOSYS, so the kernel creates files with
+// MKNOD (then opens them without asking us, as with every open), the one
+// creation path a write window has to handle.
 const READ_ONLY_OPS: ReadonlySet<number> = new Set([
   Op.SETATTR, Op.SYMLINK, Op.MKNOD, Op.MKDIR, Op.UNLINK, Op.RMDIR, Op.RENAME, Op.LINK, Op.WRITE,
-  Op.SETXATTR, Op.REMOVEXATTR, Op.CREATE, Op.FALLOCATE, Op.RENAME2, Op.TMPFILE, Op.COPY_FILE_RANGE,
+  Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.RENAME2, Op.TMPFILE, Op.COPY_FILE_RANGE,
 ]);
+
+/** Where the open write windows are (see write-window.ts). */
+export interface WindowLookup {
+  forDir(dirId: number): WriteWindow | undefined;
+  forInode(id: number): WriteWindow | undefined;
+}
+
+const S_IFMT = 0o170000;
 
 /** Directories whose content changes (root and volume dirs) get a short attribute TTL. */
 export type MutableDirCheck = (id: number) => boolean;
@@ -58,6 +71,9 @@ export class Operations {
     private readonly opts: OperationsOptions,
     /** Parent of each volume dir for `..` in listings; everything else reports the root. */
     private readonly isMutableDir: MutableDirCheck = (id) => id === ROOT_ID,
+    private readonly windows: WindowLookup | null = null,
+    /** Thread id (what the kernel stamps) to process id. */
+    private readonly tgidOf: (tid: number) => number = (tid) => tid,
   ) {}
 
   /** Handles one request (header + body); returns the reply, or null when none is due. */
@@ -77,7 +93,11 @@ export class Operations {
       case Op.INIT:
         return this.init(h, decodeInitIn(body));
       case Op.LOOKUP: {
-        const child = t.lookup(id, decodeName(body));
+        const name = decodeName(body);
+        const staged = this.windows?.forDir(id)?.lookup(name);
+        if (staged === 'hidden') return err(E.ENOENT);
+        if (staged) return encodeReply(h.unique, 0, encodeEntryOut(t.attr(staged), 0, 0, 0));
+        const child = t.lookup(id, name);
         if (!child) return err(E.ENOENT);
         const ttl = this.ttl(child.id);
         return encodeReply(h.unique, 0, encodeEntryOut(t.attr(child), 0, this.opts.entryTtl, ttl));
@@ -131,6 +151,15 @@ export class Operations {
         return null;
       case Op.DESTROY:
         return encodeReply(h.unique, 0);
+      case Op.CREATE:
+        return err(E.ENOSYS);
+      case Op.MKNOD:
+      case Op.WRITE:
+      case Op.SETATTR:
+      case Op.RENAME:
+      case Op.RENAME2:
+      case Op.UNLINK:
+        return this.windowed(h, id, body) ?? err(E.EROFS);
       default:
         if (READ_ONLY_OPS.has(h.opcode)) return err(E.EROFS);
         return err(E.ENOSYS);
@@ -138,7 +167,52 @@ export class Operations {
   }
 
   private ttl(id: number): number {
+    if (this.windows?.forInode(id)) return 0; // staged: changes with every write
     return this.isMutableDir(id) ? this.opts.dirAttrTtl : this.opts.attrTtl;
+  }
+
+  /** A mutation inside an open write window, by the provider; null (EROFS) for anything else. */
+  private windowed(h: InHeader, id: number, body: Buffer): Buffer | null {
+    const t = this.table;
+    const isDirOp = h.opcode === Op.MKNOD || h.opcode === Op.RENAME || h.opcode === Op.RENAME2 || h.opcode === Op.UNLINK;
+    const win = isDirOp ? this.windows?.forDir(id) : this.windows?.forInode(id);
+    if (!win || !win.allows(this.tgidOf(h.pid))) return null;
+    const reply = (errno: number, out?: Buffer): Buffer => encodeReply(h.unique, -errno, out);
+    const now = Date.now();
+    switch (h.opcode) {
+      case Op.MKNOD: {
+        const m = decodeMknodIn(body);
+        if ((m.mode & S_IFMT) !== S_IFREG) return reply(E.EPERM);
+        const r = win.mknod(m.name, m.mode & ~m.umask, t.child(id, m.name) !== undefined, now);
+        return typeof r === 'number' ? reply(r) : reply(0, encodeEntryOut(t.attr(r), 0, 0, 0));
+      }
+      case Op.WRITE: {
+        const w = decodeWriteIn(body);
+        return reply(0, encodeWriteOut(win.write(id, w.offset, w.data, now)));
+      }
+      case Op.SETATTR: {
+        const a = decodeSetattrIn(body);
+        if (a.valid & (FATTR.UID | FATTR.GID)) return reply(E.EPERM);
+        win.setattr(id, {
+          ...(a.valid & FATTR.MODE ? { mode: a.mode } : {}),
+          ...(a.valid & FATTR.SIZE ? { size: a.size } : {}),
+        }, now);
+        return reply(0, encodeAttrOut(t.attr(t.get(id)!), 0));
+      }
+      case Op.RENAME:
+      case Op.RENAME2: {
+        const r = decodeRenameIn(body, h.opcode === Op.RENAME2);
+        if (r.newdir !== id) return reply(E.EXDEV);
+        if (r.flags !== 0) return reply(E.EINVAL);
+        return reply(win.rename(r.from, r.to, t.child(id, r.to) !== undefined));
+      }
+      case Op.UNLINK: {
+        const name = decodeName(body);
+        return reply(win.unlink(name, t.child(id, name) !== undefined));
+      }
+      default:
+        return null;
+    }
   }
 
   private init(h: InHeader, init: InitIn): Buffer {

@@ -287,3 +287,39 @@ export function encodeInvalInode(ino: number, off: number, len: number): Buffer 
 export function encodeResend(): Buffer {
   return encodeNotify(Notify.RESEND, Buffer.alloc(0));
 }
+
+// The write path, used only inside a provider's write window (write-window.ts).
+
+/** fuse_mknod_in: mode, rdev, umask, padding; then the name. */
+export function decodeMknodIn(body: Buffer): { mode: number; umask: number; name: string } {
+  return { mode: body.readUInt32LE(0), umask: body.readUInt32LE(8), name: decodeName(body, 16) };
+}
+
+/** fuse_write_in (40 bytes since 7.9); then the data. */
+export function decodeWriteIn(body: Buffer): { offset: number; size: number; data: Buffer } {
+  const size = body.readUInt32LE(16);
+  return { offset: Number(body.readBigUInt64LE(8)), size, data: body.subarray(40, 40 + size) };
+}
+
+export function encodeWriteOut(size: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(size, 0);
+  return b;
+}
+
+export const FATTR = { MODE: 1, UID: 2, GID: 4, SIZE: 8 } as const;
+
+/** fuse_setattr_in: the fields a write window honours. */
+export function decodeSetattrIn(body: Buffer): { valid: number; size: number; mode: number } {
+  return { valid: body.readUInt32LE(0), size: Number(body.readBigUInt64LE(16)), mode: body.readUInt32LE(68) };
+}
+
+/** fuse_rename_in (newdir) or fuse_rename2_in (newdir, flags, padding); then old and new names. */
+export function decodeRenameIn(body: Buffer, v2: boolean): { newdir: number; flags: number; from: string; to: string } {
+  const start = v2 ? 16 : 8;
+  const end = body.indexOf(0, start);
+  return {
+    newdir: Number(body.readBigUInt64LE(0)), flags: v2 ? body.readUInt32LE(8) : 0,
+    from: body.toString('utf8', start, end), to: decodeName(body, end + 1),
+  };
+}

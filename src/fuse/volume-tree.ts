@@ -108,6 +108,16 @@ export class VolumeTree {
     return [...this.current.keys()];
   }
 
+  /** Every served file with its mode; contents are views, not copies. */
+  files(): VolumeFile[] {
+    const out: VolumeFile[] = [];
+    for (const [path, id] of this.current) {
+      const node = this.table.get(id);
+      if (node?.data) out.push({ path, mode: node.mode, contents: node.data });
+    }
+    return out;
+  }
+
   /** The current bytes of a served file (a view, not a copy). */
   read(path: string): Buffer | null {
     const id = this.current.get(path);
