@@ -25,7 +25,7 @@ t.test('files, layout, modes and read-only mount', async (t) => {
   const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] === target);
   t.equal(mounts.length, 1, 'one mount at the target');
   t.match(mounts[0], / ro,nosuid,nodev,noexec/, 'read-only, nosuid, nodev, noexec');
-  t.match(mounts[0], / - fuse\.secrets-store-csi secrets-store /, 'our FUSE filesystem');
+  t.match(mounts[0], / - fuse\.secrets-store-csi secrets-store@\S+ /, 'our FUSE filesystem, its source naming the connection mount');
   t.match(mounts[0], /default_permissions,allow_other/);
 
   const names = (await readdir(target)).sort();

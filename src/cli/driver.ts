@@ -135,6 +135,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
         if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', EventReason.MountRotationFailed, err.message);
       },
     } : {}),
+    // Who may write into a volume during a provider call: that provider's process.
+    providerPid: async (provider: string) => native.peerPid(await providers.resolveSocket(provider)),
     rotation: { enabled: flags.enableSecretRotation, intervalMs: flags.rotationPollIntervalMs, concurrency: flags.rotationConcurrency, retryBaseMs: Math.min(10_000, flags.rotationPollIntervalMs) },
     providerTimeoutMs: flags.providerTimeoutMs,
   });

@@ -7,8 +7,14 @@
 // SecretProviderClass parameters it understands:
 //   secretsFile: path of the source file (default: the --secrets-file flag)
 //   objects:     YAML list of {objectName} to select files (default: all)
+//   writeFiles:  "true": write the files into target_path itself and return
+//                none, the way the AWS provider does by default (temp file,
+//                chmod, write, fsync, rename over the final name)
 
-import { unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { parse } from 'yaml';
 import {
@@ -61,11 +67,31 @@ export function exampleProvider(o: ExampleProviderOptions): CSIDriverProviderSer
         const defaultMode = Number(JSON.parse(req.permission));
         const files = selected.map((f) => ({ path: f.path, mode: f.mode ?? defaultMode, contents: f.contents }));
         const objectVersion = src.objectVersions ?? selected.map((f) => ({ id: f.path, version: versionOf(f) }));
+        if (attributes.writeFiles === 'true') {
+          for (const f of files) await writeLikeAws(req.targetPath, f.path, f.mode, f.contents);
+          o.log?.('mount', { targetPath: req.targetPath, written: files.length });
+          return cb(null, { objectVersion, files: [] });
+        }
         o.log?.('mount', { targetPath: req.targetPath, files: files.length });
         cb(null, { objectVersion, files });
       })().catch((e: unknown) => fail(cb, status.INTERNAL, (e as Error).message));
     },
   };
+}
+
+/** A provider writing a file into the mount itself: temp file, chmod, write, fsync, rename; the temp file goes on failure. */
+async function writeLikeAws(dir: string, name: string, mode: number, contents: Uint8Array): Promise<void> {
+  const tmp = join(dir, `${name}${randomBytes(4).readUInt32LE(0)}`);
+  const fh = await open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  try {
+    await fh.chmod(mode);
+    await fh.write(contents);
+    await fh.sync();
+    await rename(tmp, join(dir, name));
+  } finally {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+  }
 }
 
 export async function startExampleProvider(o: ExampleProviderOptions): Promise<Server> {

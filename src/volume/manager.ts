@@ -19,6 +19,8 @@ import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
 import { readMountInfo, unmount, isMountPoint, probeMountPoint } from '../fuse/mount.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import { scrubResponse, type ProviderClients, type MountResult } from '../provider/client.js';
+import type { ProviderFile } from '../provider/paths.js';
+import { filesAfterWindow } from './written-files.js';
 import { buildAttributes, buildMountRequest, serviceAccountTokens } from '../provider/mount-request.js';
 import { resolveSpc, type SpcSource } from '../spc/types.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
@@ -106,6 +108,12 @@ export interface VolumeManagerOptions {
   readonly onDeadMountRepaired?: (status: VolumeStatus) => void;
   /** Called when a rotation poll fails (events). */
   readonly onRotationError?: (status: VolumeStatus, err: DriverError, failures: number) => void;
+  /**
+   * The pid of the process serving a provider's socket (0: outside our pid
+   * namespace). Without it no write windows open, and providers that write
+   * their files themselves fail with EROFS.
+   */
+  readonly providerPid?: (provider: string) => Promise<number>;
 }
 
 /** FUSE directory name of a volume: stable for a target path, so a takeover finds the same names. */
@@ -124,6 +132,13 @@ export class VolumeManager {
   private readonly locks = new KeyedMutex();
   private readonly scheduler: RotationScheduler;
   private closing = false;
+  /**
+   * Per provider: whether its last call wrote into the volume. A provider
+   * that returned its files instead gets no write window on later calls
+   * (two remounts saved per call); one that failed without a window gets
+   * one again next time, in case it now writes.
+   */
+  private readonly providerWrites = new Map<string, boolean>();
 
   constructor(private readonly o: VolumeManagerOptions) {
     this.scheduler = new RotationScheduler({
@@ -195,7 +210,10 @@ export class VolumeManager {
       if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
       const tokens = serviceAccountTokens(req.secrets, vc);
       const attributes = buildAttributes(resolved.parameters, vc, tokens);
-      result = await this.callProvider(provider, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
+      const call = (): Promise<MountResult> => this.callProvider(provider, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
+      const pid = await this.windowPid(provider);
+      if (pid !== null) return this.publishWithWindow(req, { podName, podNamespace, spcName, provider }, pid, call);
+      result = await call();
     }
     // mock_provider (csi-sanity, which publishes with readonly=false) skips the
     // readonly check as upstream's hook does; the bind mount is read-only anyway.
@@ -214,10 +232,93 @@ export class VolumeManager {
       if (isDriverError(e)) throw e;
       throw errors.mountFailed(`failed to mount ${req.targetPath}: ${(e as Error).message}`, e);
     }
+    await this.served(req, { podName, podNamespace, spcName, provider }, handle, result.objectVersions, mock, stackedOverDead, result.files.length);
+  }
+
+  /**
+   * A first publish for a provider that may write its files itself: the
+   * target is mounted (writable) before the call, as upstream mounts its
+   * tmpfs first, the provider writes inside a window, and what it leaves is
+   * published before the mount turns read-only. Any failure unmounts.
+   */
+  private async publishWithWindow(req: PublishRequest, who: { podName: string; podNamespace: string; spcName: string; provider: string },
+    pid: number, call: () => Promise<MountResult>): Promise<void> {
+    let handle: VolumeHandle | null = null;
+    let bound = false;
+    let result: MountResult | null = null;
+    let stackedOverDead = false;
+    try {
+      stackedOverDead = await this.prepareTarget(req.targetPath);
+      handle = this.o.fs.createVolume(volumeDirName(req.targetPath));
+      await this.o.fs.bind(handle, req.targetPath, true);
+      bound = true;
+      const h = handle;
+      const out = await this.inWindow(h, who.provider, pid, call, []);
+      result = out.result;
+      await this.o.fs.publish(h, out.files);
+      await this.o.fs.releaseWindow(h);
+      await this.o.fs.setWritable(req.targetPath, false);
+    } catch (e) {
+      if (result) scrubResponse(result.files);
+      if (handle) await this.o.fs.releaseWindow(handle);
+      if (bound) await unmount(req.targetPath, { lazy: true }).catch(() => undefined);
+      if (handle) await this.o.fs.destroyVolume(handle);
+      if (isDriverError(e)) throw e;
+      throw errors.mountFailed(`failed to mount ${req.targetPath}: ${(e as Error).message}`, e);
+    }
+    scrubResponse(result.files);
+    await this.served(req, who, handle, result.objectVersions, false, stackedOverDead, result.files.length);
+  }
+
+  /** The provider's pid if its next call should have a write window, else null. */
+  private async windowPid(provider: string): Promise<number | null> {
+    if (!this.o.providerPid || this.providerWrites.get(provider) === false) return null;
+    try {
+      return await this.o.providerPid(provider);
+    } catch {
+      return null; // not reachable: the call itself reports that
+    }
+  }
+
+  /**
+   * Runs a provider call with the volume's write window open and works out
+   * the files to serve next. The window is closed (no more writes) when this
+   * returns or throws; the caller releases it after publishing.
+   */
+  private async inWindow(handle: VolumeHandle, provider: string, pid: number, call: () => Promise<MountResult>,
+    served: readonly ProviderFile[]): Promise<{ result: MountResult; files: ProviderFile[] }> {
+    // pid 0: the provider is outside our pid namespace, so it cannot be told
+    // apart; kubelet's container binds of the volume are read-only regardless.
+    this.o.fs.openWindow(handle, (caller) => pid <= 0 || caller === pid);
+    let result: MountResult;
+    try {
+      result = await call();
+    } catch (e) {
+      const w = this.o.fs.closeWindow(handle);
+      if (!w?.wrote) this.providerWrites.delete(provider);
+      throw e;
+    }
+    const w = this.o.fs.closeWindow(handle);
+    this.providerWrites.set(provider, w?.wrote ?? false);
+    const merged = filesAfterWindow(served, w, result.files);
+    if (merged.error) {
+      scrubResponse(result.files);
+      throw errors.invalidResponse(`provider ${provider} wrote invalid files: ${merged.error}`);
+    }
+    if (w?.wrote) this.o.log.debug({ provider, written: w.files.length, removed: w.removed.length }, 'the provider wrote files into the volume');
+    return { result, files: merged.files };
+  }
+
+  /** Records a newly served volume: status, rotation, keeper snapshot. */
+  private async served(req: PublishRequest, who: { podName: string; podNamespace: string; spcName: string; provider: string },
+    handle: VolumeHandle, objectVersions: ObjectVersion[], mock: boolean, stackedOverDead: boolean, fileCount: number): Promise<void> {
+    const log = this.o.log;
+    const vc = req.volumeContext;
+    const { podName, podNamespace, spcName, provider } = who;
     const vol: Volume = {
       targetPath: req.targetPath, volumeId: req.volumeId, podName, podNamespace, podUid: vc[POD_UID] ?? '',
       spcName, provider, volumeContext: { ...vc }, secrets: { ...req.secrets },
-      objectVersions: result.objectVersions, handle, mock,
+      objectVersions, handle, mock,
     };
     this.volumes.set(req.targetPath, vol);
     this.o.metrics.volumes.set(this.volumes.size);
@@ -236,7 +337,15 @@ export class VolumeManager {
     if (this.o.rotation.enabled && !mock) this.scheduler.add(req.targetPath);
     this.o.onChange?.();
     if (stackedOverDead) this.o.onDeadMountRepaired?.(this.toStatus(vol));
-    log.info({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}`, provider, files: result.files.length }, 'node publish volume complete');
+    log.info({ targetPath: req.targetPath, pod: `${podNamespace}/${podName}`, provider, files: fileCount }, 'node publish volume complete');
+  }
+
+  /** Drops a poll's write window (if one is open) and makes the target read-only again. */
+  private async endWindow(handle: VolumeHandle, targetPath: string): Promise<void> {
+    if (!this.o.fs.closeWindow(handle)) return;
+    await this.o.fs.releaseWindow(handle);
+    await this.o.fs.setWritable(targetPath, false).catch((e: unknown) =>
+      this.o.log.error({ targetPath, err: (e as Error).message }, 'could not make the target read-only again after the provider call'));
   }
 
   /** Makes the target an empty, unmounted directory (kubelet ≥1.20 leaves creating it to us). */
@@ -293,16 +402,35 @@ export class VolumeManager {
       const resolved = resolveSpc(spc, vol.podNamespace, vol.spcName);
       vol.provider = resolved.provider;
       const attributes = buildAttributes(resolved.parameters, vol.volumeContext, serviceAccountTokens(vol.secrets, vol.volumeContext));
-      const res = await this.callProvider(vol.provider, attributes, vol.secrets, targetPath, vol.objectVersions, null, vol.podNamespace, vol.podName);
+      const call = (): Promise<MountResult> => this.callProvider(vol.provider, attributes, vol.secrets, targetPath, vol.objectVersions, null, vol.podNamespace, vol.podName);
+      const pid = await this.windowPid(vol.provider);
+      let res: MountResult;
+      let files: readonly ProviderFile[];
+      if (pid !== null && await this.o.fs.setWritable(targetPath, true).then(() => true, (e: unknown) => {
+        this.o.log.warn({ targetPath, err: (e as Error).message }, 'could not make the target writable for the provider; polling without a write window');
+        return false;
+      })) {
+        try {
+          ({ result: res, files } = await this.inWindow(vol.handle, vol.provider, pid, call, vol.handle.tree.files()));
+        } catch (e) {
+          await this.endWindow(vol.handle, targetPath);
+          throw e;
+        }
+      } else {
+        res = await call();
+        files = res.files;
+      }
       if (this.volumes.get(targetPath) !== vol) {
         scrubResponse(res.files);
+        await this.endWindow(vol.handle, targetPath);
         return;
       }
       // The record first, so the snapshot taken when the filesystem changes already carries the new versions.
       const versionsChanged = !sameVersions(vol.objectVersions, res.objectVersions);
       vol.objectVersions = res.objectVersions;
-      const published = await this.o.fs.publish(vol.handle, res.files);
+      const published = await this.o.fs.publish(vol.handle, files);
       scrubResponse(res.files);
+      await this.endWindow(vol.handle, targetPath);
       const rotated = published.changed || versionsChanged;
       // A content change was already snapshotted by the filesystem (onMutation); only a versions-only change is not.
       if (versionsChanged && !published.changed) this.o.onChange?.();
