@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Builds the upstream Secrets Store CSI driver (sigs.k8s.io/secrets-store-csi-driver,
+# cmd/secrets-store-csi-driver) at v1.6.0 from the Go module proxy, into a cache
+# folder outside the repository, for the side-by-side test
+# (test/upstream-side-by-side.test.ts). Reuses what is already there. Prints the
+# binary's path on its last line.
+#
+#   --check            print the binary's path if it is built, else exit 4
+#   SSCSI_PEERS_CACHE  (default ~/.cache/secrets-store-csi-peers)
+#
+# A throwaway wrapper module requires the driver module at v1.6.0 and builds its
+# main package; nothing is taken from a git checkout. pkg/version.BuildVersion is
+# set to v1.6.0 (upstream's default is "local-dev"), so GetPluginInfo reports the
+# real version.
+#
+# Exit codes: 3 Go is missing, 4 not built (--check).
+set -euo pipefail
+
+UPSTREAM_VERSION=v1.6.0
+MAIN_MOD=sigs.k8s.io/secrets-store-csi-driver
+MAIN_PKG=$MAIN_MOD/cmd/secrets-store-csi-driver
+# The monis.app/mlog version that upstream's go.mod requires at v1.6.0.
+MLOG_VERSION=v0.0.2
+
+CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
+DIR=$CACHE/upstream-driver-$UPSTREAM_VERSION
+BIN=$DIR/bin/secrets-store-csi-driver
+WORK=$DIR/src
+
+if [ "${1:-}" = "--check" ]; then
+  [ -x "$BIN" ] || exit 4
+  echo "$BIN"; exit 0
+fi
+if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is not installed: the side-by-side test builds the upstream driver $UPSTREAM_VERSION from the Go module proxy (install Go 1.26+)" >&2
+  exit 3
+fi
+export GOTOOLCHAIN=local GOFLAGS=-trimpath
+log() { echo "[upstream-driver] $*" >&2; }
+
+rm -rf "$WORK"
+mkdir -p "$WORK" "$DIR/bin"
+cd "$WORK"
+go mod init example.invalid/upstream-driver-bin >/dev/null 2>&1
+go mod edit -require="$MAIN_MOD@$UPSTREAM_VERSION"
+
+# monis.app/mlog (a small logging-setup library) is refused by some proxies (403).
+# Then a stand-in of our own is used, with just the identifiers upstream calls
+# (cmd/secrets-store-csi-driver/main.go and pkg/secrets-store/server.go):
+#   Fatal(err), Setup() func(), FormatText, FormatJSON,
+#   ValidateAndSetKlogLevelAndFormatGlobally(ctx, klog.Level, format) error, Error(msg, err).
+# Verbosity still comes from klog's own -v flag (upstream registers klog's flags);
+# the stand-in only checks the level and always logs in klog's text format.
+if ! go mod download -json "monis.app/mlog@$MLOG_VERSION" >/dev/null 2>&1; then
+  log "the Go module proxy does not serve monis.app/mlog@$MLOG_VERSION: using a stand-in"
+  mkdir -p "$WORK/mlog-standin"
+  cat >"$WORK/mlog-standin/go.mod" <<'GOMOD'
+module monis.app/mlog
+
+go 1.22
+
+require k8s.io/klog/v2 v2.120.1
+GOMOD
+  cat >"$WORK/mlog-standin/mlog.go" <<'GO'
+// Package mlog is a local stand-in, written for this build, that provides only
+// the names the upstream driver's binary uses. Output goes through klog.
+package mlog
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"k8s.io/klog/v2"
+)
+
+// LogFormat names an output format.
+type LogFormat string
+
+const (
+	// FormatText is klog's usual text output.
+	FormatText LogFormat = "text"
+	// FormatJSON is accepted, but the stand-in keeps writing text.
+	FormatJSON LogFormat = "json"
+)
+
+// Setup prepares logging and returns the function that flushes it.
+func Setup() func() {
+	return klog.Flush
+}
+
+// ValidateAndSetKlogLevelAndFormatGlobally checks the arguments; klog's own
+// flags already carry the level, and the format stays text.
+func ValidateAndSetKlogLevelAndFormatGlobally(_ context.Context, level klog.Level, format LogFormat) error {
+	if level < 0 {
+		return fmt.Errorf("invalid log level %d", level)
+	}
+	switch format {
+	case FormatText:
+	case FormatJSON:
+		klog.InfoS("mlog stand-in: JSON log format is not available, logging as text")
+	default:
+		return fmt.Errorf("unknown log format %q", format)
+	}
+	return nil
+}
+
+// Error logs msg with err and the key/value pairs.
+func Error(msg string, err error, keysAndValues ...any) {
+	klog.ErrorS(err, msg, keysAndValues...)
+}
+
+// Fatal logs err with the key/value pairs, flushes, and exits with status 1.
+func Fatal(err error, keysAndValues ...any) {
+	klog.ErrorS(err, "fatal", keysAndValues...)
+	klog.Flush()
+	os.Exit(1)
+}
+GO
+  go mod edit -replace="monis.app/mlog=./mlog-standin"
+fi
+
+# Requirements and go.sum from upstream's go.mod.
+GOFLAGS="$GOFLAGS -mod=mod" go list -deps "$MAIN_PKG" >/dev/null
+go build -ldflags "-s -w -X $MAIN_MOD/pkg/version.BuildVersion=$UPSTREAM_VERSION" -o "$BIN.tmp" "$MAIN_PKG"
+mv "$BIN.tmp" "$BIN"
+log "built: $(go version -m "$BIN" | grep -E 'secrets-store-csi-driver|mlog' | tr -s '\t\n' '  ')"
+echo "$BIN"
