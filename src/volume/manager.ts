@@ -247,6 +247,7 @@ export class VolumeManager {
     let bound = false;
     let result: MountResult | null = null;
     let stackedOverDead = false;
+    let served = 0;
     try {
       stackedOverDead = await this.prepareTarget(req.targetPath);
       handle = this.o.fs.createVolume(volumeDirName(req.targetPath));
@@ -255,6 +256,7 @@ export class VolumeManager {
       const h = handle;
       const out = await this.inWindow(h, who.provider, pid, call, []);
       result = out.result;
+      served = out.files.length;
       await this.o.fs.publish(h, out.files);
       await this.o.fs.releaseWindow(h);
       await this.o.fs.setWritable(req.targetPath, false);
@@ -267,7 +269,7 @@ export class VolumeManager {
       throw errors.mountFailed(`failed to mount ${req.targetPath}: ${(e as Error).message}`, e);
     }
     scrubResponse(result.files);
-    await this.served(req, who, handle, result.objectVersions, false, stackedOverDead, result.files.length);
+    await this.served(req, who, handle, result.objectVersions, false, stackedOverDead, served);
   }
 
   /** The provider's pid if its next call should have a write window, else null. */
@@ -348,7 +350,6 @@ export class VolumeManager {
       this.o.log.error({ targetPath, err: (e as Error).message }, 'could not make the target read-only again after the provider call'));
   }
 
-  /** Makes the target an empty, unmounted directory (kubelet ≥1.20 leaves creating it to us). */
   /**
    * Makes the target ready for our bind mount. Returns true when a dead mount
    * of a previous driver is there: the new mount is then stacked on top of
