@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { parseMountInfo } from '../../src/fuse/mount.js';
 import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../../src/gen/csi/v1/csi.js';
 
 export const execFileP = promisify(execFile);
@@ -32,11 +33,7 @@ const liveDirs = new Set<string>();
 process.once('exit', () => {
   for (const c of liveChildren) c.kill('SIGKILL');
   if (liveDirs.size === 0) return;
-  const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => [...liveDirs].some((d) => p === d || p.startsWith(`${d}/`)))
-    .sort((a, b) => b.length - a.length);
-  for (const p of points) {
+  for (const p of deepestFirst(mountPointsUnder(readFileSync('/proc/self/mountinfo', 'utf8'), liveDirs))) {
     try { execFileSync('umount', ['-l', p], { stdio: 'ignore' }); } catch { /* already gone */ }
   }
 });
@@ -48,20 +45,26 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
+/** Mount points (one per mount table entry, stacked ones repeated) at or below any of `dirs`. */
+function mountPointsUnder(mountinfo: string, dirs: Iterable<string>): string[] {
+  const within = [...dirs];
+  return parseMountInfo(mountinfo).map((m) => m.mountPoint).filter((p) => within.some((d) => p === d || p.startsWith(`${d}/`)));
+}
+
+/** Each mount point once, deepest first: the order to unmount in. */
+function deepestFirst(points: readonly string[]): string[] {
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
 /** Lazily unmounts everything mounted at or below `dir`, deepest first. */
 export async function cleanupMounts(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = text.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  const sorted = [...new Set(points)].sort((a, b) => b.length - a.length);
+  const sorted = deepestFirst(mountPointsUnder(await readFile('/proc/self/mountinfo', 'utf8'), [dir]));
   for (const p of sorted) await execFileP('umount', ['-l', p]).catch(() => undefined);
   return sorted;
 }
 
 export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && (p === dir || p.startsWith(`${dir}/`)));
+  return mountPointsUnder(await readFile('/proc/self/mountinfo', 'utf8'), [dir]);
 }
 
 export async function tempDir(t: Tap, prefix = 'sscsi-'): Promise<string> {
