@@ -636,6 +636,27 @@ static napi_value UnixAccept(napi_env env, napi_callback_info info) {
   return fd_value(env, fd);
 }
 
+// A unix socket of `type` (CLOEXEC added) connected to `addr`, or -1 with a
+// JS exception pending. EINTR is retried.
+static int connect_unix(napi_env env, int type, const struct sockaddr_un *addr) {
+  int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw_syscall(env, "socket", errno, NULL);
+    return -1;
+  }
+  int rc;
+  do {
+    rc = connect(fd, (const struct sockaddr *)addr, sizeof *addr);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int err = errno;
+    close(fd);
+    throw_syscall(env, "connect", err, NULL);
+    return -1;
+  }
+  return fd;
+}
+
 // unixConnect(path): a connected non-blocking SOCK_SEQPACKET socket.
 static napi_value UnixConnect(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -643,17 +664,8 @@ static napi_value UnixConnect(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct sockaddr_un addr;
   if (!get_path_arg(env, argv[0], &addr)) return NULL;
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_syscall(env, "socket", errno, NULL);
-  int rc;
-  do {
-    rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    int err = errno;
-    close(fd);
-    return throw_syscall(env, "connect", err, NULL);
-  }
+  int fd = connect_unix(env, SOCK_SEQPACKET, &addr);
+  if (fd < 0) return NULL;
   // A large send buffer, so a state snapshot fits without waiting for the
   // peer to read (SO_SNDBUFFORCE needs CAP_NET_ADMIN; SO_SNDBUF is capped by
   // wmem_max). Best effort: the caller still handles EAGAIN.
@@ -682,17 +694,8 @@ static napi_value PeerPid(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct sockaddr_un addr;
   if (!get_path_arg(env, argv[0], &addr)) return NULL;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return throw_syscall(env, "socket", errno, NULL);
-  int rc;
-  do {
-    rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    int err = errno;
-    close(fd);
-    return throw_syscall(env, "connect", err, NULL);
-  }
+  int fd = connect_unix(env, SOCK_STREAM | SOCK_NONBLOCK, &addr);
+  if (fd < 0) return NULL;
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
