@@ -22,6 +22,7 @@
 #
 # Exit codes: 3 Go is missing, 4 not built (--check), 5 no source for the e2e provider.
 set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 UPSTREAM_VERSION=v1.6.0
 UPSTREAM_COMMIT=4960f9637c51ad9cb9ef264481bc6d9a98bf1f1c
@@ -78,35 +79,11 @@ else
 fi
 
 # monis.app/mlog (a logging helper; the e2e provider calls only mlog.Fatal, on a
-# startup error) is not served by every proxy. When it is refused, a stand-in
-# with that one function (ours: log the error through klog and exit 1) is used.
+# startup error) is not served by every proxy. When it is refused, our
+# stand-in (test/peers/mlog-standin, shared with the upstream driver build) is used.
 if ! go mod download -json "monis.app/mlog@v0.0.4" >/dev/null 2>&1; then
-  log "the Go module proxy does not serve monis.app/mlog@v0.0.4: using a stand-in for mlog.Fatal"
-  mkdir -p "$WORK/mlog-standin"
-  cat >"$WORK/mlog-standin/go.mod" <<'GOMOD'
-module monis.app/mlog
-
-go 1.22
-
-require k8s.io/klog/v2 v2.130.1
-GOMOD
-  cat >"$WORK/mlog-standin/mlog.go" <<'GO'
-// Package mlog: a stand-in with only what the e2e provider's main calls.
-package mlog
-
-import (
-	"os"
-
-	"k8s.io/klog/v2"
-)
-
-// Fatal logs err with the key/value pairs and exits with status 1.
-func Fatal(err error, keysAndValues ...any) {
-	klog.ErrorS(err, "fatal", keysAndValues...)
-	klog.Flush()
-	os.Exit(1)
-}
-GO
+  log "the Go module proxy does not serve monis.app/mlog@v0.0.4: using our stand-in"
+  cp -R "$HERE/../mlog-standin" "$WORK/mlog-standin"
   go mod edit -replace="monis.app/mlog=./mlog-standin"
 fi
 

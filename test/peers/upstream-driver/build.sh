@@ -15,6 +15,7 @@
 #
 # Exit codes: 3 Go is missing, 4 not built (--check).
 set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 UPSTREAM_VERSION=v1.6.0
 MAIN_MOD=sigs.k8s.io/secrets-store-csi-driver
@@ -47,78 +48,12 @@ go mod init example.invalid/upstream-driver-bin >/dev/null 2>&1
 go mod edit -require="$MAIN_MOD@$UPSTREAM_VERSION"
 
 # monis.app/mlog (a small logging-setup library) is refused by some proxies (403).
-# Then a stand-in of our own is used, with just the identifiers upstream calls
-# (cmd/secrets-store-csi-driver/main.go and pkg/secrets-store/server.go):
-#   Fatal(err), Setup() func(), FormatText, FormatJSON,
-#   ValidateAndSetKlogLevelAndFormatGlobally(ctx, klog.Level, format) error, Error(msg, err).
-# Verbosity still comes from klog's own -v flag (upstream registers klog's flags);
-# the stand-in only checks the level and always logs in klog's text format.
+# Then our stand-in is used (test/peers/mlog-standin, shared with the e2e
+# provider build): just the identifiers upstream calls; verbosity still comes
+# from klog's own -v flag, and it always logs in klog's text format.
 if ! go mod download -json "monis.app/mlog@$MLOG_VERSION" >/dev/null 2>&1; then
   log "the Go module proxy does not serve monis.app/mlog@$MLOG_VERSION: using a stand-in"
-  mkdir -p "$WORK/mlog-standin"
-  cat >"$WORK/mlog-standin/go.mod" <<'GOMOD'
-module monis.app/mlog
-
-go 1.22
-
-require k8s.io/klog/v2 v2.120.1
-GOMOD
-  cat >"$WORK/mlog-standin/mlog.go" <<'GO'
-// Package mlog is a local stand-in, written for this build, that provides only
-// the names the upstream driver's binary uses. Output goes through klog.
-package mlog
-
-import (
-	"context"
-	"fmt"
-	"os"
-
-	"k8s.io/klog/v2"
-)
-
-// LogFormat names an output format.
-type LogFormat string
-
-const (
-	// FormatText is klog's usual text output.
-	FormatText LogFormat = "text"
-	// FormatJSON is accepted, but the stand-in keeps writing text.
-	FormatJSON LogFormat = "json"
-)
-
-// Setup prepares logging and returns the function that flushes it.
-func Setup() func() {
-	return klog.Flush
-}
-
-// ValidateAndSetKlogLevelAndFormatGlobally checks the arguments; klog's own
-// flags already carry the level, and the format stays text.
-func ValidateAndSetKlogLevelAndFormatGlobally(_ context.Context, level klog.Level, format LogFormat) error {
-	if level < 0 {
-		return fmt.Errorf("invalid log level %d", level)
-	}
-	switch format {
-	case FormatText:
-	case FormatJSON:
-		klog.InfoS("mlog stand-in: JSON log format is not available, logging as text")
-	default:
-		return fmt.Errorf("unknown log format %q", format)
-	}
-	return nil
-}
-
-// Error logs msg with err and the key/value pairs.
-func Error(msg string, err error, keysAndValues ...any) {
-	klog.ErrorS(err, msg, keysAndValues...)
-}
-
-// Fatal logs err with the key/value pairs, flushes, and exits with status 1.
-func Fatal(err error, keysAndValues ...any) {
-	klog.ErrorS(err, "fatal", keysAndValues...)
-	klog.Flush()
-	os.Exit(1)
-}
-GO
+  cp -R "$HERE/../mlog-standin" "$WORK/mlog-standin"
   go mod edit -replace="monis.app/mlog=./mlog-standin"
 fi
 
