@@ -6,7 +6,7 @@ import {
   Op, InitFlag, FUSE_KERNEL_VERSION, FUSE_OUR_MINOR, IN_HEADER_SIZE,
   decodeInHeader, decodeInitIn, decodeReadIn, decodeName, decodeForgetIn, decodeBatchForget,
   encodeReply, encodeEntryOut, encodeAttrOut, encodeInitOut, encodeDirents, encodeStatfs,
-  decodeMknodIn, decodeWriteIn, encodeWriteOut, decodeSetattrIn, decodeRenameIn, FATTR, S_IFREG,
+  decodeMknodIn, decodeWriteIn, encodeWriteOut, decodeSetattrIn, decodeRenameIn, FATTR, S_IFMT, S_IFREG,
   type InHeader, type InitIn,
 } from './protocol.js';
 import { ROOT_ID, type InodeTable } from './inode-table.js';
@@ -44,12 +44,12 @@ const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.N
   InitFlag.CACHE_SYMLINKS | InitFlag.PARALLEL_DIROPS | InitFlag.EXPLICIT_INVAL_DATA | InitFlag.MAX_PAGES |
   InitFlag.BIG_WRITES;
 
-// CREATE is not here: it answers ENOSYS, so the kernel creates files with
-// MKNOD (then opens them without asking us, as with every open), the one
-// creation path a write window has to handle.
+// Mutations no write window accepts. MKNOD, WRITE, SETATTR, RENAME(2) and
+// UNLINK go through windowed() (EROFS outside a window). CREATE answers
+// ENOSYS, so the kernel creates files with MKNOD (then opens them without
+// asking us, as with every open), the one creation path a window handles.
 const READ_ONLY_OPS: ReadonlySet<number> = new Set([
-  Op.SETATTR, Op.SYMLINK, Op.MKNOD, Op.MKDIR, Op.UNLINK, Op.RMDIR, Op.RENAME, Op.LINK, Op.WRITE,
-  Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.RENAME2, Op.TMPFILE, Op.COPY_FILE_RANGE,
+  Op.SYMLINK, Op.MKDIR, Op.RMDIR, Op.LINK, Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.TMPFILE, Op.COPY_FILE_RANGE,
 ]);
 
 /** Where the open write windows are (see write-window.ts). */
@@ -57,8 +57,6 @@ export interface WindowLookup {
   forDir(dirId: number): WriteWindow | undefined;
   forInode(id: number): WriteWindow | undefined;
 }
-
-const S_IFMT = 0o170000;
 
 /** Directories whose content changes (root and volume dirs) get a short attribute TTL. */
 export type MutableDirCheck = (id: number) => boolean;

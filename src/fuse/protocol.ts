@@ -38,6 +38,7 @@ export const InitFlag = {
 
 export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3, DELETE: 6, RESEND: 7 } as const;
 
+export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
 export const S_IFLNK = 0o120000;

@@ -102,7 +102,7 @@ export class WriteWindow {
     if (id === undefined) return E.EROFS; // the published version is never moved
     if (!validName(to)) return E.EINVAL;
     const replaced = this.names.get(to);
-    if (replaced !== undefined && replaced !== id) this.drop(replaced);
+    if (replaced !== undefined && replaced !== id) this.table.releaseStaged(replaced);
     this.names.delete(from);
     this.names.set(to, id);
     if (targetPublished) this.hidden.add(to);
@@ -116,7 +116,7 @@ export class WriteWindow {
     const id = this.names.get(name);
     if (id !== undefined) {
       this.names.delete(name);
-      this.drop(id);
+      this.table.releaseStaged(id);
     } else if (published && !this.hidden.has(name)) {
       this.hidden.add(name);
     } else {
@@ -147,10 +147,6 @@ export class WriteWindow {
     this.closed = true;
     for (const id of this.names.values()) this.table.releaseStaged(id);
     this.names.clear();
-  }
-
-  private drop(id: number): void {
-    this.table.releaseStaged(id);
   }
 }
 
