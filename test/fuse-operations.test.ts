@@ -6,6 +6,8 @@ import { constants } from 'node:os';
 import t from 'tap';
 import { InodeTable, ROOT_ID } from '../src/fuse/inode-table.js';
 import { Operations, type Caller, type OperationsOptions } from '../src/fuse/operations.js';
+import { VolumeTree, type RotationStep } from '../src/fuse/volume-tree.js';
+import { VfsSteps } from '../src/fuse/vfs-steps.js';
 import {
   Op, InitFlag, IN_HEADER_SIZE, S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK, encodeInHeader,
 } from '../src/fuse/protocol.js';
@@ -412,4 +414,69 @@ t.test('default mutable-dir check: only the root gets the short TTL', async (t) 
   const ops = new Operations(table, OPTS);
   t.equal(parse(ops.handle(req(Op.GETATTR, ROOT_ID))).body.readBigUInt64LE(0), 1n);
   t.equal(parse(ops.handle(req(Op.GETATTR, d.id))).body.readBigUInt64LE(0), 3600n);
+});
+
+t.test('the driver\'s own rotation steps: applied only for the matching request from the driver\'s process', async (t) => {
+  const table = new InodeTable();
+  const vol = table.mkdir(0o755, 0);
+  table.link(ROOT_ID, 'vol', vol.id);
+  const tree = new VolumeTree(table, vol.id);
+  tree.publish([{ path: 'pw', mode: 0o644, contents: Buffer.from('v1') }], new Date(1000));
+  const renameBody = (from: string, to: string, dir = vol.id): Buffer => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(dir));
+    return Buffer.concat([b, Buffer.from(`${from}\0${to}\0`)]);
+  };
+  // Stands in for the kernel (no mount here): while a step's syscall runs, the
+  // requests in `sent` arrive; the last one is what the syscall itself sends.
+  let sent: Buffer[] = [];
+  const replies: Reply[] = [];
+  let ops!: Operations;
+  const steps = new VfsSteps(4321, async () => {
+    for (const r of sent) replies.push(parse(ops.handle(r)));
+    const last = replies[replies.length - 1]!;
+    if (last.error !== 0) throw new Error(`errno ${-last.error}`);
+  });
+  ops = new Operations(table, OPTS, (id) => id === ROOT_ID || id === vol.id, null, (tid) => (tid === 4322 ? 4321 : tid), steps);
+  const plan = tree.prepare([{ path: 'pw', mode: 0o644, contents: Buffer.from('v2') }], new Date(2000))!;
+  const [mk, tmp, mv] = plan.steps as [RotationStep, RotationStep, RotationStep];
+  const mkdirBody = (name: string): Buffer => Buffer.concat([Buffer.from([0o355, 1, 0, 0, 0o22, 0, 0, 0]), nameBody(name)]);
+
+  t.equal(parse(ops.handle(req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 4321 }))).error, -E.EROFS, 'no step under way: EROFS, even from the driver');
+
+  sent = [
+    req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 999 }),
+    req(Op.MKDIR, vol.id, mkdirBody('..other'), { pid: 4322 }),
+    req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 4322 }),
+  ];
+  t.equal(await steps.run(mk, '/vol'), 'vfs', 'made by the matching request');
+  t.same(replies.map((r) => r.error), [-E.EROFS, -E.EROFS, 0], 'another process, another name: EROFS; a thread of the driver with the name: done');
+  const dir = table.child(vol.id, plan.tsName)!;
+  t.equal(Number(replies[2]!.body.readBigUInt64LE(0)), dir.id, 'entry reply with the new directory');
+  t.equal(dir.nlookup, 1, 'the entry counts as a kernel reference');
+  t.equal(parse(ops.handle(req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 4322 }))).error, -E.EROFS, 'a step is taken once');
+
+  replies.length = 0;
+  sent = [req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0..elsewhere\0`), { pid: 4321 })];
+  t.equal(await steps.run(tmp, '/vol'), 'not-applied', 'a request that does not match is refused and the step is not made');
+  sent = [req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0${plan.tsName}\0`), { pid: 0 })];
+  t.equal(await steps.run(tmp, '/vol'), 'vfs', 'pid 0 (a namespace the connection cannot see) is accepted');
+
+  replies.length = 0;
+  sent = [
+    req(Op.RENAME, vol.id, renameBody('..data_tmp', 'pw'), { pid: 4321 }),
+    req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data', ROOT_ID), { pid: 4321 }),
+    req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data'), { pid: 4321 }),
+  ];
+  t.equal(await steps.run(mv, '/vol'), 'vfs');
+  t.same(replies.map((r) => r.error), [-E.EROFS, -E.EROFS, 0], 'wrong destination, across directories: EROFS');
+  t.equal(table.child(vol.id, '..data')!.data!.toString(), plan.tsName, '..data names the new version');
+  t.notOk(table.child(vol.id, '..data_tmp'));
+
+  replies.length = 0;
+  sent = [req(Op.MKDIR, vol.id, mkdirBody('x'), { pid: 4321 })];
+  const failing = plan.steps[0]!;
+  t.equal(await new VfsSteps(4321, async () => { throw new Error('ENOENT'); }).run(failing, '/vol'), 'not-applied', 'a syscall that never reached us: not applied (the caller applies it itself)');
+  t.equal(parse(ops.handle(req(Op.UNLINK, vol.id, nameBody('pw'), { pid: 4321 }))).error, -E.EROFS, 'after the steps: EROFS again');
+  await steps.settled();
 });

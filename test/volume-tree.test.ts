@@ -373,3 +373,49 @@ t.test('retire grace: a later publish sweeps what is due', async (t) => {
   t.same(names(table, vol.id), ['..data', r2.dataDir, r3.dataDir, r4.dataDir, 'a'].sort());
   t.equal(tree.nextSweepIn(t0 + 1015), 5);
 });
+
+t.test('prepare builds the new version out of sight; its steps, applied in order, switch to it', async (t) => {
+  const { table, vol, tree } = setup();
+  tree.publish([file('pw', 'v1'), file('user', 'admin'), file('gone', 'x')], new Date(Date.UTC(2026, 0, 1)));
+  const before = names(table, vol.id);
+  const plan = tree.prepare([file('pw', 'v2'), file('user', 'admin'), file('conf/app.json', '{}')], new Date(Date.UTC(2026, 0, 2)))!;
+  t.same(names(table, vol.id), before, 'nothing visible changed yet');
+  t.equal(resolve(table, vol.id, 'pw')!.data!.toString(), 'v1');
+  t.same(plan.steps.map((s) => `${s.kind} ${s.name}${s.kind === 'rename' ? ` ${s.to}` : ''}${s.kind === 'symlink' ? ` -> ${s.target}` : ''}`), [
+    `mkdir ${plan.tsName}`, `symlink ..data_tmp -> ${plan.tsName}`, 'rename ..data_tmp ..data', 'symlink conf -> ..data/conf', 'unlink gone',
+  ], 'the atomic writer\'s order');
+  t.ok(plan.steps.every((s) => s.parent === vol.id && s.dir === ''));
+  const [mk, tmp, mv] = plan.steps;
+  t.equal(mk!.apply()!.kind, 'dir');
+  t.equal(tmp!.apply()!.data!.toString(), plan.tsName);
+  t.equal(resolve(table, vol.id, 'pw')!.data!.toString(), 'v1', 'still the old version before the rename');
+  t.equal(mv!.apply(), null);
+  t.equal(resolve(table, vol.id, 'pw')!.data!.toString(), 'v2', 'the new version after it');
+  t.notOk(table.child(vol.id, '..data_tmp'), '..data_tmp is gone (moved)');
+  for (const s of plan.steps.slice(3)) s.apply();
+  tree.commit(plan, new Date(Date.UTC(2026, 0, 2)));
+  t.same(tree.paths().sort(), ['conf/app.json', 'pw', 'user']);
+  t.equal(resolve(table, vol.id, 'conf/app.json')!.data!.toString(), '{}');
+  t.notOk(table.child(vol.id, 'gone'));
+  t.equal(tree.dataDir, plan.tsName);
+  t.equal(tree.prepare([file('pw', 'v2'), file('user', 'admin'), file('conf/app.json', '{}')], new Date()), null, 'same files: no plan');
+});
+
+t.test('removal steps delete a retired version deepest first, sparing files the new version still holds', async (t) => {
+  const { table, vol } = setup();
+  const tree = new VolumeTree(table, vol.id, 60_000);
+  tree.publish([file('pw', 'v1'), file('user', 'admin'), file('conf/a', '1'), file('conf/b', '2')], new Date(1000));
+  const oldTs = tree.dataDir!;
+  tree.publish([file('pw', 'v2'), file('user', 'admin'), file('conf/a', '1'), file('conf/b', '3')], new Date(2000));
+  t.same(tree.dueRetired(2000 + 59_999), [], 'not due inside the grace period');
+  t.same(tree.dueRetired(2000 + 60_000), [oldTs]);
+  const steps = tree.removalSteps(oldTs);
+  t.same(steps.map((s) => `${s.kind} ${s.dir ? `${s.dir}/` : ''}${s.name}`), [`unlink ${oldTs}/pw`, `unlink ${oldTs}/conf/b`, `rmdir ${oldTs}/conf`, `rmdir ${oldTs}`],
+    'changed files unlinked, shared ones (user, conf/a) left to the rmdir');
+  for (const s of steps) s.apply();
+  tree.removed(oldTs);
+  t.notOk(table.child(vol.id, oldTs));
+  t.same(tree.dueRetired(Number.MAX_SAFE_INTEGER), []);
+  t.equal(resolve(table, vol.id, 'user')!.data!.toString(), 'admin', 'shared file still served');
+  t.equal(resolve(table, vol.id, 'conf/a')!.data!.toString(), '1');
+});

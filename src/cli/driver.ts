@@ -172,6 +172,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       ready = false;
       await shutdownServer();
       await running.quiesce();
+      await fs.settle();
       sendSnapshot();
       await keeper.yielded();
       fs.detach();

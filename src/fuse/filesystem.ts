@@ -12,6 +12,8 @@ import { FuseSession, type SessionLogger, type CallerRecord } from './session.js
 import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState } from './volume-tree.js';
 import { mountFuse, bindMount, unmount, readMountInfo, remountBind } from './mount.js';
 import { WriteWindow, type WindowResult } from './write-window.js';
+import { VfsSteps } from './vfs-steps.js';
+import type { EntryInvalidation, RotationStep } from './volume-tree.js';
 
 /**
  * The process a thread belongs to: the kernel stamps FUSE requests with the
@@ -61,6 +63,12 @@ export interface FilesystemOptions {
    * ask about, or a process taking over would not know them.
    */
   readonly onMutation?: () => void;
+  /**
+   * Make a rotation's directory changes through the VFS so that inotify
+   * watchers see them (vfs-steps.ts); default true. False switches inside the
+   * table and only invalidates the kernel's caches.
+   */
+  readonly vfsSteps?: boolean;
 }
 
 /** The whole filesystem state a process taking the connection over needs (bytes in `data`). */
@@ -92,7 +100,11 @@ export class SecretsFilesystem {
     private readonly onMutation: (() => void) | undefined,
     /** Open write windows by volume directory id (see write-window.ts). */
     private readonly windows: Map<number, WriteWindow>,
+    private readonly steps: VfsSteps | null,
   ) {}
+
+  /** Set by settle/detach: no more directory changes from this process. */
+  private stopped = false;
 
   private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
 
@@ -136,12 +148,13 @@ export class SecretsFilesystem {
         return undefined;
       },
     };
+    const steps = o.vfsSteps === false ? null : new VfsSteps(process.pid);
     const ops = new Operations(table, {
       entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
       ...(o.onRequest ? { onRequest: o.onRequest } : {}),
-    }, (id) => id === ROOT_ID || volumeDirs.has(id), lookup, threadGroupOf);
+    }, (id) => id === ROOT_ID || volumeDirs.has(id), lookup, threadGroupOf, steps);
     const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
-    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation, windows);
+    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation, windows, steps);
   }
 
   /**
@@ -181,8 +194,17 @@ export class SecretsFilesystem {
     return this.volumes.get(name);
   }
 
+  /** Stops making directory changes and waits for the ones under way (before a handover). */
+  async settle(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.sweepTimers.values()) clearTimeout(t);
+    this.sweepTimers.clear();
+    await this.steps?.settled();
+  }
+
   /** Stops serving without unmounting anything: another process serves the connection now. */
   detach(): void {
+    this.stopped = true;
     for (const t of this.sweepTimers.values()) clearTimeout(t);
     this.sweepTimers.clear();
     this.session.close();
@@ -205,11 +227,41 @@ export class SecretsFilesystem {
    * version.
    */
   async publish(v: VolumeHandle, files: readonly VolumeFile[], now = new Date()): Promise<PublishResult> {
-    const res = v.tree.publish(files, now);
-    if (res.changed) this.onMutation?.();
-    if (res.invalidations.length > 0) await this.session.invalidateEntries(res.invalidations);
+    if (!this.steps) {
+      const res = v.tree.publish(files, now);
+      if (res.changed) this.onMutation?.();
+      if (res.invalidations.length > 0) await this.session.invalidateEntries(res.invalidations);
+      this.scheduleSweep(v);
+      return res;
+    }
+    const plan = v.tree.prepare(files, now);
+    if (!plan) return { changed: false, invalidations: [], dataDir: v.tree.dataDir! };
+    // The new inodes exist now; the kernel learns their ids from the steps' replies.
+    this.onMutation?.();
+    const inval = await this.perform(v, plan.steps);
+    v.tree.commit(plan, now);
+    this.onMutation?.();
+    if (inval.length > 0) await this.session.invalidateEntries(inval);
     this.scheduleSweep(v);
-    return res;
+    return { changed: true, invalidations: inval, dataDir: plan.tsName };
+  }
+
+  /**
+   * Makes each step through the VFS; a step the kernel did not ask us for
+   * (the syscall failed before reaching us) is applied here instead and its
+   * names invalidated, as without VFS steps. Returns those invalidations.
+   */
+  private async perform(v: VolumeHandle, steps: readonly RotationStep[], live = (): boolean => true): Promise<EntryInvalidation[]> {
+    const inval: EntryInvalidation[] = [];
+    for (const step of steps) {
+      if (!live()) break;
+      const outcome = await this.steps!.run(step, step.dir ? join(v.sourcePath, step.dir) : v.sourcePath);
+      if (outcome === 'vfs') continue;
+      if (outcome === 'not-applied') step.apply();
+      inval.push({ parent: step.parent, name: step.name });
+      if (step.kind === 'rename') inval.push({ parent: step.parent, name: step.to });
+    }
+    return inval;
   }
 
   /** Removes the names of replaced versions once their grace period is over. */
@@ -219,9 +271,22 @@ export class SecretsFilesystem {
     if (due === null) return;
     const timer = setTimeout(() => {
       this.sweepTimers.delete(v.name);
-      if (this.volumes.get(v.name) !== v) return;
-      const inval = v.tree.sweep(Date.now());
-      void this.session.invalidateEntries(inval).then(() => this.scheduleSweep(v));
+      if (this.volumes.get(v.name) !== v || this.stopped) return;
+      if (!this.steps) {
+        const inval = v.tree.sweep(Date.now());
+        void this.session.invalidateEntries(inval).then(() => this.scheduleSweep(v));
+        return;
+      }
+      // Removed file by file, as `rm -r` does: watchers of a file see it deleted.
+      const live = (): boolean => this.volumes.get(v.name) === v && !this.stopped;
+      void (async () => {
+        for (const name of v.tree.dueRetired(Date.now())) {
+          const inval = await this.perform(v, v.tree.removalSteps(name), live);
+          if (live()) v.tree.removed(name);
+          if (inval.length > 0) await this.session.invalidateEntries(inval);
+        }
+        if (live()) this.scheduleSweep(v);
+      })();
     }, due + 5);
     timer.unref();
     this.sweepTimers.set(v.name, timer);

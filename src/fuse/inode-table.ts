@@ -291,6 +291,10 @@ export class InodeTable {
 
   attr(node: Inode): Attr {
     const type = node.kind === 'dir' ? S_IFDIR : node.kind === 'file' ? S_IFREG : S_IFLNK;
+    // A file reports one link even while an unchanged file is linked in the old
+    // and the new version's directory: the kernel keeps the first count it was
+    // told, so a version directory's removal unlinks only files it alone holds
+    // (their watchers get IN_DELETE_SELF) and leaves shared ones to its rmdir.
     let nlink = 1;
     if (node.children) {
       nlink = 2;

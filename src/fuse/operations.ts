@@ -7,9 +7,11 @@ import {
   decodeInHeader, decodeInitIn, decodeReadIn, decodeName, decodeForgetIn, decodeBatchForget,
   encodeReply, encodeEntryOut, encodeAttrOut, encodeInitOut, encodeDirents, encodeStatfs,
   decodeMknodIn, decodeWriteIn, encodeWriteOut, decodeSetattrIn, decodeRenameIn, FATTR, S_IFMT, S_IFREG,
+  decodeMkdirIn, decodeSymlinkIn,
   type InHeader, type InitIn,
 } from './protocol.js';
-import { ROOT_ID, type InodeTable } from './inode-table.js';
+import { ROOT_ID, type Inode, type InodeTable } from './inode-table.js';
+import type { RotationStep } from './volume-tree.js';
 import type { WriteWindow } from './write-window.js';
 
 const E = os.errno;
@@ -44,13 +46,25 @@ const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.N
   InitFlag.CACHE_SYMLINKS | InitFlag.PARALLEL_DIROPS | InitFlag.EXPLICIT_INVAL_DATA | InitFlag.MAX_PAGES |
   InitFlag.BIG_WRITES;
 
-// Mutations no write window accepts. MKNOD, WRITE, SETATTR, RENAME(2) and
-// UNLINK go through windowed() (EROFS outside a window). CREATE answers
-// ENOSYS, so the kernel creates files with MKNOD (then opens them without
-// asking us, as with every open), the one creation path a window handles.
+// Mutations nobody may make. MKNOD, WRITE, SETATTR, RENAME(2) and UNLINK go
+// through windowed() (EROFS outside a window); MKDIR, SYMLINK, RENAME, UNLINK
+// and RMDIR also through own() (the driver's rotation steps, EROFS for anyone
+// else). CREATE answers ENOSYS, so the kernel creates files with MKNOD (then
+// opens them without asking us, as with every open), the one creation path a
+// window handles.
 const READ_ONLY_OPS: ReadonlySet<number> = new Set([
-  Op.SYMLINK, Op.MKDIR, Op.RMDIR, Op.LINK, Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.TMPFILE, Op.COPY_FILE_RANGE,
+  Op.LINK, Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.TMPFILE, Op.COPY_FILE_RANGE,
 ]);
+
+/**
+ * The driver's own rotation step in flight through the VFS (vfs-steps.ts):
+ * applies it if this request is that step from the driver's process, and
+ * returns the new entry's inode (mkdir, symlink), null (done, no entry), or
+ * undefined (not ours).
+ */
+export interface OwnSteps {
+  take(kind: RotationStep['kind'], parent: number, name: string, extra: string, tgid: number): Inode | null | undefined;
+}
 
 /** Where the open write windows are (see write-window.ts). */
 export interface WindowLookup {
@@ -72,6 +86,7 @@ export class Operations {
     private readonly windows: WindowLookup | null = null,
     /** Thread id (what the kernel stamps) to process id. */
     private readonly tgidOf: (tid: number) => number = (tid) => tid,
+    private readonly ownSteps: OwnSteps | null = null,
   ) {}
 
   /** Handles one request (header + body); returns the reply, or null when none is due. */
@@ -151,12 +166,17 @@ export class Operations {
         return encodeReply(h.unique, 0);
       case Op.CREATE:
         return err(E.ENOSYS);
-      case Op.MKNOD:
-      case Op.WRITE:
-      case Op.SETATTR:
+      case Op.MKDIR:
+      case Op.SYMLINK:
+      case Op.RMDIR:
+        return this.own(h, id, body) ?? err(E.EROFS);
       case Op.RENAME:
       case Op.RENAME2:
       case Op.UNLINK:
+        return this.own(h, id, body) ?? this.windowed(h, id, body) ?? err(E.EROFS);
+      case Op.MKNOD:
+      case Op.WRITE:
+      case Op.SETATTR:
         return this.windowed(h, id, body) ?? err(E.EROFS);
       default:
         if (READ_ONLY_OPS.has(h.opcode)) return err(E.EROFS);
@@ -167,6 +187,30 @@ export class Operations {
   private ttl(id: number): number {
     if (this.windows?.forInode(id)) return 0; // staged: changes with every write
     return this.isMutableDir(id) ? this.opts.dirAttrTtl : this.opts.attrTtl;
+  }
+
+  /** The driver's own rotation step (see OwnSteps); null for anything else. */
+  private own(h: InHeader, id: number, body: Buffer): Buffer | null {
+    if (!this.ownSteps) return null;
+    let kind: RotationStep['kind'];
+    let name: string;
+    let extra = '';
+    switch (h.opcode) {
+      case Op.MKDIR: kind = 'mkdir'; name = decodeMkdirIn(body).name; break;
+      case Op.SYMLINK: { const s = decodeSymlinkIn(body); kind = 'symlink'; name = s.name; extra = s.target; break; }
+      case Op.RMDIR: kind = 'rmdir'; name = decodeName(body); break;
+      case Op.UNLINK: kind = 'unlink'; name = decodeName(body); break;
+      default: {
+        const r = decodeRenameIn(body, h.opcode === Op.RENAME2);
+        if (r.newdir !== id || r.flags !== 0) return null;
+        kind = 'rename'; name = r.from; extra = r.to;
+      }
+    }
+    const res = this.ownSteps.take(kind, id, name, extra, this.tgidOf(h.pid));
+    if (res === undefined) return null;
+    if (res === null) return encodeReply(h.unique, 0);
+    this.table.ref(res.id); // an entry reply is a kernel reference, as with LOOKUP
+    return encodeReply(h.unique, 0, encodeEntryOut(this.table.attr(res), 0, this.opts.entryTtl, this.ttl(res.id)));
   }
 
   /** A mutation inside an open write window, by the provider; null (EROFS) for anything else. */

@@ -324,3 +324,16 @@ export function decodeRenameIn(body: Buffer, v2: boolean): { newdir: number; fla
     from: body.toString('utf8', start, end), to: decodeName(body, end + 1),
   };
 }
+
+// The driver's own directory changes on a rotation (vfs-steps.ts).
+
+/** fuse_mkdir_in: mode, umask; then the name. */
+export function decodeMkdirIn(body: Buffer): { mode: number; name: string } {
+  return { mode: body.readUInt32LE(0), name: decodeName(body, 8) };
+}
+
+/** SYMLINK: the new entry's name, then the link's target. */
+export function decodeSymlinkIn(body: Buffer): { name: string; target: string } {
+  const end = body.indexOf(0);
+  return { name: body.toString('utf8', 0, end), target: decodeName(body, end + 1) };
+}

@@ -32,6 +32,31 @@ export interface VolumeTreeState {
   readonly retired: Array<{ name: string; at: number }>;
 }
 
+/**
+ * One directory change of a rotation. `apply` makes it in the table (and
+ * returns the new entry's inode for mkdir and symlink); the filesystem calls
+ * it either when the kernel sends the matching request (the change was made
+ * through the VFS, so inotify watchers see it) or directly.
+ */
+interface StepBase {
+  /** Directory the change is made in: its inode id, and its path inside the volume ('' for the volume's own). */
+  readonly parent: number;
+  readonly dir: string;
+  readonly name: string;
+}
+export type RotationStep =
+  | StepBase & { readonly kind: 'mkdir'; readonly apply: () => Inode }
+  | StepBase & { readonly kind: 'symlink'; readonly target: string; readonly apply: () => Inode }
+  | StepBase & { readonly kind: 'rename'; readonly to: string; readonly apply: () => null }
+  | StepBase & { readonly kind: 'unlink' | 'rmdir'; readonly apply: () => null };
+
+export interface RotationPlan {
+  readonly tsName: string;
+  readonly dataLinkId: number;
+  readonly next: Map<string, number>;
+  readonly steps: readonly RotationStep[];
+}
+
 export interface PublishResult {
   /** False when the new files equal what is served (nothing was touched). */
   readonly changed: boolean;
@@ -40,6 +65,7 @@ export interface PublishResult {
 }
 
 const DATA_DIR = '..data';
+const DATA_TMP = '..data_tmp';
 const DIR_MODE = 0o755;
 
 /** `..YYYY_MM_DD_HH_MM_SS.<random>` in UTC, the atomic writer's naming. */
@@ -124,10 +150,38 @@ export class VolumeTree {
     return id === undefined ? null : (this.table.get(id)?.data ?? null);
   }
 
+  /**
+   * Serves `files` as the new version, switching everything inside the table
+   * at once; returns the names the kernel must forget. (The filesystem
+   * normally performs the same steps through the VFS instead: see prepare.)
+   */
   publish(files: readonly VolumeFile[], now: Date): PublishResult {
-    if (this.tsDirName !== null && this.unchanged(files)) {
-      return { changed: false, invalidations: [], dataDir: this.tsDirName };
+    const plan = this.prepare(files, now);
+    if (!plan) return { changed: false, invalidations: [], dataDir: this.tsDirName! };
+    const inval: EntryInvalidation[] = [];
+    for (const step of plan.steps) {
+      if (step.kind === 'symlink' && step.name === DATA_TMP) continue; // straight to ..data below
+      if (step.kind === 'rename') {
+        this.table.link(this.dirId, DATA_DIR, plan.dataLinkId);
+      } else {
+        step.apply();
+      }
+      if (step.kind !== 'mkdir') inval.push({ parent: this.dirId, name: step.kind === 'rename' ? DATA_DIR : step.name });
     }
+    this.commit(plan, now);
+    inval.splice(1, 0, ...this.sweep(now.getTime()));
+    return { changed: true, invalidations: inval, dataDir: plan.tsName };
+  }
+
+  /**
+   * Builds the new version beside the served one without making it visible,
+   * and lists the directory changes that switch to it, in the atomic writer's
+   * order: mkdir of the timestamped directory, symlink `..data_tmp`, rename it
+   * over `..data`, then symlinks for new top-level names and unlinks of names
+   * that went. Null when `files` equal what is served.
+   */
+  prepare(files: readonly VolumeFile[], now: Date): RotationPlan | null {
+    if (this.tsDirName !== null && this.unchanged(files)) return null;
     const t = this.table;
     const ms = now.getTime();
     let tsName = timestampDirName(now);
@@ -156,33 +210,68 @@ export class VolumeTree {
       next.set(f.path, file.id);
     }
 
-    const inval: EntryInvalidation[] = [];
     const vol = this.dirId;
-    // New version in place first, then the switch of `..data`, then the old version goes.
-    t.link(vol, tsName, tsDir.id);
-    t.link(vol, DATA_DIR, t.mksymlink(tsName, ms).id);
-    inval.push({ parent: vol, name: DATA_DIR });
-    if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: ms });
-    inval.push(...this.sweep(ms));
-
+    const dataLink = t.mksymlink(tsName, ms);
+    const steps: RotationStep[] = [
+      { kind: 'mkdir', parent: vol, dir: '', name: tsName, apply: () => { t.link(vol, tsName, tsDir.id); return tsDir; } },
+      { kind: 'symlink', parent: vol, dir: '', name: DATA_TMP, target: tsName, apply: () => { t.link(vol, DATA_TMP, dataLink.id); return dataLink; } },
+      {
+        kind: 'rename', parent: vol, dir: '', name: DATA_TMP, to: DATA_DIR,
+        apply: () => { t.link(vol, DATA_DIR, dataLink.id); t.unlink(vol, DATA_TMP); return null; },
+      },
+    ];
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
     for (const name of newTop) {
       if (oldTop.has(name)) continue;
-      t.link(vol, name, t.mksymlink(`${DATA_DIR}/${name}`, ms).id);
-      inval.push({ parent: vol, name });
+      const link = t.mksymlink(`${DATA_DIR}/${name}`, ms);
+      steps.push({ kind: 'symlink', parent: vol, dir: '', name, target: `${DATA_DIR}/${name}`, apply: () => { t.link(vol, name, link.id); return link; } });
     }
     for (const name of oldTop) {
       if (newTop.has(name)) continue;
-      t.unlink(vol, name);
-      inval.push({ parent: vol, name });
+      steps.push({ kind: 'unlink', parent: vol, dir: '', name, apply: () => { t.unlink(vol, name); return null; } });
     }
+    return { tsName, dataLinkId: dataLink.id, next, steps };
+  }
 
-    const volNode = t.get(vol);
+  /** Records a plan whose steps have all been applied as the served version. */
+  commit(plan: RotationPlan, now: Date): void {
+    const ms = now.getTime();
+    if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: ms });
+    const volNode = this.table.get(this.dirId);
     if (volNode) volNode.mtimeMs = ms;
-    this.current = next;
-    this.tsDirName = tsName;
-    return { changed: true, invalidations: inval, dataDir: tsName };
+    this.current = plan.next;
+    this.tsDirName = plan.tsName;
+  }
+
+  /**
+   * The steps that remove a retired version directory, deepest first (unlink
+   * each file only it holds, rmdir each directory, the version directory
+   * last), as `rm -r` would. The directory stays retired until `removed`.
+   */
+  removalSteps(name: string): RotationStep[] {
+    const t = this.table;
+    const steps: RotationStep[] = [];
+    const walk = (parent: number, dir: string, childName: string): void => {
+      const node = t.child(parent, childName);
+      if (!node) return;
+      if (node.children) for (const n of [...node.children.keys()]) walk(node.id, dir ? `${dir}/${childName}` : childName, n);
+      // A file the new version still serves is not deleted: the directory's rmdir takes its name.
+      if (!node.children && node.links > 1) return;
+      steps.push({ kind: node.children ? 'rmdir' : 'unlink', parent, dir, name: childName, apply: () => { t.unlink(parent, childName); return null; } });
+    };
+    walk(this.dirId, '', name);
+    return steps;
+  }
+
+  /** Drops a retired directory whose removal steps were all made. */
+  removed(name: string): void {
+    this.retired = this.retired.filter((r) => r.name !== name);
+  }
+
+  /** Retired version directories whose grace period is over (not yet removed). */
+  dueRetired(nowMs: number): string[] {
+    return this.retired.filter((r) => nowMs - r.at >= this.retireGraceMs).map((r) => r.name);
   }
 
   private unchanged(files: readonly VolumeFile[]): boolean {
