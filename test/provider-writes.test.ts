@@ -9,7 +9,7 @@
 import t from 'tap';
 import { readFile, readdir, stat, writeFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, waitUntil, sleep, type Tap } from './helpers/harness.js';
+import { Harness, grepDisk, waitUntil, sleep, type Tap } from './helpers/harness.js';
 
 const errCode = (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: NodeJS.ErrnoException) => e.code ?? String(e));
 
@@ -75,4 +75,24 @@ t.test('a provider that returns its files gets no window after its first call', 
   t.equal(await readFile(join(target, 'b'), 'utf8'), 'returned-2', 'the response is still the whole content');
   t.notMatch(h.driver.out, /wrote files into the volume/);
   await h.unpublish(target);
+});
+
+t.test('a provider known to return its files that starts writing them gets EROFS, never the disk, and a window on its next call', async (t) => {
+  const h = await Harness.start(t as Tap);
+  await h.source('r.json', { files: [{ path: 'a', contents: 'returned' }] });
+  await h.spc('returns', 'r.json');
+  const first = h.target('first');
+  await h.publish(h.publishRequest(first, 'returns'));
+  // Same provider process, now in its writing mode (as an AWS provider restarted without --driver-writes-secrets would be).
+  await h.source('w.json', { files: [{ path: 'pw', contents: 'canary-switched-mode' }] });
+  await h.spc('writes', 'w.json', { writeFiles: 'true' });
+  const target = h.target('switched');
+  const failed = await h.publish(h.publishRequest(target, 'writes')).then(() => null, (e: Error) => e);
+  t.ok(failed, 'the first publish fails: the target was mounted read-only during the call');
+  t.match(failed?.message ?? '', /read-only file system|EROFS/i, 'with the provider\'s EROFS');
+  t.same(await grepDisk(h.dir, 'canary-switched-mode'), [], 'nothing written to the node\'s disk under the target');
+  await h.publish(h.publishRequest(target, 'writes'));
+  t.equal(await readFile(join(target, 'pw'), 'utf8'), 'canary-switched-mode', 'the retry gets a window and serves what it wrote');
+  await h.unpublish(target);
+  await h.unpublish(first);
 });

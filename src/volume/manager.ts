@@ -201,7 +201,7 @@ export class VolumeManager {
     const mock = vc.providerName === MOCK_PROVIDER;
     const spcName = vc[SPC_ATTRIBUTE] ?? '';
     let provider = vc.providerName ?? '';
-    let result: MountResult = { objectVersions: [], files: [], responseBytes: 0 };
+    let call: (() => Promise<MountResult>) | null = null;
     if (!mock) {
       if (spcName === '') throw errors.spcNotSet('secretProviderClass is not set');
       const spc = await this.o.spcs.get(podNamespace, spcName);
@@ -210,24 +210,40 @@ export class VolumeManager {
       if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
       const tokens = serviceAccountTokens(req.secrets, vc);
       const attributes = buildAttributes(resolved.parameters, vc, tokens);
-      const call = (): Promise<MountResult> => this.callProvider(provider, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
+      const p = provider;
+      call = (): Promise<MountResult> => this.callProvider(p, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
       const pid = await this.windowPid(provider);
       if (pid !== null) return this.publishWithWindow(req, { podName, podNamespace, spcName, provider }, pid, call);
-      result = await call();
     }
     // mock_provider (csi-sanity, which publishes with readonly=false) skips the
     // readonly check as upstream's hook does; the bind mount is read-only anyway.
 
+    // The target is mounted (read-only, empty) before the provider is called,
+    // as upstream mounts its tmpfs first: a provider that writes into the
+    // target path although it returned files last time gets EROFS, and its
+    // bytes never land on the node's disk under the target.
+    let result: MountResult = { objectVersions: [], files: [], responseBytes: 0 };
     let handle: VolumeHandle | null = null;
+    let bound = false;
     let stackedOverDead = false;
     try {
       stackedOverDead = await this.prepareTarget(req.targetPath);
       handle = this.o.fs.createVolume(volumeDirName(req.targetPath));
+      await this.o.fs.bind(handle, req.targetPath);
+      bound = true;
+      if (call) {
+        try {
+          result = await call();
+        } catch (e) {
+          this.providerWrites.delete(provider); // it may write now: a window next time
+          throw e;
+        }
+      }
       await this.o.fs.publish(handle, result.files);
       scrubResponse(result.files);
-      await this.o.fs.bind(handle, req.targetPath);
     } catch (e) {
       scrubResponse(result.files);
+      if (bound) await unmount(req.targetPath, { lazy: true }).catch(() => undefined);
       if (handle) await this.o.fs.destroyVolume(handle);
       if (isDriverError(e)) throw e;
       throw errors.mountFailed(`failed to mount ${req.targetPath}: ${(e as Error).message}`, e);
