@@ -240,12 +240,12 @@ export async function writeSecretsFile(file: string, files: readonly SecretFile[
 }
 
 /** A SecretProviderClass manifest for --secret-provider-class-dir. */
-export async function writeSpc(dir: string, name: string, secretsFile: string): Promise<void> {
+export async function writeSpc(dir: string, name: string, secretsFile: string, provider = 'example', extra: Record<string, string> = {}): Promise<void> {
   await mkdir(dir, { recursive: true });
   const doc = {
     apiVersion: 'secrets-store.csi.x-k8s.io/v1', kind: 'SecretProviderClass',
     metadata: { name, namespace: 'bench' },
-    spec: { provider: 'example', parameters: { secretsFile } },
+    spec: { provider, parameters: { secretsFile, ...extra } },
   };
   await writeFile(join(dir, `${name}.json`), JSON.stringify(doc));
 }

@@ -17,6 +17,8 @@ import {
   type Driver, type SecretFile, type CapturedRun,
 } from './harness.js';
 import type { StrategyResult } from './mount-strategy.js';
+import type { SwitchCostResult } from './switch-cost.js';
+import { readMountInfo } from '../src/fuse/mount.js';
 import { round, roundSummary, summarize, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------
@@ -42,6 +44,9 @@ const P = {
   /** Volumes per strategy in section 5 (bench/mount-strategy.ts in a child process). */
   strategyVolumes: num('BENCH_STRATEGY_VOLUMES', 50),
   strategyThreadpool: 128,
+  /** Section 6: rotations timed one after another, and volumes rotated at once. */
+  switchRotations: num('BENCH_SWITCH_ROTATIONS', 300),
+  switchVolumes: num('BENCH_SWITCH_VOLUMES', 50),
   /** The default-threadpool repro: volumes asked for, pool size, and the hard timeout after which the child is killed. */
   hangVolumes: 8,
   hangThreadpool: 4,
@@ -268,6 +273,23 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
     unpub.push(ms(t0));
   }
 
+  // The provider writes its files itself (a write window: the target bind is
+  // writable during the call, then remounted read-only).
+  const wpub: number[] = [];
+  const wunpub: number[] = [];
+  for (let i = 0; i < P.publishWarmup + P.publishN; i++) {
+    const t = kubeletTarget(env, newPodUid(), 'secrets-written');
+    const t0 = monoNs();
+    await driver.csi.publish({ targetPath: t, podUid: 'pubw', spc: 'pubw' });
+    const p = ms(t0);
+    if (i === P.publishWarmup && bin) {
+      for (const f of pubFiles) await readLatencies(bin, join(t, f.path), 1, 1, join(tmpfsDir, `plain-${f.path}`));
+    }
+    const t1 = monoNs();
+    await driver.csi.unpublish(t);
+    if (i >= P.publishWarmup) { wpub.push(p); wunpub.push(ms(t1)); }
+  }
+
   // Baseline: the provider's Mount alone, called as the driver calls it.
   const raw = new RawProviderClient(providerSocket);
   const prov: number[] = [];
@@ -315,6 +337,8 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
     providerMount: roundSummary(summarize(prov), 2),
     tmpfsMountAndWrite: roundSummary(summarize(cycleMount), 2),
     tmpfsUmount: roundSummary(summarize(cycleUmount), 2),
+    publishWriteWindow: roundSummary(summarize(wpub), 2),
+    unpublishWriteWindow: roundSummary(summarize(wunpub), 2),
   };
   const upstreamLikePublish = round(s.providerMount.median + s.tmpfsMountAndWrite.median, 2);
   results.publish = {
@@ -326,12 +350,15 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
   table(['operation', 'median', 'p95', 'max', 'mean'], [
     ['NodePublishVolume (ours, round trip)', fmt(s.publish.median, 2), fmt(s.publish.p95, 2), fmt(s.publish.max, 2), fmt(s.publish.mean, 2)],
     ['NodeUnpublishVolume (ours, round trip)', fmt(s.unpublish.median, 2), fmt(s.unpublish.p95, 2), fmt(s.unpublish.max, 2), fmt(s.unpublish.mean, 2)],
+    ['NodePublishVolume, provider writes (window)', fmt(s.publishWriteWindow.median, 2), fmt(s.publishWriteWindow.p95, 2), fmt(s.publishWriteWindow.max, 2), fmt(s.publishWriteWindow.mean, 2)],
+    ['NodeUnpublishVolume after a window', fmt(s.unpublishWriteWindow.median, 2), fmt(s.unpublishWriteWindow.p95, 2), fmt(s.unpublishWriteWindow.max, 2), fmt(s.unpublishWriteWindow.mean, 2)],
     ['baseline: provider Mount alone', fmt(s.providerMount.median, 2), fmt(s.providerMount.p95, 2), fmt(s.providerMount.max, 2), fmt(s.providerMount.mean, 2)],
     ['baseline: mount tmpfs + write files', fmt(s.tmpfsMountAndWrite.median, 2), fmt(s.tmpfsMountAndWrite.p95, 2), fmt(s.tmpfsMountAndWrite.max, 2), fmt(s.tmpfsMountAndWrite.mean, 2)],
     ['baseline: umount tmpfs', fmt(s.tmpfsUmount.median, 2), fmt(s.tmpfsUmount.p95, 2), fmt(s.tmpfsUmount.max, 2), fmt(s.tmpfsUmount.mean, 2)],
   ], 40);
   out(`  provider Mount inside our publishes (driver's histogram, mean): ${fmt(driverProviderMeanMs, 2)} ms`);
   out(`  upstream-like publish estimate (provider Mount + tmpfs mount/write, sum of medians): ${fmt(upstreamLikePublish, 2)} ms`);
+  out(`  a write window costs ${fmt(s.publishWriteWindow.median - s.publish.median, 2)} ms more per publish (median): the provider's own writes through FUSE and one remount to read-only; its content was checked byte for byte from a child process`);
   out();
 }
 
@@ -563,6 +590,7 @@ async function benchRotation(env: BenchEnv, bin: string, driver: Driver, provide
 // 5. One FUSE connection per node vs one per volume
 
 const STRATEGY_JS = join(REPO_ROOT, 'dist/bench/mount-strategy.js');
+const SWITCH_JS = join(REPO_ROOT, 'dist/bench/switch-cost.js');
 /** Children of section 5, killed by the signal handler. */
 const liveChildren = new Set<ChildProcess>();
 const trackChild = (c: ChildProcess): void => {
@@ -668,6 +696,57 @@ async function benchMountStrategy(): Promise<void> {
   if (error) throw new Error(`mount strategy: ${error}`);
 }
 
+// ---------------------------------------------------------------------------
+// 6. The cost of a rotation's switch: syscalls in a forked child (inotify sees
+// them) against the table-only switch; and the keeper snapshot as a node fills.
+
+async function benchSwitchCost(): Promise<void> {
+  const rotations = P.switchRotations;
+  const volumes = P.switchVolumes;
+  phase(`rotation switch cost (${rotations} rotations, ${volumes} concurrent volumes, child process)`);
+  const r = await runCaptured(process.execPath, [SWITCH_JS, String(rotations), String(volumes)], {
+    timeoutMs: 120_000, env: { ...process.env, UV_THREADPOOL_SIZE: '16' }, onSpawn: trackChild,
+  });
+  // The child unmounts what it mounted; after a failure anything left under its temp dir goes here.
+  for (const m of (await readMountInfo()).reverse()) {
+    if (m.mountPoint.startsWith('/tmp/ssbench-switch-')) await run('umount', ['-l', m.mountPoint]).catch(() => undefined);
+  }
+  let res: SwitchCostResult | null = null;
+  let error = '';
+  if (r.code === 0) {
+    try {
+      res = JSON.parse(r.stdout) as SwitchCostResult;
+    } catch (e) {
+      error = `unparsable output: ${(e as Error).message}: ${r.stdout.slice(0, 300)}`;
+    }
+  } else {
+    error = `${howEnded(r)}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`;
+  }
+  results.switchCost = { command: `UV_THREADPOOL_SIZE=16 node dist/bench/switch-cost.js ${rotations} ${volumes}`, result: res, error: error || null };
+  out(`6. A rotation's switch inside the driver (bench/switch-cost.ts in a child process; 3 files of 1 KiB, one changes per rotation)`);
+  if (!res) {
+    out(`  FAILED: ${error}`);
+    out();
+    throw new Error(`switch cost: ${error}`);
+  }
+  const reqs = (m: Record<string, number>): string => Object.entries(m).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
+  const v = res.vfsSteps;
+  const tb = res.tableOnly;
+  table(['switch', 'median µs', 'p95 µs', 'mean µs', `${volumes} volumes at once, ms`], [
+    ['syscalls in a forked child (default)', fmt(v.publishUs.median, 0), fmt(v.publishUs.p95, 0), fmt(v.publishUs.mean, 0), fmt(v.concurrentMs, 1)],
+    ['table only + invalidations (baseline)', fmt(tb.publishUs.median, 0), fmt(tb.publishUs.p95, 0), fmt(tb.publishUs.mean, 0), fmt(tb.concurrentMs, 1)],
+  ], 38);
+  out(`  ratio (median): ${fmt(v.publishUs.median / tb.publishUs.median, 1)}x; the difference is what makes a rotation visible to inotify watchers`);
+  out(`  FUSE requests per rotation, switch only: ${reqs(v.switchRequests)}`);
+  out(`  with the old version's removal (grace 0): ${reqs(v.withRemovalRequests)}`);
+  out('  keeper snapshot (the whole state encoded, sent synchronously once per rotation, publish and unpublish):');
+  for (const sn of res.snapshotMs) out(`    ${pad(sn.volumes, 5)} volumes: ${pad(fmt(sn.bytes / KiB, 0), 6)} KiB in ${fmt(sn.ms, 2)} ms`);
+  out();
+  notes.push(`rotation switch: ${fmt(v.publishUs.median / 1000, 2)} ms median with the syscalls made by a forked child (inotify sees them) `
+    + `vs ${fmt(tb.publishUs.median / 1000, 2)} ms table-only; ${volumes} volumes rotating at once: ${fmt(v.concurrentMs, 0)} ms vs ${fmt(tb.concurrentMs, 0)} ms. `
+    + `Keeper snapshots grow with the node: ${res.snapshotMs.map((sn) => `${sn.volumes} volumes ${fmt(sn.ms, 1)} ms`).join(', ')}.`);
+}
+
 /**
  * bench/mount-strategy.js with UV_THREADPOOL_SIZE=4 in a child, killed
  * (SIGKILL) after a hard timeout. At the timeout the child's threads are
@@ -757,6 +836,8 @@ async function main(): Promise<number> {
     await writeSpc(spcDir, 'read', readSecrets);
     await writeSpc(spcDir, 'pub', pubSecrets);
     await writeSpc(spcDir, 'rot', rotSecrets);
+    // The same files written by the provider itself (the AWS provider's default mode), through a write window.
+    await writeSpc(spcDir, 'pubw', pubSecrets, 'example-writer', { writeFiles: 'true' });
 
     // Baseline files on a tmpfs of our own (the bench mounts it), plain and in the atomic-writer layout.
     await mkdir(tmpfsDir, { recursive: true });
@@ -785,6 +866,7 @@ async function main(): Promise<number> {
     const providerDir = env.path('providers');
     const providerSocket = join(providerDir, 'example.sock');
     const provider = await startProvider(env, providerSocket);
+    await startProvider(env, join(providerDir, 'example-writer.sock'));
 
     phase('starting driver (poll interval 2m) for reads and publishes');
     const mainDriver = await startDriver(env, { name: 'main', providerDir, spcDir, rotationPollInterval: P.mainPollInterval, logLevel: 'warn' });
@@ -809,6 +891,7 @@ async function main(): Promise<number> {
     }
 
     await benchMountStrategy();
+    await benchSwitchCost();
   } catch (e) {
     failure = e as Error;
   } finally {

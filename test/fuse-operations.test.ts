@@ -6,8 +6,8 @@ import { constants } from 'node:os';
 import t from 'tap';
 import { InodeTable, ROOT_ID } from '../src/fuse/inode-table.js';
 import { Operations, type Caller, type OperationsOptions } from '../src/fuse/operations.js';
-import { VolumeTree, type RotationStep } from '../src/fuse/volume-tree.js';
-import { VfsSteps } from '../src/fuse/vfs-steps.js';
+import { VolumeTree } from '../src/fuse/volume-tree.js';
+import { VfsSteps, type ForkSyscalls } from '../src/fuse/vfs-steps.js';
 import {
   Op, InitFlag, IN_HEADER_SIZE, S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK, encodeInHeader,
 } from '../src/fuse/protocol.js';
@@ -416,7 +416,7 @@ t.test('default mutable-dir check: only the root gets the short TTL', async (t) 
   t.equal(parse(ops.handle(req(Op.GETATTR, d.id))).body.readBigUInt64LE(0), 3600n);
 });
 
-t.test('the driver\'s own rotation steps: applied only for the matching request from the driver\'s process', async (t) => {
+t.test('the driver\'s own rotation steps: applied only for the matching request from the syscall child', async (t) => {
   const table = new InodeTable();
   const vol = table.mkdir(0o755, 0);
   table.link(ROOT_ID, 'vol', vol.id);
@@ -427,56 +427,58 @@ t.test('the driver\'s own rotation steps: applied only for the matching request 
     b.writeBigUInt64LE(BigInt(dir));
     return Buffer.concat([b, Buffer.from(`${from}\0${to}\0`)]);
   };
-  // Stands in for the kernel (no mount here): while a step's syscall runs, the
-  // requests in `sent` arrive; the last one is what the syscall itself sends.
-  let sent: Buffer[] = [];
+  const mkdirBody = (name: string): Buffer => Buffer.concat([Buffer.from([0o355, 1, 0, 0, 0o22, 0, 0, 0]), nameBody(name)]);
+  // Stands in for the forked child and the kernel (no mount here): the child
+  // "runs" once this tick is over and sends the requests in `sent`, each
+  // answered by the operations; a syscall fails if its request was refused.
+  let sent: Buffer[][] = [];
   const replies: Reply[] = [];
   let ops!: Operations;
-  const steps = new VfsSteps(4321, async () => {
-    for (const r of sent) replies.push(parse(ops.handle(r)));
-    const last = replies[replies.length - 1]!;
-    if (last.error !== 0) throw new Error(`errno ${-last.error}`);
-  });
-  ops = new Operations(table, OPTS, (id) => id === ROOT_ID || id === vol.id, null, (tid) => (tid === 4322 ? 4321 : tid), steps);
-  const plan = tree.prepare([{ path: 'pw', mode: 0o644, contents: Buffer.from('v2') }], new Date(2000))!;
-  const [mk, tmp, mv] = plan.steps as [RotationStep, RotationStep, RotationStep];
-  const mkdirBody = (name: string): Buffer => Buffer.concat([Buffer.from([0o355, 1, 0, 0, 0o22, 0, 0, 0]), nameBody(name)]);
+  let scripts: string[] = [];
+  const fork: ForkSyscalls = (script) => {
+    scripts.push(script.toString('utf8').replace(/\0/g, '|'));
+    const plan = sent;
+    return {
+      pid: 5000,
+      results: Promise.resolve().then(() => {
+        const out: number[] = [];
+        for (const requests of plan) {
+          for (const r of requests) replies.push(parse(ops.handle(r)));
+          const last = replies[replies.length - 1]!;
+          out.push(-last.error);
+          if (last.error !== 0) break;
+        }
+        return out;
+      }),
+    };
+  };
+  const steps = new VfsSteps(fork);
+  ops = new Operations(table, OPTS, (id) => id === ROOT_ID || id === vol.id, null, (tid) => (tid === 5001 ? 5000 : tid), steps);
+  const plan = tree.prepare([{ path: 'pw', mode: 0o644, contents: Buffer.from('v2') }, { path: 'new', mode: 0o644, contents: Buffer.from('n') }], new Date(2000))!;
 
-  t.equal(parse(ops.handle(req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 4321 }))).error, -E.EROFS, 'no step under way: EROFS, even from the driver');
+  t.equal(parse(ops.handle(req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 5000 }))).error, -E.EROFS, 'no batch under way: EROFS');
 
   sent = [
-    req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 999 }),
-    req(Op.MKDIR, vol.id, mkdirBody('..other'), { pid: 4322 }),
-    req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 4322 }),
+    [req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 999 }), req(Op.MKDIR, vol.id, mkdirBody('..other'), { pid: 5001 }), req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 5001 })],
+    [req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0..elsewhere\0`), { pid: 5000 }), req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0${plan.tsName}\0`), { pid: 0 })],
+    [req(Op.RENAME, vol.id, renameBody('..data_tmp', 'pw'), { pid: 5000 }), req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data', ROOT_ID), { pid: 5000 }),
+      req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data'), { pid: 5000 })],
+    [req(Op.UNLINK, vol.id, nameBody('new'), { pid: 5000 })], // not the next step (a symlink is): refused, the child stops
   ];
-  t.equal(await steps.run(mk, '/vol'), 'vfs', 'made by the matching request');
-  t.same(replies.map((r) => r.error), [-E.EROFS, -E.EROFS, 0], 'another process, another name: EROFS; a thread of the driver with the name: done');
+  const outcomes = await steps.run(plan.steps, () => '/m/vol');
+  t.same(scripts, [`d/m/vol/${plan.tsName}|s${plan.tsName}|/m/vol/..data_tmp|r/m/vol/..data_tmp|/m/vol/..data|s..data/new|/m/vol/new|`], 'one script, in the atomic writer\'s order');
+  t.same(replies.map((r) => r.error), [-E.EROFS, -E.EROFS, 0, -E.EROFS, 0, -E.EROFS, -E.EROFS, 0, -E.EROFS],
+    'another process, another name, another target, another destination, across directories, out of order: EROFS');
+  t.same(outcomes, ['vfs', 'vfs', 'vfs', 'not-applied'], 'made: the three the kernel asked for; the caller applies the rest');
   const dir = table.child(vol.id, plan.tsName)!;
-  t.equal(Number(replies[2]!.body.readBigUInt64LE(0)), dir.id, 'entry reply with the new directory');
-  t.equal(dir.nlookup, 1, 'the entry counts as a kernel reference');
-  t.equal(parse(ops.handle(req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 4322 }))).error, -E.EROFS, 'a step is taken once');
-
-  replies.length = 0;
-  sent = [req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0..elsewhere\0`), { pid: 4321 })];
-  t.equal(await steps.run(tmp, '/vol'), 'not-applied', 'a request that does not match is refused and the step is not made');
-  sent = [req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0${plan.tsName}\0`), { pid: 0 })];
-  t.equal(await steps.run(tmp, '/vol'), 'vfs', 'pid 0 (a namespace the connection cannot see) is accepted');
-
-  replies.length = 0;
-  sent = [
-    req(Op.RENAME, vol.id, renameBody('..data_tmp', 'pw'), { pid: 4321 }),
-    req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data', ROOT_ID), { pid: 4321 }),
-    req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data'), { pid: 4321 }),
-  ];
-  t.equal(await steps.run(mv, '/vol'), 'vfs');
-  t.same(replies.map((r) => r.error), [-E.EROFS, -E.EROFS, 0], 'wrong destination, across directories: EROFS');
+  t.equal(Number(replies[2]!.body.readBigUInt64LE(0)), dir.id, 'the mkdir entry reply names the new directory');
+  t.equal(dir.nlookup, 1, 'an entry reply counts as a kernel reference');
   t.equal(table.child(vol.id, '..data')!.data!.toString(), plan.tsName, '..data names the new version');
   t.notOk(table.child(vol.id, '..data_tmp'));
+  t.equal(parse(ops.handle(req(Op.SYMLINK, vol.id, Buffer.from(`new\0..data/new\0`), { pid: 5000 }))).error, -E.EROFS, 'after the batch: EROFS again');
 
-  replies.length = 0;
-  sent = [req(Op.MKDIR, vol.id, mkdirBody('x'), { pid: 4321 })];
-  const failing = plan.steps[0]!;
-  t.equal(await new VfsSteps(4321, async () => { throw new Error('ENOENT'); }).run(failing, '/vol'), 'not-applied', 'a syscall that never reached us: not applied (the caller applies it itself)');
-  t.equal(parse(ops.handle(req(Op.UNLINK, vol.id, nameBody('pw'), { pid: 4321 }))).error, -E.EROFS, 'after the steps: EROFS again');
+  scripts = [];
+  const broken = new VfsSteps(() => { throw new Error('fork failed'); });
+  t.same(await broken.run(plan.steps.slice(3), () => '/m/vol'), ['not-applied'], 'no child: nothing applied (the caller applies it itself)');
   await steps.settled();
 });

@@ -296,6 +296,39 @@ t.test('allocSecure: locked, zero-filled pages of its own; survives full GCs', a
   t.match(res.stdout, /survived true/);
 });
 
+t.test('forkSyscalls: a child makes the script\'s syscalls in order, stops at the first failure, and is reaped', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'csi-fork-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const p = (n: string): string => path.join(dir, n);
+  const script = Buffer.from([
+    `d${p('v1')}\0`, `sv1\0${p('tmp')}\0`, `r${p('tmp')}\0${p('data')}\0`, `u${p('data')}\0`, `x${p('v1')}\0`,
+    `d${p('v2')}\0`, `d${p('v2')}\0`, `d${p('never')}\0`,
+  ].join(''));
+  const fds = readdirSync('/proc/self/fd').length;
+  const [pid, fd] = native.forkSyscalls(script);
+  t.ok(pid > 0 && pid !== process.pid, 'a child pid');
+  const out: Buffer[] = [];
+  const buf = Buffer.alloc(64);
+  for (let n; (n = readSync(fd, buf)) > 0;) out.push(Buffer.from(buf.subarray(0, n)));
+  closeSync(fd);
+  const all = Buffer.concat(out);
+  const results = Array.from({ length: all.length / 4 }, (_, i) => all.readInt32LE(i * 4));
+  t.same(results, [0, 0, 0, 0, 0, 0, osConstants.errno.EEXIST], 'one result per syscall made; the second mkdir of v2 fails and the child stops');
+  t.same(readdirSync(dir).sort(), ['v2'], 'mkdir, symlink, rename, unlink, rmdir all made; nothing after the failure');
+  let status = -1;
+  for (let i = 0; i < 200 && status === -1; i++) {
+    status = native.reapChild(pid);
+    if (status === -1) await new Promise((r) => setTimeout(r, 5));
+  }
+  t.equal(status, 0, 'the child exited 0 and is reaped');
+  t.equal(readdirSync('/proc/self/fd').length, fds, 'no descriptor left behind in the parent');
+  t.throws(() => native.forkSyscalls(Buffer.from('q/x\0')), { code: 'ERR_INVALID_ARG_VALUE' }, 'an unknown op');
+  t.throws(() => native.forkSyscalls(Buffer.from(`d${p('x')}`)), { code: 'ERR_INVALID_ARG_VALUE' }, 'a path without its NUL');
+  t.throws(() => native.forkSyscalls(Buffer.from(`s${p('x')}\0`)), { code: 'ERR_INVALID_ARG_VALUE' }, 'a symlink without its second path');
+  t.throws(() => native.forkSyscalls('d/x\0' as unknown as Buffer), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => native.reapChild(0), { code: 'ERR_OUT_OF_RANGE' });
+});
+
 t.test('hardenProcess / dumpable (runs last)', async (t) => {
   t.equal(native.isDumpable(), true, 'dumpable before hardening');
 

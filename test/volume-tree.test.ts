@@ -419,3 +419,32 @@ t.test('removal steps delete a retired version deepest first, sparing files the 
   t.equal(resolve(table, vol.id, 'user')!.data!.toString(), 'admin', 'shared file still served');
   t.equal(resolve(table, vol.id, 'conf/a')!.data!.toString(), '1');
 });
+
+t.test('a switch cut short by a crash is finished by the process that takes over (rollForward)', async (t) => {
+  for (let made = 0; made <= 4; made++) {
+    const { table, vol } = setup();
+    const tree = new VolumeTree(table, vol.id, 2000);
+    tree.publish([file('pw', 'v1'), file('gone', 'x')], new Date(1000));
+    const plan = tree.prepare([file('pw', 'v2'), file('new', 'n')], new Date(2000))!;
+    // The state the keeper got right after prepare, before any step.
+    const exported = table.exportState();
+    const treeState = tree.exportState();
+    t.ok(treeState.pending, 'the pending version is in the state');
+    plan.steps.slice(0, made).forEach((s) => s.apply()); // what the dead process had made since (lost with it)
+    const table2 = InodeTable.restore(exported.state, Buffer.concat(exported.data));
+    const tree2 = VolumeTree.restore(table2, treeState, 2000);
+    const inval = tree2.rollForward();
+    t.same(inval.map((i) => i.name).sort(), ['..data', '..data_tmp', plan.tsName, 'gone', 'new'].sort(), `${made} steps made: every name the kernel may hold is invalidated`);
+    t.equal(resolve(table2, vol.id, 'pw')!.data!.toString(), 'v2', 'the new version is served');
+    t.equal(resolve(table2, vol.id, 'new')!.data!.toString(), 'n');
+    t.notOk(table2.child(vol.id, 'gone'));
+    t.notOk(table2.child(vol.id, '..data_tmp'));
+    t.equal(table2.child(vol.id, '..data')!.id, plan.dataLinkId, 'the same ..data inode the kernel may already have');
+    t.equal(tree2.dataDir, plan.tsName);
+    t.same(tree2.rollForward(), [], 'nothing pending afterwards');
+    t.notOk(tree2.exportState().pending);
+  }
+  const { tree } = setup();
+  tree.publish([file('a', '1')], new Date(1000));
+  t.same(tree.rollForward(), [], 'nothing pending: nothing to do');
+});

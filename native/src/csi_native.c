@@ -6,7 +6,11 @@
 //     mlockall/munlockall (which V8 does not survive a full GC under; kept
 //     for small helper processes only);
 //   - file-descriptor passing over unix sockets (SCM_RIGHTS), socketpair and
-//     fcntl(F_DUPFD_CLOEXEC).
+//     fcntl(F_DUPFD_CLOEXEC);
+//   - a forked child that makes a list of directory syscalls (forkSyscalls),
+//     so that a FUSE server's changes to its own mount are made by another
+//     process: a server killed while its own syscall waits on its own mount
+//     could never finish dying.
 //
 // Missing arguments read as undefined (napi_get_cb_info fills them in) and
 // fail the type checks.
@@ -35,7 +39,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -723,6 +730,163 @@ static napi_value ExitNow(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------
+// forkSyscalls(script) -> [pid, fd]
+//
+// `script` is a list of records, each an op byte and NUL-terminated paths:
+//   'd' path          mkdir(path, 0755)
+//   's' target path   symlink(target, path)
+//   'r' from to       rename(from, to)
+//   'u' path          unlink(path)
+//   'x' path          rmdir(path)
+// A forked child makes them in order and writes one int32 (0 or errno) per
+// syscall made to the pipe whose read end is returned; it stops at the first
+// failure and exits when done (EOF on the pipe). The child only makes raw
+// syscalls (the parent is multi-threaded: nothing else is safe after fork),
+// holds no descriptor but the pipe's write end, and dies with its parent
+// (PR_SET_PDEATHSIG). Reap it with reapChild(pid).
+
+// Checks the script's shape in the parent, so the child can walk it blindly.
+static bool script_valid(const char *p, const char *end) {
+  while (p < end) {
+    char op = *p++;
+    int paths = (op == 's' || op == 'r') ? 2 : (op == 'd' || op == 'u' || op == 'x') ? 1 : 0;
+    if (paths == 0) return false;
+    for (int i = 0; i < paths; i++) {
+      const char *nul = memchr(p, '\0', (size_t)(end - p));
+      if (nul == NULL || nul == p) return false;
+      p = nul + 1;
+    }
+  }
+  return true;
+}
+
+static void child_close_all_but(int keep) {
+  // close_range(2) (Linux 5.9+), else one close per possible descriptor.
+  bool ok = keep <= 0 || syscall(SYS_close_range, 0, (unsigned)keep - 1, 0) == 0;
+  ok = ok && syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0) == 0;
+  if (!ok) {
+    for (int fd = 0; fd < 65536; fd++) if (fd != keep) close(fd);
+  }
+}
+
+static void child_write_all(int fd, const void *buf, size_t len) {
+  const char *b = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, b, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(2);
+    b += n;
+    len -= (size_t)n;
+  }
+}
+
+static void child_run(const char *p, const char *end, int out) {
+  while (p < end) {
+    char op = *p++;
+    const char *a = p;
+    while (*p != '\0') p++;
+    p++;
+    const char *b = NULL;
+    if (op == 's' || op == 'r') {
+      b = p;
+      while (*p != '\0') p++;
+      p++;
+    }
+    int rc;
+    do {
+      switch (op) {
+        case 'd': rc = mkdir(a, 0755); break;
+        case 's': rc = symlink(a, b); break;
+        case 'r': rc = rename(a, b); break;
+        case 'u': rc = unlink(a); break;
+        default: rc = rmdir(a); break;
+      }
+    } while (rc != 0 && errno == EINTR);
+    int32_t result = rc == 0 ? 0 : errno;
+    child_write_all(out, &result, sizeof result);
+    if (result != 0) return;
+  }
+}
+
+static napi_value ForkSyscalls(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data;
+  size_t len;
+  if (!get_buffer_arg(env, argv[0], "script", &data, &len)) return NULL;
+  // A copy the child reads: the Buffer's memory could be moved or freed by
+  // another thread of the parent while the child runs on its snapshot.
+  char *script = malloc(len > 0 ? len : 1);
+  if (script == NULL) return throw_syscall(env, "malloc", ENOMEM, NULL);
+  memcpy(script, data, len);
+  if (!script_valid(script, script + len)) {
+    free(script);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "The \"script\" argument is not a valid syscall script");
+    return NULL;
+  }
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) {
+    int err = errno;
+    free(script);
+    return throw_syscall(env, "pipe2", err, NULL);
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    free(script);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return throw_syscall(env, "fork", err, NULL);
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(3);
+    int out = pipefd[1];
+    if (out != 3) {
+      if (dup2(out, 3) < 0) _exit(4);
+      out = 3;
+    }
+    child_close_all_but(out);
+    child_run(script, script + len, out);
+    _exit(0);
+  }
+  free(script);
+  close(pipefd[1]);
+  napi_value result, jpid, jfd;
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
+      napi_create_int32(env, pid, &jpid) != napi_ok ||
+      napi_create_int32(env, pipefd[0], &jfd) != napi_ok ||
+      napi_set_element(env, result, 0, jpid) != napi_ok ||
+      napi_set_element(env, result, 1, jfd) != napi_ok) {
+    close(pipefd[0]);
+    return throw_napi_failure(env, "napi_create_array_with_length");
+  }
+  return result;
+}
+
+// reapChild(pid) -> exit status (a signal as 128 + signo), or -1 while it runs:
+// waitpid(WNOHANG) for a child Node did not spawn and so will not reap.
+static napi_value ReapChild(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t pid;
+  if (!get_int_arg(env, argv[0], "pid", 1, INT_MAX, &pid)) return NULL;
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid((pid_t)pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_syscall(env, "waitpid", errno, NULL);
+  int code = r == 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  napi_value v;
+  NAPI_CALL(env, napi_create_int32(env, code, &v));
+  return v;
+}
+
+// ---------------------------------------------------------------------------
 
 #define EXPORT_FN(name, fn) \
   { (name), NULL, (fn), NULL, NULL, NULL, napi_enumerable, NULL }
@@ -744,6 +908,8 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("unixConnect", UnixConnect),
       EXPORT_FN("peerPid", PeerPid),
       EXPORT_FN("exitNow", ExitNow),
+      EXPORT_FN("forkSyscalls", ForkSyscalls),
+      EXPORT_FN("reapChild", ReapChild),
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0],
                              props) != napi_ok) {

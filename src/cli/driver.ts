@@ -20,6 +20,7 @@ import { VolumeManager, type VolumeStatus } from '../volume/manager.js';
 import { identityServer } from '../csi/identity-server.js';
 import { nodeServer } from '../csi/node-server.js';
 import { startCsiServer } from '../csi/server.js';
+import { nativeForkSyscalls } from '../fuse/vfs-steps.js';
 import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import { KeeperClient } from '../takeover/keeper-client.js';
 import { decodeState, encodeState, type DriverState } from '../takeover/state.js';
@@ -60,6 +61,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     onRequest: (op: number) => metrics.fuseRequest(opName(op)),
     alloc: secrets.allocate,
     onMutation: () => snapshotNow(),
+    // Rotations made as syscalls by a forked child, so inotify watchers see them.
+    forkSyscalls: nativeForkSyscalls(native),
   };
   // With a keeper, take over the connection a previous driver left there
   // (crash or upgrade); otherwise, or when there is none, mount afresh.

@@ -12,7 +12,7 @@ import { FuseSession, type SessionLogger, type CallerRecord } from './session.js
 import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState } from './volume-tree.js';
 import { mountFuse, bindMount, unmount, readMountInfo, remountBind } from './mount.js';
 import { WriteWindow, type WindowResult } from './write-window.js';
-import { VfsSteps } from './vfs-steps.js';
+import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
 import type { EntryInvalidation, RotationStep } from './volume-tree.js';
 
 /**
@@ -64,11 +64,12 @@ export interface FilesystemOptions {
    */
   readonly onMutation?: () => void;
   /**
-   * Make a rotation's directory changes through the VFS so that inotify
-   * watchers see them (vfs-steps.ts); default true. False switches inside the
-   * table and only invalidates the kernel's caches.
+   * Makes a rotation's directory changes through the VFS, in a forked child,
+   * so that inotify watchers see them (vfs-steps.ts); the native addon's
+   * forkSyscalls (nativeForkSyscalls). Without it the switch happens inside
+   * the table and only the kernel's caches are invalidated.
    */
-  readonly vfsSteps?: boolean;
+  readonly forkSyscalls?: ForkSyscalls;
 }
 
 /** The whole filesystem state a process taking the connection over needs (bytes in `data`). */
@@ -148,7 +149,7 @@ export class SecretsFilesystem {
         return undefined;
       },
     };
-    const steps = o.vfsSteps === false ? null : new VfsSteps(process.pid);
+    const steps = o.forkSyscalls ? new VfsSteps(o.forkSyscalls) : null;
     const ops = new Operations(table, {
       entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
       ...(o.onRequest ? { onRequest: o.onRequest } : {}),
@@ -167,13 +168,20 @@ export class SecretsFilesystem {
     const table = InodeTable.restore(state.table, blob, SecretsFilesystem.tableOptions(o));
     const fs = SecretsFilesystem.assemble(o, state.mountDir, table, fd, new Set(state.volumes.map((v) => v.tree.dirId)));
     fs.ops.negotiated = state.negotiated;
+    // A switch the previous process was making when it died is finished here.
+    const unfinished: EntryInvalidation[] = [];
     for (const v of state.volumes) {
       const tree = VolumeTree.restore(table, v.tree, fs.retireGraceMs);
+      unfinished.push(...tree.rollForward());
       fs.volumes.set(v.name, { name: v.name, tree, sourcePath: join(state.mountDir, v.name) });
       fs.scheduleSweep(fs.volumes.get(v.name)!);
     }
     fs.session.start();
     await fs.session.resend();
+    if (unfinished.length > 0) {
+      fs.onMutation?.();
+      await fs.session.invalidateEntries(unfinished);
+    }
     return fs;
   }
 
@@ -227,7 +235,9 @@ export class SecretsFilesystem {
    * version.
    */
   async publish(v: VolumeHandle, files: readonly VolumeFile[], now = new Date()): Promise<PublishResult> {
-    if (!this.steps) {
+    // A volume's first version is linked in the table directly: nobody can
+    // watch a volume before kubelet has it, and the syscalls cost ~0.2 ms each.
+    if (!this.steps || v.tree.dataDir === null) {
       const res = v.tree.publish(files, now);
       if (res.changed) this.onMutation?.();
       if (res.invalidations.length > 0) await this.session.invalidateEntries(res.invalidations);
@@ -236,11 +246,12 @@ export class SecretsFilesystem {
     }
     const plan = v.tree.prepare(files, now);
     if (!plan) return { changed: false, invalidations: [], dataDir: v.tree.dataDir! };
-    // The new inodes exist now; the kernel learns their ids from the steps' replies.
+    // The new inodes exist now; the kernel learns their ids from the steps'
+    // replies. One snapshot, with the version pending: a process taking over
+    // finishes the switch from it (rollForward), so none is needed after.
     this.onMutation?.();
     const inval = await this.perform(v, plan.steps);
     v.tree.commit(plan, now);
-    this.onMutation?.();
     if (inval.length > 0) await this.session.invalidateEntries(inval);
     this.scheduleSweep(v);
     return { changed: true, invalidations: inval, dataDir: plan.tsName };
@@ -251,16 +262,17 @@ export class SecretsFilesystem {
    * (the syscall failed before reaching us) is applied here instead and its
    * names invalidated, as without VFS steps. Returns those invalidations.
    */
-  private async perform(v: VolumeHandle, steps: readonly RotationStep[], live = (): boolean => true): Promise<EntryInvalidation[]> {
+  private async perform(v: VolumeHandle, steps: readonly RotationStep[]): Promise<EntryInvalidation[]> {
+    const outcomes = this.stopped ? steps.map(() => 'not-applied' as const)
+      : await this.steps!.run(steps, (s) => (s.dir ? join(v.sourcePath, s.dir) : v.sourcePath));
     const inval: EntryInvalidation[] = [];
-    for (const step of steps) {
-      if (!live()) break;
-      const outcome = await this.steps!.run(step, step.dir ? join(v.sourcePath, step.dir) : v.sourcePath);
-      if (outcome === 'vfs') continue;
+    steps.forEach((step, i) => {
+      const outcome = outcomes[i];
+      if (outcome === 'vfs') return;
       if (outcome === 'not-applied') step.apply();
       inval.push({ parent: step.parent, name: step.name });
       if (step.kind === 'rename') inval.push({ parent: step.parent, name: step.to });
-    }
+    });
     return inval;
   }
 
@@ -281,8 +293,9 @@ export class SecretsFilesystem {
       const live = (): boolean => this.volumes.get(v.name) === v && !this.stopped;
       void (async () => {
         for (const name of v.tree.dueRetired(Date.now())) {
-          const inval = await this.perform(v, v.tree.removalSteps(name), live);
-          if (live()) v.tree.removed(name);
+          if (!live()) return; // a handover: the next driver removes it
+          const inval = await this.perform(v, v.tree.removalSteps(name));
+          v.tree.removed(name);
           if (inval.length > 0) await this.session.invalidateEntries(inval);
         }
         if (live()) this.scheduleSweep(v);

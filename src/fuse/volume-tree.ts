@@ -25,10 +25,27 @@ export interface EntryInvalidation {
   readonly name: string;
 }
 
+/**
+ * A version built but not yet switched to (prepare done, commit not yet): in
+ * the keeper's state while its steps run, so that a driver taking over after
+ * a crash in between can finish the switch (rollForward) and agree with
+ * whatever the kernel had already been told.
+ */
+export interface PendingVersion {
+  readonly tsName: string;
+  readonly tsDirId: number;
+  readonly dataLinkId: number;
+  readonly next: Array<[string, number]>;
+  readonly added: Array<[string, number]>;
+  readonly removed: string[];
+  readonly at: number;
+}
+
 export interface VolumeTreeState {
   readonly dirId: number;
   readonly current: Array<[string, number]>;
   readonly tsDirName: string | null;
+  readonly pending?: PendingVersion | null;
   readonly retired: Array<{ name: string; at: number }>;
 }
 
@@ -81,6 +98,7 @@ export class VolumeTree {
   private tsDirName: string | null = null;
   /** Previous timestamped dirs, kept by name for a grace period after `..data` moved on. */
   private retired: Array<{ name: string; at: number }> = [];
+  private pending: PendingVersion | null = null;
 
   constructor(
     private readonly table: InodeTable,
@@ -96,13 +114,14 @@ export class VolumeTree {
   ) {}
 
   exportState(): VolumeTreeState {
-    return { dirId: this.dirId, current: [...this.current.entries()], tsDirName: this.tsDirName, retired: [...this.retired] };
+    return { dirId: this.dirId, current: [...this.current.entries()], tsDirName: this.tsDirName, retired: [...this.retired], pending: this.pending };
   }
 
   static restore(table: InodeTable, s: VolumeTreeState, retireGraceMs: number): VolumeTree {
     const v = new VolumeTree(table, s.dirId, retireGraceMs);
     v.current = new Map(s.current);
     v.tsDirName = s.tsDirName;
+    v.pending = s.pending ?? null;
     v.retired = [...s.retired];
     return v;
   }
@@ -222,20 +241,51 @@ export class VolumeTree {
     ];
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
+    const added: Array<[string, number]> = [];
+    const removed: string[] = [];
     for (const name of newTop) {
       if (oldTop.has(name)) continue;
       const link = t.mksymlink(`${DATA_DIR}/${name}`, ms);
+      added.push([name, link.id]);
       steps.push({ kind: 'symlink', parent: vol, dir: '', name, target: `${DATA_DIR}/${name}`, apply: () => { t.link(vol, name, link.id); return link; } });
     }
     for (const name of oldTop) {
       if (newTop.has(name)) continue;
+      removed.push(name);
       steps.push({ kind: 'unlink', parent: vol, dir: '', name, apply: () => { t.unlink(vol, name); return null; } });
     }
+    this.pending = { tsName, tsDirId: tsDir.id, dataLinkId: dataLink.id, next: [...next.entries()], added, removed, at: ms };
     return { tsName, dataLinkId: dataLink.id, next, steps };
+  }
+
+  /**
+   * Finishes a switch a previous process had begun (its pending version came
+   * with the state): every step made in the table, whichever of them the
+   * kernel had already seen, and the names it may hold returned to be
+   * invalidated, so the kernel's view and the table agree again.
+   */
+  rollForward(): EntryInvalidation[] {
+    const p = this.pending;
+    if (!p) return [];
+    const t = this.table;
+    const vol = this.dirId;
+    t.link(vol, p.tsName, p.tsDirId);
+    t.link(vol, DATA_DIR, p.dataLinkId);
+    t.unlink(vol, DATA_TMP);
+    for (const [name, id] of p.added) t.link(vol, name, id);
+    for (const name of p.removed) t.unlink(vol, name);
+    this.pending = null;
+    if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: p.at });
+    const volNode = t.get(vol);
+    if (volNode) volNode.mtimeMs = p.at;
+    this.current = new Map(p.next);
+    this.tsDirName = p.tsName;
+    return [DATA_DIR, DATA_TMP, p.tsName, ...p.added.map(([n]) => n), ...p.removed].map((name) => ({ parent: vol, name }));
   }
 
   /** Records a plan whose steps have all been applied as the served version. */
   commit(plan: RotationPlan, now: Date): void {
+    this.pending = null;
     const ms = now.getTime();
     if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: ms });
     const volNode = this.table.get(this.dirId);

@@ -71,6 +71,17 @@ export interface NativeAddon {
   peerPid(path: string): number;
   /** _exit(code): for a process whose threadpool is parked on a FUSE connection that outlives it. */
   exitNow(code: number): never;
+  /**
+   * Forks a child that makes the syscalls of `script` (records of an op byte,
+   * 'd' mkdir, 's' symlink target path, 'r' rename from to, 'u' unlink,
+   * 'x' rmdir, each path NUL-terminated) in order, writing an int32 (0 or
+   * errno) per syscall made to a pipe and stopping at the first failure.
+   * Returns [pid, read end of the pipe (close-on-exec)]. The child holds no
+   * other descriptor and dies with this process. Reap it with reapChild.
+   */
+  forkSyscalls(script: Buffer): [number, number];
+  /** waitpid(pid, WNOHANG): the exit status (128 + signal if killed), or -1 while it runs. */
+  reapChild(pid: number): number;
 }
 
 /** The Error the addon throws when a syscall fails. */

@@ -1,0 +1,168 @@
+// What a rotation's switch costs inside the driver, measured in one run:
+// with the directory changes made as syscalls through the mount (so inotify
+// watchers see them, the default) and with the table-only switch (cache
+// invalidations, silent for inotify); one volume at a time and many volumes
+// rotating at once (a forked child per batch of syscalls). Also the
+// keeper snapshot (the whole state, encoded) as the node fills up. Run as
+// root: `node dist/bench/switch-cost.js [rotations] [volumes]`. It serves its
+// mounts itself, so it never reads them synchronously.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SecretsFilesystem, type VolumeHandle } from '../src/fuse/filesystem.js';
+import { unmount, readMountInfo } from '../src/fuse/mount.js';
+import { Op } from '../src/fuse/protocol.js';
+import { encodeState } from '../src/takeover/state.js';
+import { nativeForkSyscalls, type ForkSyscalls } from '../src/fuse/vfs-steps.js';
+import { loadNative } from '../src/native/addon.js';
+import { summarize, round } from './stats.js';
+
+const log = { warn: () => undefined, debug: () => undefined };
+const OPNAMES = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()]));
+
+const files = (version: number) => [
+  { path: 'password', mode: 0o400, contents: Buffer.from(`v${version}-${'p'.repeat(1000)}`) },
+  { path: 'username', mode: 0o444, contents: Buffer.alloc(1024, 0x61) },
+  { path: 'config/app.json', mode: 0o444, contents: Buffer.alloc(1024, 0x62) },
+];
+
+export interface ModeFigures {
+  /** One volume rotated `rotations` times in a row: fs.publish (the switch; removal of old versions is later), µs. */
+  publishUs: { median: number; p95: number; mean: number };
+  /** FUSE requests the driver answered per rotation, by kind: the switch alone. */
+  switchRequests: Record<string, number>;
+  /** The same for the switch plus, a moment later, the old version's removal. */
+  withRemovalRequests: Record<string, number>;
+  /** `volumes` volumes rotated at once (Promise.all), ms until all were done. */
+  concurrentMs: number;
+}
+
+export interface SwitchCostResult {
+  rotations: number;
+  volumes: number;
+  vfsSteps: ModeFigures;
+  tableOnly: ModeFigures;
+  /** Keeper snapshot (exportState + encode) with this many volumes of 3 x 1 KiB mounted, ms. */
+  snapshotMs: Array<{ volumes: number; bytes: number; ms: number }>;
+}
+
+class Counter {
+  private readonly counts = new Map<string, number>();
+  on = false;
+  readonly hook = (op: number): void => {
+    if (!this.on) return;
+    const name = OPNAMES.get(op) ?? String(op);
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+  };
+  per(n: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, c] of [...this.counts.entries()].sort()) out[k] = round(c / n, 2);
+    this.counts.clear();
+    return out;
+  }
+}
+
+const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function measureMode(dir: string, vfsSteps: boolean, rotations: number, volumes: number): Promise<ModeFigures> {
+  const name = vfsSteps ? 'vfs' : 'table';
+  const forkSyscalls: ForkSyscalls | undefined = vfsSteps ? nativeForkSyscalls(loadNative()) : undefined;
+  const c = new Counter();
+  // Old versions stay for a minute here, so the timed switches are not mixed with removals.
+  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, name), log, ...(forkSyscalls ? { forkSyscalls } : {}), retireGraceMs: 60_000, onRequest: c.hook });
+  const c2 = new Counter();
+  const fs2 = await SecretsFilesystem.mount({ mountDir: join(dir, `${name}-rm`), log, ...(forkSyscalls ? { forkSyscalls } : {}), retireGraceMs: 0, onRequest: c2.hook });
+  try {
+    const v = fs.createVolume('one');
+    await fs.publish(v, files(0));
+    for (let i = 1; i <= 20; i++) await fs.publish(v, files(i)); // warm-up
+    await settle(50);
+    c.on = true;
+    const us: number[] = [];
+    for (let i = 0; i < rotations; i++) {
+      const t0 = performance.now();
+      await fs.publish(v, files(100 + i));
+      us.push((performance.now() - t0) * 1000);
+      await new Promise((r) => setImmediate(r));
+    }
+    c.on = false;
+    const switchRequests = c.per(rotations);
+
+    // Removal right after each switch (grace 0), each allowed to finish before the next rotation.
+    const w = fs2.createVolume('rm');
+    await fs2.publish(w, files(0));
+    await fs2.publish(w, files(1));
+    await settle(50);
+    c2.on = true;
+    const n2 = 50;
+    for (let i = 0; i < n2; i++) {
+      await fs2.publish(w, files(200 + i));
+      await settle(30);
+    }
+    c2.on = false;
+    const withRemovalRequests = c2.per(n2);
+
+    const many: VolumeHandle[] = [];
+    for (let i = 0; i < volumes; i++) {
+      const h = fs.createVolume(`m${i}`);
+      await fs.publish(h, files(0));
+      many.push(h);
+    }
+    const t0 = performance.now();
+    await Promise.all(many.map((h, i) => fs.publish(h, files(1000 + i))));
+    const concurrentMs = performance.now() - t0;
+    const s = summarize(us);
+    return {
+      publishUs: { median: round(s.median, 1), p95: round(s.p95, 1), mean: round(s.mean, 1) },
+      switchRequests, withRemovalRequests, concurrentMs: round(concurrentMs, 1),
+    };
+  } finally {
+    await fs.close();
+    await fs2.close();
+  }
+}
+
+async function measureSnapshots(dir: string, sizes: number[]): Promise<SwitchCostResult['snapshotMs']> {
+  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'snap'), log });
+  const out: SwitchCostResult['snapshotMs'] = [];
+  try {
+    let n = 0;
+    for (const target of sizes) {
+      for (; n < target; n++) await fs.publish(fs.createVolume(`s${n}`), files(n));
+      const times: number[] = [];
+      let bytes = 0;
+      for (let i = 0; i < 15; i++) {
+        const t0 = performance.now();
+        const { state, data } = fs.exportState();
+        const buf = encodeState({ version: 1, fs: state, volumes: [] }, data, (k) => Buffer.alloc(k));
+        times.push(performance.now() - t0);
+        bytes = buf.length;
+        buf.fill(0);
+      }
+      out.push({ volumes: target, bytes, ms: round(summarize(times.slice(5)).median, 2) });
+    }
+  } finally {
+    await fs.close();
+  }
+  return out;
+}
+
+export async function measureSwitchCost(rotations: number, volumes: number): Promise<SwitchCostResult> {
+  const dir = await mkdtemp('/tmp/ssbench-switch-');
+  try {
+    const tableOnly = await measureMode(dir, false, rotations, volumes);
+    const vfsSteps = await measureMode(dir, true, rotations, volumes);
+    const snapshotMs = await measureSnapshots(dir, [1, 100, 1000]);
+    return { rotations, volumes, vfsSteps, tableOnly, snapshotMs };
+  } finally {
+    for (const m of (await readMountInfo()).reverse()) {
+      if (m.mountPoint.startsWith(dir)) await unmount(m.mountPoint, { lazy: true }).catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = await measureSwitchCost(Number(process.argv[2] ?? 300), Number(process.argv[3] ?? 50));
+  console.log(JSON.stringify(r, null, 2));
+}
