@@ -154,6 +154,8 @@ export interface HarnessOptions {
   nodeId?: string;
   /** Start a keeper (restart survival) and point the driver at it. */
   keeper?: boolean;
+  /** Where the driver, provider and keeper are run from (default: this checkout); an image's /app, say. */
+  appRoot?: string;
 }
 
 /** A driver + example provider pair in a temp dir. */
@@ -188,12 +190,17 @@ export class Harness {
     return h;
   }
 
+  /** A bin of this checkout, or the same file under appRoot. */
+  private bin(path: string): string {
+    return this.opts.appRoot ? join(this.opts.appRoot, path.slice(ROOT.length + 1)) : path;
+  }
+
   get providerName(): string {
     return this.opts.providerName ?? 'example';
   }
 
   async startProvider(): Promise<void> {
-    this.provider = new Proc(spawn(NODE, [PROVIDER_BIN, '--endpoint', `unix://${join(this.providerDir, `${this.providerName}.sock`)}`],
+    this.provider = new Proc(spawn(NODE, [this.bin(PROVIDER_BIN), '--endpoint', `unix://${join(this.providerDir, `${this.providerName}.sock`)}`],
       { stdio: ['ignore', 'pipe', 'pipe'] }));
     await this.provider.waitFor(/"listening"/);
   }
@@ -203,7 +210,7 @@ export class Harness {
   }
 
   async startKeeper(): Promise<void> {
-    this.keeper = new Proc(spawn(NODE, [join(ROOT, 'dist/src/bin/keeper.js'), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.keeper = new Proc(spawn(NODE, [this.bin(join(ROOT, 'dist/src/bin/keeper.js')), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }));
     await this.keeper.waitFor(/keeper listening/);
   }
 
@@ -212,7 +219,7 @@ export class Harness {
     this.node?.close();
     this.identity?.close();
     const args = [
-      DRIVER_BIN, `--endpoint=unix://${this.sock}`, `--nodeid=${this.opts.nodeId ?? 'test-node'}`, `--provider-volume=${this.providerDir}`,
+      this.bin(DRIVER_BIN), `--endpoint=unix://${this.sock}`, `--nodeid=${this.opts.nodeId ?? 'test-node'}`, `--provider-volume=${this.providerDir}`,
       '--additional-provider-volume-paths=', `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
       this.opts.kubeconfig ? `--kubeconfig=${this.opts.kubeconfig}` : `--secret-provider-class-dir=${this.spcDir}`,
       '--metrics-addr=', '--log-level=debug', ...(this.keeper ? [`--keeper-socket=${this.keeperSocket}`] : []), ...(this.opts.driverArgs ?? []),
