@@ -125,7 +125,7 @@ t.test('upgrade: a new driver takes over from a running one while readers read',
   await h.startDriver(); // the keeper tells the old one to yield; it exits without unmounting
   const code = await Promise.race([old.exited, sleep(10_000).then(() => 'timeout' as const)]);
   t.equal(code, 0, 'the old driver exited cleanly after handing over');
-  t.match(old.out, /handing over to a new driver/);
+  t.match(old.out, /handing over to a new driver/, 'the old driver says it hands over', { output: old.out.slice(-3000) });
   t.match(h.driver.out, /took over the FUSE connection/);
   const handoverMs = Date.now() - started;
   await sleep(1500);
