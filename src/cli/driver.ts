@@ -9,11 +9,13 @@ import { SecretsFilesystem } from '../fuse/filesystem.js';
 import { opName } from '../fuse/protocol.js';
 import { ProviderClients } from '../provider/client.js';
 import { DirSpcSource } from '../spc/dir-source.js';
-import { KubeSpcSource } from '../spc/kube-source.js';
-import { KubeApi, loadKubeConfig } from '../kube/api.js';
-import { PodStatusWriter } from '../kube/pod-status.js';
-import { SecretSync } from '../kube/secret-sync.js';
-import { EventRecorder, EventReason } from '../kube/events.js';
+// The Kubernetes modules are loaded only once the FUSE connection is served
+// (see startDriver): @kubernetes/client-node takes about a second to load,
+// and readers wait for a restarted driver until it answers.
+import type { KubeApi } from '../kube/api.js';
+import type { PodStatusWriter } from '../kube/pod-status.js';
+import type { SecretSync } from '../kube/secret-sync.js';
+import type { EventRecorder, EventReason } from '../kube/events.js';
 import type { DriverError } from '../errors.js';
 import type { SpcSource } from '../spc/types.js';
 import { VolumeManager, type VolumeStatus } from '../volume/manager.js';
@@ -27,6 +29,14 @@ import { decodeState, encodeState, type DriverState } from '../takeover/state.js
 import { findDeadMounts } from '../takeover/dead-mounts.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
+
+interface KubeParts {
+  readonly api: KubeApi;
+  readonly podStatus: PodStatusWriter;
+  readonly sync: SecretSync;
+  readonly events: EventRecorder;
+  readonly reasons: typeof EventReason;
+}
 
 export interface RunningDriver {
   /** Exit code 0 without waiting for threadpool threads parked on a FUSE connection the keeper keeps alive. */
@@ -90,11 +100,14 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   // Without a cluster (--secret-provider-class-dir) there are no status
   // objects, Secrets or Events; with one, all three, as upstream.
   let spcs: SpcSource;
-  let kube: { api: KubeApi; podStatus: PodStatusWriter; sync: SecretSync; events: EventRecorder } | null = null;
+  let kube: KubeParts | null = null;
   let manager: VolumeManager | null = null;
   if (flags.secretProviderClassDir) {
     spcs = new DirSpcSource(flags.secretProviderClassDir);
   } else {
+    const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
+      import('../kube/api.js'), import('../spc/kube-source.js'), import('../kube/pod-status.js'), import('../kube/secret-sync.js'), import('../kube/events.js'),
+    ]);
     const api = new KubeApi(loadKubeConfig(flags.kubeconfig || undefined));
     spcs = await KubeSpcSource.start({ kc: api.kc, log });
     const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
@@ -103,7 +116,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       readFile: (targetPath, objectName) => manager?.readFile(targetPath, objectName) ?? null,
     });
     await sync.start();
-    kube = { api, podStatus: new PodStatusWriter(api, flags.nodeId), sync, events };
+    kube = { api, podStatus: new PodStatusWriter(api, flags.nodeId), sync, events, reasons: EventReason };
   }
 
   const providers = new ProviderClients({
@@ -127,15 +140,15 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       onVersion: async (st: VolumeStatus, first: boolean) => {
         const written = await k.podStatus.write(st);
         k.sync.enqueue(written.metadata.namespace, written.metadata.name);
-        if (!first) await k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Normal', EventReason.MountRotationComplete, `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`);
+        if (!first) await k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Normal', k.reasons.MountRotationComplete, `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`);
       },
       onDeadMountRepaired: (st: VolumeStatus) => {
-        void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', EventReason.SecretsMountRepaired,
+        void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.SecretsMountRepaired,
           `the secrets volume ${st.targetPath} had died with a previous driver; a new mount was stacked over it. Containers that mount it with mountPropagation HostToContainer see it again; others keep failing with "Transport endpoint is not connected" until the pod is restarted`);
       },
       onRotationError: (st: VolumeStatus, err: DriverError, failures: number) => {
         // One event per failure streak, not one per retry.
-        if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', EventReason.MountRotationFailed, err.message);
+        if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.MountRotationFailed, err.message);
       },
     } : {}),
     // Who may write into a volume during a provider call: that provider's process.
@@ -211,7 +224,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
  * with --delete-pods-with-dead-mounts deletes those pods so their controllers
  * recreate them. kubelet's next republish stacks a new mount over each.
  */
-async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: { api: KubeApi; events: EventRecorder } | null, log: Logger): Promise<void> {
+async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: KubeParts | null, log: Logger): Promise<void> {
   const dead = await findDeadMounts(rootDir, {
     onUnresponsive: (mountPoint) => log.warn({ mountPoint }, 'a secrets mount of this driver did not answer a stat within 5 s; not treated as dead'),
   });
@@ -224,7 +237,7 @@ async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: { api: K
     const pod = pods?.items.find((p) => p.metadata?.uid === d.podUid);
     if (!pod?.metadata?.name || !pod.metadata.namespace) continue;
     const ref = { name: pod.metadata.name, namespace: pod.metadata.namespace, uid: pod.metadata.uid ?? '' };
-    await k.events.emit(ref, 'Warning', EventReason.DeadSecretsMount,
+    await k.events.emit(ref, 'Warning', k.reasons.DeadSecretsMount,
       `the secrets volume ${d.volumeName ?? d.targetPath} died with a previous driver process ("Transport endpoint is not connected"). ` +
       'It is mounted again at the next republish, which repairs containers that use mountPropagation HostToContainer; others need the pod restarted' +
       (flags.deletePodsWithDeadMounts ? ': deleting the pod so that its controller recreates it' : ' (delete the pod, or run the driver with --delete-pods-with-dead-mounts)'));
