@@ -9,11 +9,10 @@ import { basename, dirname, join } from 'node:path';
 import { InodeTable, ROOT_ID, type Inode, type TableState } from './inode-table.js';
 import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
-import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState } from './volume-tree.js';
+import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState, type EntryInvalidation, type RotationStep } from './volume-tree.js';
 import { mountFuse, bindMount, unmount, readMountInfo, remountBind } from './mount.js';
 import { WriteWindow, type WindowResult } from './write-window.js';
 import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
-import type { EntryInvalidation, RotationStep } from './volume-tree.js';
 
 /**
  * The process a thread belongs to: the kernel stamps FUSE requests with the
@@ -236,7 +235,8 @@ export class SecretsFilesystem {
    */
   async publish(v: VolumeHandle, files: readonly VolumeFile[], now = new Date()): Promise<PublishResult> {
     // A volume's first version is linked in the table directly: nobody can
-    // watch a volume before kubelet has it, and the syscalls cost ~0.2 ms each.
+    // watch a volume before kubelet has it, and a switch by syscalls costs a
+    // fork and about ten FUSE round trips (bench section 6).
     if (!this.steps || v.tree.dataDir === null) {
       const res = v.tree.publish(files, now);
       if (res.changed) this.onMutation?.();
