@@ -57,10 +57,10 @@ const READ_ONLY_OPS: ReadonlySet<number> = new Set([
 ]);
 
 /**
- * The driver's own rotation step in flight through the VFS (vfs-steps.ts):
- * applies it if this request is that step from the driver's process, and
- * returns the new entry's inode (mkdir, symlink), null (done, no entry), or
- * undefined (not ours).
+ * The driver's rotation steps in flight through the VFS (vfs-steps.ts):
+ * applies one if this request is the next step of a batch, from the child
+ * making that batch, and returns the new entry's inode (mkdir, symlink), null
+ * (done, no entry), or undefined (not ours).
  */
 export interface OwnSteps {
   take(kind: RotationStep['kind'], parent: number, name: string, extra: string, tgid: number): Inode | null | undefined;
