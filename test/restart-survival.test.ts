@@ -115,6 +115,27 @@ t.test('20 SIGKILLs of the driver: 0 read errors, every read one whole version',
   await execFileP('umount', ['-l', view]).catch(() => undefined);
 });
 
+t.test('a driver restarted more often than the poll interval still polls on schedule', async (t) => {
+  // The cadence goes on from the previous driver's last poll: restarting every
+  // second with a 3 s interval must not postpone every poll by another 3 s.
+  const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--rotation-poll-interval=3s'] });
+  await h.source('s.json', { files: [{ path: 'a', contents: 'before' }] });
+  await h.spc('app', 's.json');
+  const target = h.target('cadence');
+  await h.publish(h.publishRequest(target, 'app'));
+  await h.source('s.json', { files: [{ path: 'a', contents: 'after' }] });
+  const changed = Date.now();
+  let seenAfter = -1;
+  for (let i = 0; i < 8 && seenAfter < 0; i++) {
+    await sleep(1000);
+    if ((await readFile(join(target, 'a'), 'utf8')) === 'after') { seenAfter = Date.now() - changed; break; }
+    await h.driver.stop('SIGKILL');
+    await h.startDriver();
+  }
+  t.ok(seenAfter >= 0, `the change was served despite a restart every second (after ${seenAfter} ms, interval 3 s)`);
+  await h.unpublish(target);
+});
+
 t.test('upgrade: a new driver takes over from a running one while readers read', async (t) => {
   const { h, target, view, rotate } = await setup(t as Tap, '300ms');
   const readers = [startReader([join(target, 'a'), join(target, 'b')]), startReader([join(view, 'b'), join(view, 'a')])];

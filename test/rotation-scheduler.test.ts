@@ -277,3 +277,15 @@ t.test('the random source is used for the jitter', async (t) => {
   t.ok(await waitFor(() => polls >= 2));
   t.ok(draws >= polls, 'one draw per re-arm after a success');
 });
+
+t.test('add with a first delay: a key already due polls at once, one due later waits (the cadence of a previous driver)', async (t) => {
+  const calls: string[] = [];
+  const s = new RotationScheduler({ intervalMs: 10_000, concurrency: 4, retryBaseMs: 5, onError: () => {}, random: () => 0, poll: async (k) => { calls.push(k); } });
+  t.teardown(() => s.stop());
+  s.add('overdue', -5000);
+  s.add('later', 9000);
+  s.add('beyond', 60_000); // clamped to one interval
+  t.ok(await waitFor(() => calls.includes('overdue'), 1000), 'an overdue key polls at once');
+  await sleep(200);
+  t.same(calls, ['overdue'], 'the others wait for their time');
+});

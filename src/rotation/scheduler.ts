@@ -38,11 +38,20 @@ export class RotationScheduler {
     this.random = opts.random ?? Math.random;
   }
 
-  add(key: string): void {
+  /**
+   * Polls `key` every interval from now on; the first poll after `firstInMs`
+   * when given (clamped to [0, interval], spread by up to 10% of the interval
+   * so that volumes due together do not all poll at once), else after a
+   * jittered interval.
+   */
+  add(key: string, firstInMs?: number): void {
     if (this.stopped || this.entries.has(key)) return;
     const e: Entry = { timer: null, failures: 0 };
     this.entries.set(key, e);
-    this.arm(key, e, jittered(this.opts.intervalMs, this.random));
+    const interval = this.opts.intervalMs;
+    const first = firstInMs === undefined ? jittered(interval, this.random)
+      : Math.min(interval, Math.max(0, firstInMs)) + Math.floor(this.random() * interval * 0.1);
+    this.arm(key, e, first);
   }
 
   remove(key: string): void {

@@ -64,10 +64,17 @@ export interface VolumeRecordState {
   /** The volume's directory under the FUSE root. */
   readonly dirName: string;
   readonly mock: boolean;
+  /**
+   * When the volume was last published or polled (ms since the epoch), so
+   * that a driver taking over keeps its poll cadence: one restarted more
+   * often than the poll interval must still poll.
+   */
+  readonly lastPolledAt?: number;
 }
 
 /** A served volume: its record (provider, attributes and versions change over time) and its FUSE directory. */
-type Volume = Omit<VolumeRecordState, 'dirName' | 'provider' | 'volumeContext' | 'secrets' | 'objectVersions'> & {
+type Volume = Omit<VolumeRecordState, 'dirName' | 'provider' | 'volumeContext' | 'secrets' | 'objectVersions' | 'lastPolledAt'> & {
+  lastPolledAt: number;
   provider: string;
   volumeContext: Readonly<Record<string, string>>;
   secrets: Readonly<Record<string, string>>;
@@ -336,7 +343,7 @@ export class VolumeManager {
     const vol: Volume = {
       targetPath: req.targetPath, volumeId: req.volumeId, podName, podNamespace, podUid: vc[POD_UID] ?? '',
       spcName, provider, volumeContext: { ...vc }, secrets: { ...req.secrets },
-      objectVersions, handle, mock,
+      objectVersions, handle, mock, lastPolledAt: Date.now(),
     };
     this.volumes.set(req.targetPath, vol);
     this.o.metrics.volumes.set(this.volumes.size);
@@ -414,6 +421,7 @@ export class VolumeManager {
     return this.locks.run(targetPath, async () => {
       const vol = this.volumes.get(targetPath);
       if (!vol || vol.mock) return;
+      vol.lastPolledAt = Date.now();
       const started = performance.now();
       const spc = await this.o.spcs.get(vol.podNamespace, vol.spcName);
       const resolved = resolveSpc(spc, vol.podNamespace, vol.spcName);
@@ -516,7 +524,7 @@ export class VolumeManager {
     return [...this.volumes.values()].map((v) => ({
       targetPath: v.targetPath, volumeId: v.volumeId, podName: v.podName, podNamespace: v.podNamespace, podUid: v.podUid,
       spcName: v.spcName, provider: v.provider, volumeContext: { ...v.volumeContext }, secrets: { ...v.secrets },
-      objectVersions: [...v.objectVersions], dirName: v.handle.name, mock: v.mock,
+      objectVersions: [...v.objectVersions], dirName: v.handle.name, mock: v.mock, lastPolledAt: v.lastPolledAt,
     }));
   }
 
@@ -529,8 +537,11 @@ export class VolumeManager {
         continue;
       }
       const { dirName: _dir, ...record } = r;
-      this.volumes.set(r.targetPath, { ...record, volumeContext: { ...r.volumeContext }, secrets: { ...r.secrets }, objectVersions: [...r.objectVersions], handle });
-      if (this.o.rotation.enabled && !r.mock) this.scheduler.add(r.targetPath);
+      // A state from before lastPolledAt was kept: due now.
+      const lastPolledAt = r.lastPolledAt ?? 0;
+      this.volumes.set(r.targetPath, { ...record, lastPolledAt, volumeContext: { ...r.volumeContext }, secrets: { ...r.secrets }, objectVersions: [...r.objectVersions], handle });
+      // The cadence goes on from the previous driver's last poll, not from now.
+      if (this.o.rotation.enabled && !r.mock) this.scheduler.add(r.targetPath, lastPolledAt + this.o.rotation.intervalMs - Date.now());
     }
     this.o.metrics.volumes.set(this.volumes.size);
   }
