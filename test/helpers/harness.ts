@@ -225,7 +225,8 @@ export class Harness {
       '--metrics-addr=', '--log-level=debug', ...(this.keeper ? [`--keeper-socket=${this.keeperSocket}`] : []), ...(this.opts.driverArgs ?? []),
     ];
     this.driver = new Proc(spawn(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await this.driver.waitFor(/"msg":"listening"/);
+    // Generous: a slow start on a loaded machine is not what these tests test (restart-survival measures it).
+    await this.driver.waitFor(/"msg":"listening"/, 30_000);
     this.node = new NodeClient(`unix:${this.sock}`, credentials.createInsecure());
     this.identity = new IdentityClient(`unix:${this.sock}`, credentials.createInsecure());
   }
