@@ -224,7 +224,7 @@ t.test('every DriverFlags field can be set from the command line', async (t) => 
     '--endpoint=e', '--nodeid=n', '--drivername=d', '--provider-volume=p', '--additional-provider-volume-paths=a',
     '--enable-secret-rotation=false', '--rotation-poll-interval=1s', '--rotation-concurrency=1', '--provider-timeout=1s',
     '--metrics-addr=m', '--max-call-recv-msg-size=1', '--kubeconfig=k', '--secret-provider-class-dir=s',
-    '--fuse-mount-dir=fm', '--log-level=l', '--lock-memory=false', '--keeper-socket=ks', '--delete-pods-with-dead-mounts', '--version', '--help',
+    '--fuse-mount-dir=fm', '--log-level=l', '--lock-memory=false', '--inotify-events=false', '--keeper-socket=ks', '--delete-pods-with-dead-mounts', '--version', '--help',
   ]);
   const d = defaultFlags();
   for (const k of Object.keys(d) as Array<keyof DriverFlags>) {

@@ -123,3 +123,19 @@ t.test('nobody but the driver makes directory changes, not even root on the driv
   clearInterval(rotate);
   await h.unpublish(target);
 });
+
+t.test('--inotify-events=false: rotations still reach the files, silently for inotify', async (t) => {
+  const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=300ms', '--inotify-events=false'] });
+  await h.source('s.json', { files: [{ path: 'pw', contents: 'v1' }] });
+  await h.spc('app', 's.json');
+  const target = h.target('silent');
+  await h.publish(h.publishRequest(target, 'app'));
+  const w = new Watcher([target]);
+  t.teardown(() => w.stop());
+  await w.ready();
+  await h.source('s.json', { files: [{ path: 'pw', contents: 'v2' }] });
+  await waitUntil(async () => (await readFile(join(target, 'pw'), 'utf8')) === 'v2', 10_000, 'the rotated value');
+  await sleep(2500); // past the old version's removal too
+  t.same(w.events(), [], 'no inotify event: the switch happened inside the driver');
+  await h.unpublish(target);
+});

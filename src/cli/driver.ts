@@ -72,7 +72,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     alloc: secrets.allocate,
     onMutation: () => snapshotNow(),
     // Rotations made as syscalls by a forked child, so inotify watchers see them.
-    forkSyscalls: nativeForkSyscalls(native),
+    ...(flags.inotifyEvents ? { forkSyscalls: nativeForkSyscalls(native) } : {}),
   };
   // With a keeper, take over the connection a previous driver left there
   // (crash or upgrade); otherwise, or when there is none, mount afresh.

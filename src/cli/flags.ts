@@ -20,6 +20,7 @@ export interface DriverFlags {
   fuseMountDir: string;
   logLevel: string;
   lockMemory: boolean;
+  inotifyEvents: boolean;
   keeperSocket: string;
   deletePodsWithDeadMounts: boolean;
   version: boolean;
@@ -48,6 +49,7 @@ const SPECS: Record<string, Spec> = {
   'keeper-socket': { key: 'keeperSocket', kind: 'string', help: 'unix socket of the keeper that holds the FUSE connection across restarts (empty: none)' },
   'delete-pods-with-dead-mounts': { key: 'deletePodsWithDeadMounts', kind: 'bool', help: 'delete pods whose secrets mount died with a previous driver, so their controllers recreate them (needs pods delete RBAC)' },
   'lock-memory': { key: 'lockMemory', kind: 'bool', help: 'keep secret bytes in locked memory so they never reach swap (needs CAP_IPC_LOCK)' },
+  'inotify-events': { key: 'inotifyEvents', kind: 'bool', help: 'make each rotation\'s directory changes as syscalls in a forked child, so inotify watchers see them as on tmpfs (false: switch inside the driver, silent for inotify, ~4 ms cheaper)' },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
   h: { key: 'help', kind: 'bool', help: 'print this help' },
@@ -81,6 +83,7 @@ export function defaultFlags(): DriverFlags {
     fuseMountDir: '/var/run/secrets-store-csi-driver/fuse',
     logLevel: 'info',
     lockMemory: true,
+    inotifyEvents: true,
     keeperSocket: '',
     deletePodsWithDeadMounts: false,
     version: false,
