@@ -3,7 +3,7 @@
 // from our own FUSE server.
 
 import { spawn } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 export interface MountInfoEntry {
@@ -107,6 +107,10 @@ export function isMountPoint(table: readonly MountInfoEntry[], path: string): bo
 
 export type MountPointState = 'missing' | 'plain' | 'mounted' | 'stale';
 
+/** What a syscall on a FUSE mount whose server is gone fails with. */
+const isDeadMountError = (e: unknown): boolean =>
+  ['ENOTCONN', 'ECONNABORTED', 'ESTALE', 'EIO'].includes((e as NodeJS.ErrnoException).code ?? '');
+
 /**
  * Whether `path` is a mount point, without reading the whole mount table
  * (which grows with every volume): a different device than its parent means
@@ -118,11 +122,19 @@ export async function probeMountPoint(path: string): Promise<MountPointState> {
   try {
     st = await stat(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'missing';
-    if (code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'ESTALE' || code === 'EIO') return 'stale';
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    if (isDeadMountError(e)) return 'stale';
     throw e;
   }
   const parent = await stat(dirname(path));
-  return st.dev !== parent.dev || st.ino === parent.ino ? 'mounted' : 'plain';
+  if (st.dev === parent.dev && st.ino !== parent.ino) return 'plain';
+  // A FUSE mount's stat is answered from the kernel's cached attributes for a
+  // while after its server died; statfs always asks the server.
+  try {
+    await statfs(path);
+  } catch (e) {
+    if (isDeadMountError(e)) return 'stale';
+    throw e;
+  }
+  return 'mounted';
 }

@@ -15,7 +15,7 @@ import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errors, isDriverError, ErrorType, DriverError } from '../errors.js';
-import { SUBTYPE, type SecretsFilesystem, type VolumeHandle } from '../fuse/filesystem.js';
+import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
 import { readMountInfo, unmount, isMountPoint, probeMountPoint } from '../fuse/mount.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import { scrubResponse, type ProviderClients, type MountResult } from '../provider/client.js';
@@ -381,13 +381,7 @@ export class VolumeManager {
    * propagation); a container with a private view cannot be repaired.
    */
   private async prepareTarget(target: string): Promise<boolean> {
-    // A mount of ours at the target that is not in our table was left by a
-    // previous driver: dead (its server is gone). Told from mountinfo, not by
-    // a stat, which answers from the kernel's cached attributes for a while
-    // after the server died, so that the dead mount looked alive (and
-    // foreign), and was unmounted instead of stacked over.
-    const top = (await readMountInfo()).filter((m) => m.mountPoint === target).pop();
-    const state = top?.fsType === `fuse.${SUBTYPE}` ? 'stale' : await probeMountPoint(target);
+    const state = await probeMountPoint(target);
     if (state === 'stale') {
       this.o.log.warn({ targetPath: target }, 'a dead mount of a previous driver is at the target path; stacking a new mount over it');
       return true;
