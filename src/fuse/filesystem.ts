@@ -251,7 +251,7 @@ export class SecretsFilesystem {
     // finishes the switch from it (rollForward), so none is needed after.
     this.onMutation?.();
     const inval = await this.perform(v, plan.steps);
-    v.tree.commit(plan, now);
+    v.tree.commit();
     if (inval.length > 0) await this.session.invalidateEntries(inval);
     this.scheduleSweep(v);
     return { changed: true, invalidations: inval, dataDir: plan.tsName };

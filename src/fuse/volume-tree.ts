@@ -70,7 +70,6 @@ export type RotationStep =
 export interface RotationPlan {
   readonly tsName: string;
   readonly dataLinkId: number;
-  readonly next: Map<string, number>;
   readonly steps: readonly RotationStep[];
 }
 
@@ -187,7 +186,7 @@ export class VolumeTree {
       }
       if (step.kind !== 'mkdir') inval.push({ parent: this.dirId, name: step.kind === 'rename' ? DATA_DIR : step.name });
     }
-    this.commit(plan, now);
+    this.commit();
     inval.splice(1, 0, ...this.sweep(now.getTime()));
     return { changed: true, invalidations: inval, dataDir: plan.tsName };
   }
@@ -229,33 +228,33 @@ export class VolumeTree {
       next.set(f.path, file.id);
     }
 
-    const vol = this.dirId;
     const dataLink = t.mksymlink(tsName, ms);
-    const steps: RotationStep[] = [
-      { kind: 'mkdir', parent: vol, dir: '', name: tsName, apply: () => { t.link(vol, tsName, tsDir.id); return tsDir; } },
-      { kind: 'symlink', parent: vol, dir: '', name: DATA_TMP, target: tsName, apply: () => { t.link(vol, DATA_TMP, dataLink.id); return dataLink; } },
-      {
-        kind: 'rename', parent: vol, dir: '', name: DATA_TMP, to: DATA_DIR,
-        apply: () => { t.link(vol, DATA_DIR, dataLink.id); t.unlink(vol, DATA_TMP); return null; },
-      },
-    ];
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
-    const added: Array<[string, number]> = [];
-    const removed: string[] = [];
-    for (const name of newTop) {
-      if (oldTop.has(name)) continue;
-      const link = t.mksymlink(`${DATA_DIR}/${name}`, ms);
-      added.push([name, link.id]);
-      steps.push({ kind: 'symlink', parent: vol, dir: '', name, target: `${DATA_DIR}/${name}`, apply: () => { t.link(vol, name, link.id); return link; } });
-    }
-    for (const name of oldTop) {
-      if (newTop.has(name)) continue;
-      removed.push(name);
-      steps.push({ kind: 'unlink', parent: vol, dir: '', name, apply: () => { t.unlink(vol, name); return null; } });
-    }
+    const added: Array<[string, number]> = [...newTop].filter((n) => !oldTop.has(n))
+      .map((name) => [name, t.mksymlink(`${DATA_DIR}/${name}`, ms).id]);
+    const removed = [...oldTop].filter((n) => !newTop.has(n));
     this.pending = { tsName, tsDirId: tsDir.id, dataLinkId: dataLink.id, next: [...next.entries()], added, removed, at: ms };
-    return { tsName, dataLinkId: dataLink.id, next, steps };
+    return { tsName, dataLinkId: dataLink.id, steps: this.stepsFor(this.pending) };
+  }
+
+  /** The directory changes that switch the volume to the pending version `p`. */
+  private stepsFor(p: PendingVersion): RotationStep[] {
+    const t = this.table;
+    const vol = this.dirId;
+    const node = (id: number): Inode => t.get(id)!;
+    return [
+      { kind: 'mkdir', parent: vol, dir: '', name: p.tsName, apply: () => { t.link(vol, p.tsName, p.tsDirId); return node(p.tsDirId); } },
+      { kind: 'symlink', parent: vol, dir: '', name: DATA_TMP, target: p.tsName, apply: () => { t.link(vol, DATA_TMP, p.dataLinkId); return node(p.dataLinkId); } },
+      {
+        kind: 'rename', parent: vol, dir: '', name: DATA_TMP, to: DATA_DIR,
+        apply: () => { t.link(vol, DATA_DIR, p.dataLinkId); t.unlink(vol, DATA_TMP); return null; },
+      },
+      ...p.added.map(([name, id]): RotationStep => ({
+        kind: 'symlink', parent: vol, dir: '', name, target: `${DATA_DIR}/${name}`, apply: () => { t.link(vol, name, id); return node(id); },
+      })),
+      ...p.removed.map((name): RotationStep => ({ kind: 'unlink', parent: vol, dir: '', name, apply: () => { t.unlink(vol, name); return null; } })),
+    ];
   }
 
   /**
@@ -267,31 +266,21 @@ export class VolumeTree {
   rollForward(): EntryInvalidation[] {
     const p = this.pending;
     if (!p) return [];
-    const t = this.table;
-    const vol = this.dirId;
-    t.link(vol, p.tsName, p.tsDirId);
-    t.link(vol, DATA_DIR, p.dataLinkId);
-    t.unlink(vol, DATA_TMP);
-    for (const [name, id] of p.added) t.link(vol, name, id);
-    for (const name of p.removed) t.unlink(vol, name);
+    for (const step of this.stepsFor(p)) step.apply();
+    this.commit();
+    return [DATA_DIR, DATA_TMP, p.tsName, ...p.added.map(([n]) => n), ...p.removed].map((name) => ({ parent: this.dirId, name }));
+  }
+
+  /** Records the pending version, whose steps have all been made, as the served one. */
+  commit(): void {
+    const p = this.pending;
+    if (!p) return;
     this.pending = null;
     if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: p.at });
-    const volNode = t.get(vol);
+    const volNode = this.table.get(this.dirId);
     if (volNode) volNode.mtimeMs = p.at;
     this.current = new Map(p.next);
     this.tsDirName = p.tsName;
-    return [DATA_DIR, DATA_TMP, p.tsName, ...p.added.map(([n]) => n), ...p.removed].map((name) => ({ parent: vol, name }));
-  }
-
-  /** Records a plan whose steps have all been applied as the served version. */
-  commit(plan: RotationPlan, now: Date): void {
-    this.pending = null;
-    const ms = now.getTime();
-    if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: ms });
-    const volNode = this.table.get(this.dirId);
-    if (volNode) volNode.mtimeMs = ms;
-    this.current = plan.next;
-    this.tsDirName = plan.tsName;
   }
 
   /**
