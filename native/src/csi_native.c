@@ -550,6 +550,19 @@ static napi_value DupFd(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// [a, b] as a JS array, or NULL with an exception pending.
+static napi_value int_pair(napi_env env, int a, int b, const char *what) {
+  napi_value result, ja, jb;
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
+      napi_create_int32(env, a, &ja) != napi_ok ||
+      napi_create_int32(env, b, &jb) != napi_ok ||
+      napi_set_element(env, result, 0, ja) != napi_ok ||
+      napi_set_element(env, result, 1, jb) != napi_ok) {
+    return throw_napi_failure(env, what);
+  }
+  return result;
+}
+
 // socketPair(): socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC) -> [a, b]
 static napi_value SocketPair(napi_env env, napi_callback_info info) {
   (void)info;
@@ -557,15 +570,8 @@ static napi_value SocketPair(napi_env env, napi_callback_info info) {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return throw_syscall(env, "socketpair", errno, NULL);
   }
-  napi_value result, a, b;
-  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
-      napi_create_int32(env, sv[0], &a) != napi_ok ||
-      napi_create_int32(env, sv[1], &b) != napi_ok ||
-      napi_set_element(env, result, 0, a) != napi_ok ||
-      napi_set_element(env, result, 1, b) != napi_ok) {
-    close_fds(sv, 2);
-    return throw_napi_failure(env, "socketPair result");
-  }
+  napi_value result = int_pair(env, sv[0], sv[1], "socketPair result");
+  if (result == NULL) close_fds(sv, 2);
   return result;
 }
 
@@ -815,8 +821,8 @@ static napi_value ForkSyscalls(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   if (!get_buffer_arg(env, argv[0], "script", &data, &len)) return NULL;
-  // A copy the child reads: the Buffer's memory could be moved or freed by
-  // another thread of the parent while the child runs on its snapshot.
+  // A copy the child reads: a Buffer on pages excluded from fork (allocSecure's
+  // MADV_DONTFORK) would not exist in the child.
   char *script = malloc(len > 0 ? len : 1);
   if (script == NULL) return throw_syscall(env, "malloc", ENOMEM, NULL);
   memcpy(script, data, len);
@@ -854,15 +860,8 @@ static napi_value ForkSyscalls(napi_env env, napi_callback_info info) {
   }
   free(script);
   close(pipefd[1]);
-  napi_value result, jpid, jfd;
-  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
-      napi_create_int32(env, pid, &jpid) != napi_ok ||
-      napi_create_int32(env, pipefd[0], &jfd) != napi_ok ||
-      napi_set_element(env, result, 0, jpid) != napi_ok ||
-      napi_set_element(env, result, 1, jfd) != napi_ok) {
-    close(pipefd[0]);
-    return throw_napi_failure(env, "napi_create_array_with_length");
-  }
+  napi_value result = int_pair(env, pid, pipefd[0], "forkSyscalls result");
+  if (result == NULL) close(pipefd[0]);
   return result;
 }
 
