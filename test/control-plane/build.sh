@@ -6,6 +6,8 @@
 #
 #   SSCSI_PEERS_CACHE (default ~/.cache/secrets-store-csi-peers)
 set -euo pipefail
+# shellcheck source=../peers/require-go.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peers/require-go.sh"
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 STAGING_VERSION=${STAGING_VERSION:-v0.34.4}
@@ -20,11 +22,7 @@ if [ "${1:-}" = "--check" ]; then
   echo "$BIN"; exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "go is not installed: the Kubernetes tests build etcd and kube-apiserver from the Go module proxy (install Go 1.26+)" >&2
-  exit 3
-fi
-export GOTOOLCHAIN=local GOFLAGS=-trimpath
+require_go 26 "the Kubernetes tests build etcd and kube-apiserver from the Go module proxy"
 mkdir -p "$BIN" "$WORK"
 
 log() { echo "[control-plane] $*" >&2; }

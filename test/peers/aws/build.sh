@@ -22,6 +22,8 @@
 # Exit codes: 3 Go or Python (3.10+ with venv) is missing, 4 (--check) not built,
 # 5 no source for the provider.
 set -euo pipefail
+# shellcheck source=../require-go.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
 
 PROVIDER_VERSION=3.1.1
 PROVIDER_COMMIT=5f47771b11645e19c11057dc690d3012f7a2345d
@@ -49,17 +51,7 @@ log() { echo "[aws] $*" >&2; }
 mkdir -p "$DIR/bin"
 
 if [ ! -x "$EXE" ]; then
-  if ! command -v go >/dev/null 2>&1; then
-    echo "go is not installed: the AWS provider test builds $PROVIDER_MOD@${PROVIDER_COMMIT:0:12} ($PROVIDER_VERSION) from the Go module proxy or a git directory of its repository (install Go 1.26+)" >&2
-    exit 3
-  fi
-  export GOTOOLCHAIN=local GOFLAGS=-trimpath
-  gover=$(go env GOVERSION)
-  minor=$(echo "$gover" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-  if [ -z "$minor" ] || [ "$minor" -lt 26 ]; then
-    echo "$gover is too old: the AWS provider $PROVIDER_VERSION needs Go 1.26+ (install a newer Go)" >&2
-    exit 3
-  fi
+  require_go 26 "the AWS provider test builds $PROVIDER_MOD@${PROVIDER_COMMIT:0:12} ($PROVIDER_VERSION) from the Go module proxy or a git directory of its repository"
   tmp=$(mktemp -d "$DIR/bin/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   # Both ways build into $tmp first, then move into place atomically, so a

@@ -10,6 +10,8 @@
 #                      tested, the first with spec 1.12)
 # Exit codes: 3 Go is missing or too old, 4 (--check) not built.
 set -euo pipefail
+# shellcheck source=../require-go.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
 
 CSI_TEST_VERSION=${CSI_TEST_VERSION:-v5.6.0}
 CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
@@ -23,17 +25,7 @@ fi
 
 if [ -x "$EXE" ]; then echo "$EXE"; exit 0; fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "go is not installed: the csi-sanity test builds csi-sanity $CSI_TEST_VERSION from the Go module proxy (install Go 1.25+)" >&2
-  exit 3
-fi
-export GOTOOLCHAIN=local GOFLAGS=-trimpath
-gover=$(go env GOVERSION)   # e.g. go1.26.8
-minor=$(echo "$gover" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-if [ -z "$minor" ] || [ "$minor" -lt 25 ]; then
-  echo "$gover is too old: csi-sanity $CSI_TEST_VERSION needs Go 1.25+ (install a newer Go)" >&2
-  exit 3
-fi
+require_go 25 "the csi-sanity test builds csi-sanity $CSI_TEST_VERSION from the Go module proxy"
 
 echo "[csi-sanity] building github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION" >&2
 mkdir -p "$BIN"

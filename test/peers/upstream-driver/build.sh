@@ -15,6 +15,8 @@
 #
 # Exit codes: 3 Go is missing, 4 not built (--check).
 set -euo pipefail
+# shellcheck source=../require-go.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 UPSTREAM_VERSION=v1.6.0
@@ -34,11 +36,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "go is not installed: the side-by-side test builds the upstream driver $UPSTREAM_VERSION from the Go module proxy (install Go 1.26+)" >&2
-  exit 3
-fi
-export GOTOOLCHAIN=local GOFLAGS=-trimpath
+require_go 26 "the side-by-side test builds the upstream driver $UPSTREAM_VERSION from the Go module proxy"
 log() { echo "[upstream-driver] $*" >&2; }
 
 rm -rf "$WORK"

@@ -25,6 +25,8 @@
 # Exit codes: 3 Go or Python (with venv) is missing, 4 (--check) not
 # installed, 5 no source for the provider.
 set -euo pipefail
+# shellcheck source=../require-go.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
 
 VAULT_CSI_PROVIDER_VERSION=v1.4.0
 VAULT_CSI_PROVIDER_COMMIT=db1021c1bc6564ae0aa0ce3d977d6de52886a232
@@ -52,17 +54,13 @@ log() { echo "[vault] $*" >&2; }
 mkdir -p "$DIR/bin"
 
 if [ ! -x "$PROVIDER" ]; then
-  if ! command -v go >/dev/null 2>&1; then
-    echo "go is not installed: the Vault provider test builds hashicorp/vault-csi-provider $VAULT_CSI_PROVIDER_VERSION (install Go 1.20+)" >&2
-    exit 3
-  fi
+  require_go 20 "the Vault provider test builds hashicorp/vault-csi-provider $VAULT_CSI_PROVIDER_VERSION"
   git_dir=${SSCSI_VAULT_CSI_PROVIDER_GIT:-}
   if [ -z "$git_dir" ] || ! git -C "$git_dir" cat-file -e "$VAULT_CSI_PROVIDER_COMMIT^{commit}" 2>/dev/null; then
     echo "no source for vault-csi-provider: SSCSI_VAULT_CSI_PROVIDER_GIT does not name a git directory of" \
       "hashicorp/vault-csi-provider that has commit $VAULT_CSI_PROVIDER_COMMIT ($VAULT_CSI_PROVIDER_VERSION)" >&2
     exit 5
   fi
-  export GOTOOLCHAIN=local GOFLAGS=-trimpath
   log "building vault-csi-provider $VAULT_CSI_PROVIDER_VERSION from $git_dir"
   tmp=$(mktemp -d "$DIR/bin/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
