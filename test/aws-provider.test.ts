@@ -39,7 +39,7 @@ import { ApiException, CoreV1Api } from '@kubernetes/client-node';
 import {
   Harness, NODE, Proc, ROOT, canary, execFileP, mountsUnder, tempDir, waitUntil, type Tap,
 } from './helpers/harness.js';
-import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
+import { controlPlaneOrSkip } from './helpers/control-plane.js';
 import { adminConfig, eventually, token } from './helpers/kube.js';
 
 const BUILD_SCRIPT = 'test/peers/aws/build.sh';
@@ -81,17 +81,7 @@ try {
   process.exit(0);
 }
 
-let cp: ControlPlane;
-try {
-  cp = await controlPlane();
-} catch (e) {
-  if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
-    t.comment(`SKIP: no control plane: ${e.message}`);
-    t.pass('skipped: the AWS provider test mints the pod\'s token with the control plane (test/control-plane/build.sh)', { skip: e.message });
-    process.exit(0);
-  }
-  throw e;
-}
+const cp = await controlPlaneOrSkip(t, 'the AWS provider test mints the pod\'s token with the control plane');
 
 const PROVIDER_BIN = join(peers, 'bin/secrets-store-csi-driver-provider-aws');
 const MOTO_SERVER = join(peers, 'venv/bin/moto_server');

@@ -9,23 +9,14 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoreV1Api, type KubernetesObject } from '@kubernetes/client-node';
 import { Harness, ROOT, execFileP, type Tap } from './helpers/harness.js';
-import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
+import { controlPlaneOrSkip } from './helpers/control-plane.js';
 import { adminConfig, apply, eventually, manifests, serviceAccountKubeconfig } from './helpers/kube.js';
 
 const NODE = 'fallback-node';
 const NS = 'team-c';
 const GROUP = 'secrets-store.csi.x-k8s.io';
 
-let cp: ControlPlane;
-try {
-  cp = await controlPlane();
-} catch (e) {
-  if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
-    t.pass('skipped: needs the control plane (test/control-plane/build.sh)', { skip: e.message });
-    process.exit(0);
-  }
-  throw e;
-}
+const cp = await controlPlaneOrSkip(t, 'needs the control plane');
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);
 

@@ -16,25 +16,15 @@ import {
   type V1Pod, type KubernetesObject,
 } from '@kubernetes/client-node';
 import { Harness, ROOT, grpcCode, type Tap } from './helpers/harness.js';
-import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
-import { adminConfig, apply, eventually, manifests, serviceAccountKubeconfig, token } from './helpers/kube.js';
+import { controlPlaneOrSkip } from './helpers/control-plane.js';
+import { adminConfig, apply, applyCrds, eventually, manifests, serviceAccountKubeconfig, token } from './helpers/kube.js';
 
 const NODE = 'k8s-node-1';
 const NS = 'team-a';
 const GROUP = 'secrets-store.csi.x-k8s.io';
 const VOLUME = 'secrets-store-inline';
 
-let cp: ControlPlane;
-try {
-  cp = await controlPlane();
-} catch (e) {
-  if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
-    t.comment(`SKIP: no control plane: ${e.message}`);
-    t.pass('skipped: the Kubernetes tests need the control plane (test/control-plane/build.sh)', { skip: e.message });
-    process.exit(0);
-  }
-  throw e;
-}
+const cp = await controlPlaneOrSkip(t, 'the Kubernetes tests need the control plane');
 
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);
@@ -63,13 +53,7 @@ t.test('deploy/ validates (server-side dry-run) and applies to the real API serv
   const crds = all.filter((o) => o.kind === 'CustomResourceDefinition');
   t.equal(crds.length, 2, 'two CRDs');
   await apply(kc, crds, { dryRun: true });
-  await apply(kc, crds);
-  for (const c of crds) {
-    await eventually(async () => {
-      const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
-      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
-    }, 30_000, `${c.metadata!.name} established`);
-  }
+  await applyCrds(kc, crds);
   const spcCrd = await ext.readCustomResourceDefinition({ name: `secretproviderclasses.${GROUP}` });
   t.same(spcCrd.spec.versions.map((v) => [v.name, v.served, v.storage, v.deprecated ?? false]), [['v1', true, true, false], ['v1alpha1', true, false, true]]);
   const rest = all.filter((o) => o.kind !== 'CustomResourceDefinition');

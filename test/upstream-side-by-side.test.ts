@@ -24,7 +24,7 @@ import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import {
-  AppsV1Api, CoreV1Api, CustomObjectsApi, ApiextensionsV1Api, type KubernetesObject, type V1Secret,
+  AppsV1Api, CoreV1Api, CustomObjectsApi, type KubernetesObject, type V1Secret,
 } from '@kubernetes/client-node';
 import {
   IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode,
@@ -32,8 +32,8 @@ import {
 import {
   Harness, NODE, Proc, ROOT, execFileP, freePort, mountsUnder, sleep, tempDir, type Tap,
 } from './helpers/harness.js';
-import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
-import { adminConfig, apply, eventually, manifests, token } from './helpers/kube.js';
+import { controlPlaneOrSkip } from './helpers/control-plane.js';
+import { adminConfig, apply, applyCrds, eventually, manifests, token } from './helpers/kube.js';
 
 const UPSTREAM_BUILD = 'test/peers/upstream-driver/build.sh';
 const E2E_BUILD = 'test/peers/e2e-provider/build.sh';
@@ -52,17 +52,7 @@ try {
   process.exit(0);
 }
 
-let cp: ControlPlane;
-try {
-  cp = await controlPlane();
-} catch (e) {
-  if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
-    t.comment(`SKIP: no control plane: ${e.message}`);
-    t.pass('skipped: the side-by-side test needs the control plane (test/control-plane/build.sh)', { skip: e.message });
-    process.exit(0);
-  }
-  throw e;
-}
+const cp = await controlPlaneOrSkip(t, 'the side-by-side test needs the control plane');
 
 const e2eBin = await execFileP('bash', [join(ROOT, E2E_BUILD), '--check']).then((r) => r.stdout.trim().split('\n').pop()!, () => null);
 
@@ -70,7 +60,6 @@ const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);
 const apps = kc.makeApiClient(AppsV1Api);
 const custom = kc.makeApiClient(CustomObjectsApi);
-const ext = kc.makeApiClient(ApiextensionsV1Api);
 const RUN = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 
 type T = Pick<typeof t, 'same' | 'equal' | 'ok' | 'comment' | 'pass' | 'notMatch' | 'teardown'>;
@@ -100,16 +89,6 @@ async function ensureNamespace(t: Tap, name: string): Promise<void> {
   await eventually(() => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }).catch(() => null), 30_000, `default SA in ${name}`);
 }
 
-async function installCrds(): Promise<void> {
-  const crds = (await manifests(join(ROOT, 'deploy'))).filter((o) => o.kind === 'CustomResourceDefinition');
-  await apply(kc, crds);
-  for (const c of crds) {
-    await eventually(async () => {
-      const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
-      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
-    }, 30_000, `${c.metadata!.name} established`);
-  }
-}
 
 /** The upstream driver as a child process, root, CRDs already installed; resolves once it answers GetPluginInfo. */
 async function startUpstream(t: Tap, dir: string, providerDir: string, nodeId: string): Promise<{ proc: Proc; node: NodeClient; vendorVersion: string }> {
@@ -381,7 +360,7 @@ async function sideBySide(t: T, sides: Side[], pc: ProviderCase): Promise<void> 
 
 
 async function setup(t: T, label: string): Promise<{ sides: Side[]; h: Harness }> {
-  await installCrds();
+  await applyCrds(kc, await manifests(join(ROOT, 'deploy')));
   const nsUp = `sbs-${label}-up-${RUN}`;
   const nsOurs = `sbs-${label}-ours-${RUN}`;
   await ensureNamespace(t as Tap, nsUp);

@@ -23,13 +23,13 @@ import { copyFile, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'nod
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
-  CoreV1Api, CustomObjectsApi, ApiextensionsV1Api, type KubernetesObject,
+  CoreV1Api, CustomObjectsApi, type KubernetesObject,
 } from '@kubernetes/client-node';
 import {
   Harness, Proc, ROOT, canary, execFileP, freePort, grepDisk, mountsUnder, type Tap,
 } from './helpers/harness.js';
 import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
-import { adminConfig, apply, eventually, manifests, serviceAccountKubeconfig, token } from './helpers/kube.js';
+import { adminConfig, apply, applyCrds, eventually, manifests, serviceAccountKubeconfig, token } from './helpers/kube.js';
 
 const BUILD_SCRIPT = 'test/peers/vault/build.sh';
 const GROUP = 'secrets-store.csi.x-k8s.io';
@@ -70,7 +70,6 @@ try {
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);
 const custom = kc.makeApiClient(CustomObjectsApi);
-const ext = kc.makeApiClient(ApiextensionsV1Api);
 
 /** The payload of a JWT, unverified: only to read what the apiserver put in it. */
 function jwtClaims(jwt: string): Record<string, unknown> {
@@ -92,14 +91,7 @@ async function freePortPair(): Promise<number> {
 /** The driver's CRDs, RBAC and CSIDriver from deploy/ (idempotent: other test files apply them too). */
 async function applyDeploy(): Promise<void> {
   const all = await manifests(join(ROOT, 'deploy'));
-  const crds = all.filter((o) => o.kind === 'CustomResourceDefinition');
-  await apply(kc, crds);
-  for (const c of crds) {
-    await eventually(async () => {
-      const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
-      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
-    }, 30_000, `${c.metadata!.name} established`);
-  }
+  await applyCrds(kc, all);
   await apply(kc, all.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'CSIDriver'].includes(o.kind!)));
 }
 

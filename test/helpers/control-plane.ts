@@ -194,6 +194,24 @@ export async function controlPlane(): Promise<ControlPlane> {
   }
 }
 
+/**
+ * The control plane for a test file, or the whole file skipped (exit 0, with
+ * `why` as the reason) when it cannot be built here, unless
+ * SSCSI_REQUIRE_K8S=1 makes that a failure.
+ */
+export async function controlPlaneOrSkip(t: { comment(m: string): void; pass(m: string, o: { skip: string }): void }, why: string): Promise<ControlPlane> {
+  try {
+    return await controlPlane();
+  } catch (e) {
+    if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
+      t.comment(`SKIP: no control plane: ${e.message}`);
+      t.pass(`skipped: ${why} (test/control-plane/build.sh)`, { skip: e.message });
+      process.exit(0);
+    }
+    throw e;
+  }
+}
+
 /** Stops the control plane of this test run (tap's `after` hook). */
 export async function stopControlPlane(): Promise<void> {
   let s: ControlPlane | null = null;

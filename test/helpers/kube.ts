@@ -5,7 +5,7 @@
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject,
+  ApiextensionsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { kubeconfigYaml, type ControlPlane } from './control-plane.js';
@@ -76,4 +76,18 @@ export async function eventually<T>(fn: () => Promise<T | null | undefined | fal
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Applies the CustomResourceDefinitions among `objs` and waits until each is Established. */
+export async function applyCrds(kc: KubeConfig, objs: readonly KubernetesObject[]): Promise<KubernetesObject[]> {
+  const crds = objs.filter((o) => o.kind === 'CustomResourceDefinition');
+  await apply(kc, crds);
+  const ext = kc.makeApiClient(ApiextensionsV1Api);
+  for (const c of crds) {
+    await eventually(async () => {
+      const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
+      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
+    }, 30_000, `${c.metadata!.name} established`);
+  }
+  return crds;
 }
