@@ -18,7 +18,6 @@ import {
 } from './harness.js';
 import type { StrategyResult } from './mount-strategy.js';
 import type { SwitchCostResult } from './switch-cost.js';
-import { readMountInfo } from '../src/fuse/mount.js';
 import { round, roundSummary, summarize, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------
@@ -708,9 +707,10 @@ async function benchSwitchCost(): Promise<void> {
     timeoutMs: 120_000, env: { ...process.env, UV_THREADPOOL_SIZE: '16' }, onSpawn: trackChild,
   });
   // The child unmounts what it mounted; after a failure anything left under its temp dir goes here.
-  for (const m of (await readMountInfo()).reverse()) {
-    if (m.mountPoint.startsWith('/tmp/ssbench-switch-')) await run('umount', ['-l', m.mountPoint]).catch(() => undefined);
-  }
+  const cleanupErrors: string[] = [];
+  const leftovers = await umountAllWhere((m) => m.startsWith('/tmp/ssbench-switch-'), cleanupErrors);
+  if (leftovers.length > 0) notes.push(`switch cost: ${leftovers.length} mount(s) left by the child had to be unmounted: ${leftovers.slice(0, 4).join(' ')}`);
+  for (const e of cleanupErrors) notes.push(`switch cost cleanup: ${e}`);
   let res: SwitchCostResult | null = null;
   let error = '';
   if (r.code === 0) {
