@@ -1,13 +1,13 @@
 // The honest fallback when nothing survived (keeper and driver both gone, or a
 // node reboot with stale mount entries): find the mounts of ours whose server
-// is gone. A stat of such a mount fails with ENOTCONN.
+// is gone. A statfs of such a mount fails with ENOTCONN.
 //
 // Only mounts made from this driver's own connection mount directory count
 // (the mount source names it), so a second driver on the machine, or a test
 // beside another one, never reports or probes the other's mounts. Each stat
 // runs in a child process with a deadline: a mount whose server is alive but
 // not answering (a connection the keeper holds while no driver serves it)
-// would block a stat forever, and must not tie up a threadpool thread.
+// would block a statfs forever, and must not tie up a threadpool thread.
 
 import { spawn } from 'node:child_process';
 import { readMountInfo, type MountInfoEntry } from '../fuse/mount.js';
@@ -24,10 +24,14 @@ export interface DeadMount {
 
 export type Liveness = 'alive' | 'dead' | 'unresponsive' | 'gone';
 
-/** stat(1) in a child: 'dead' on ENOTCONN and friends, 'unresponsive' past the deadline. */
+/**
+ * `stat -f` (statfs, which always asks the server; a plain stat may be
+ * answered from cached attributes after the server died) in a child: 'dead'
+ * on ENOTCONN and friends, 'unresponsive' past the deadline.
+ */
 export function probeInChild(path: string, deadlineMs: number): Promise<Liveness> {
   return new Promise((resolve) => {
-    const child = spawn('stat', ['-c', '%d', '--', path], {
+    const child = spawn('stat', ['-f', '-c', '%t', '--', path], {
       stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
     });
     let stderr = '';
