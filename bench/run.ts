@@ -613,6 +613,16 @@ async function cleanupStrategyDirs(errors: string[], scanAllMounts = false): Pro
 
 const howEnded = (r: CapturedRun): string => (r.timedOut ? 'killed after the timeout' : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`);
 
+/** A bench child's JSON result, or why there is none (how it ended, its last lines). */
+function childJson<T>(r: CapturedRun): { res: T | null; error: string } {
+  if (r.code !== 0) return { res: null, error: `${howEnded(r)}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}` };
+  try {
+    return { res: JSON.parse(r.stdout) as T, error: '' };
+  } catch (e) {
+    return { res: null, error: `unparsable output: ${(e as Error).message}: ${r.stdout.slice(0, 300)}` };
+  }
+}
+
 interface DefaultPoolRepro {
   threadpoolSize: number;
   volumesAsked: number;
@@ -640,17 +650,7 @@ async function benchMountStrategy(): Promise<void> {
     timeoutMs: 90_000, env: { ...process.env, UV_THREADPOOL_SIZE: String(P.strategyThreadpool) }, onSpawn: trackChild,
   });
   const elapsedMs = Number(monoNs() - t0) / 1e6;
-  let res: StrategyResult | null = null;
-  let error = '';
-  if (r.code === 0) {
-    try {
-      res = JSON.parse(r.stdout) as StrategyResult;
-    } catch (e) {
-      error = `unparsable output: ${(e as Error).message}: ${r.stdout.slice(0, 300)}`;
-    }
-  } else {
-    error = `${howEnded(r)}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`;
-  }
+  const { res, error } = childJson<StrategyResult>(r);
   // It cleans up after itself; whatever is left (always looked for, and on a failure
   // every mount under /tmp/ssbench-mounts-) is unmounted lazily and removed here.
   const cleanupErrors: string[] = [];
@@ -711,17 +711,7 @@ async function benchSwitchCost(): Promise<void> {
   const leftovers = await umountAllWhere((m) => m.startsWith('/tmp/ssbench-switch-'), cleanupErrors);
   if (leftovers.length > 0) notes.push(`switch cost: ${leftovers.length} mount(s) left by the child had to be unmounted: ${leftovers.slice(0, 4).join(' ')}`);
   for (const e of cleanupErrors) notes.push(`switch cost cleanup: ${e}`);
-  let res: SwitchCostResult | null = null;
-  let error = '';
-  if (r.code === 0) {
-    try {
-      res = JSON.parse(r.stdout) as SwitchCostResult;
-    } catch (e) {
-      error = `unparsable output: ${(e as Error).message}: ${r.stdout.slice(0, 300)}`;
-    }
-  } else {
-    error = `${howEnded(r)}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`;
-  }
+  const { res, error } = childJson<SwitchCostResult>(r);
   results.switchCost = { command: `UV_THREADPOOL_SIZE=16 node dist/bench/switch-cost.js ${rotations} ${volumes}`, result: res, error: error || null };
   out(`6. A rotation's switch inside the driver (bench/switch-cost.ts in a child process; 3 files of 1 KiB, one changes per rotation)`);
   if (!res) {
