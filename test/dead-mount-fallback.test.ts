@@ -8,7 +8,7 @@ import t from 'tap';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoreV1Api, type KubernetesObject } from '@kubernetes/client-node';
-import { Harness, ROOT, execFileP, type Tap } from './helpers/harness.js';
+import { Harness, ROOT, containerView, execFileP, type Tap } from './helpers/harness.js';
 import { controlPlaneOrSkip } from './helpers/control-plane.js';
 import { adminConfig, apply, eventually, manifests, serviceAccountKubeconfig } from './helpers/kube.js';
 
@@ -45,14 +45,8 @@ t.test('keeper and driver killed together: dead mount found, Event recorded, rsl
 
   // Two containers' views, made while everything works.
   const views = join(h.dir, 'views');
-  const rslave = join(views, 'rslave');
-  const priv = join(views, 'private');
-  await mkdir(rslave, { recursive: true });
-  await mkdir(priv, { recursive: true });
-  await execFileP('mount', ['--bind', target, rslave]);
-  await execFileP('mount', ['--make-rslave', rslave]);
-  await execFileP('mount', ['--bind', target, priv]);
-  await execFileP('mount', ['--make-private', priv]);
+  const rslave = await containerView(target, join(views, 'rslave'), 'rslave');
+  const priv = await containerView(target, join(views, 'private'), 'private');
   t.equal(await readFile(join(rslave, 'token'), 'utf8'), 'before-the-crash');
   t.equal(await readFile(join(priv, 'token'), 'utf8'), 'before-the-crash');
 

@@ -10,7 +10,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, rename, symlink, unlink, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, Proc, ROOT, execFileP, waitUntil, sleep, type Tap } from './helpers/harness.js';
+import { Harness, Proc, ROOT, containerView, waitUntil, sleep, type Tap } from './helpers/harness.js';
 
 interface WatchEvent { watch: string; name: string; events: string[] }
 
@@ -40,10 +40,7 @@ t.test('a rotation fires the atomic writer\'s inotify events, on the target and 
   await h.spc('app', 's.json');
   const target = h.target('watched');
   await h.publish(h.publishRequest(target, 'app'));
-  const view = join(h.dir, 'container-view');
-  await mkdir(view);
-  await execFileP('mount', ['--bind', target, view]);
-  await execFileP('mount', ['--make-private', view]);
+  const view = await containerView(target, join(h.dir, 'container-view'), 'private');
 
   // One watcher per path: the target and the view are one inode, and one inotify
   // instance would give both paths the same watch.

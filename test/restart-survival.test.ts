@@ -8,9 +8,9 @@
 
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, NODE, ROOT, execFileP, sleep, track, waitUntil, type Tap } from './helpers/harness.js';
+import { Harness, NODE, ROOT, containerView, execFileP, sleep, track, waitUntil, type Tap } from './helpers/harness.js';
 
 const SIZES = [1024, 65536];
 const content = (v: number, size: number): string => {
@@ -60,10 +60,7 @@ async function setup(t: Tap, poll: string) {
   const target = h.target('survive');
   await h.publish(h.publishRequest(target, 'app'));
   // A container's view: a private bind mount of the volume, made before any crash.
-  const view = join(h.dir, 'container-view');
-  await mkdir(view);
-  await execFileP('mount', ['--bind', target, view]);
-  await execFileP('mount', ['--make-private', view]);
+  const view = await containerView(target, join(h.dir, 'container-view'), 'private');
   const rotate = setInterval(() => { version++; void writeVersion(); }, 700);
   t.teardown(() => clearInterval(rotate));
   return { h, target, view, rotate, versions: () => version };

@@ -67,6 +67,18 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return mountPointsUnder(await readFile('/proc/self/mountinfo', 'utf8'), [dir]);
 }
 
+/**
+ * A container's view of a volume: a bind mount of `target` at `at` with its
+ * own propagation (private: sees nothing mounted later; rslave: sees mounts
+ * made at the target afterwards, as with mountPropagation HostToContainer).
+ */
+export async function containerView(target: string, at: string, propagation: 'private' | 'rslave'): Promise<string> {
+  await mkdir(at, { recursive: true });
+  await execFileP('mount', ['--bind', target, at]);
+  await execFileP('mount', [`--make-${propagation}`, at]);
+  return at;
+}
+
 export async function tempDir(t: Tap, prefix = 'sscsi-'): Promise<string> {
   if (!existsSync(DRIVER_BIN)) throw new Error('dist/ is missing: run `npm run build` before the tests');
   const dir = await mkdtemp(join('/tmp', prefix));
