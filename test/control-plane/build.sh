@@ -6,8 +6,8 @@
 #
 #   SSCSI_PEERS_CACHE (default ~/.cache/secrets-store-csi-peers)
 set -euo pipefail
-# shellcheck source=../peers/require-go.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peers/require-go.sh"
+# shellcheck source=../peers/peer-build.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peers/peer-build.sh"
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 STAGING_VERSION=${STAGING_VERSION:-v0.34.4}

@@ -22,8 +22,8 @@
 # Exit codes: 3 Go or Python (3.10+ with venv) is missing, 4 (--check) not built,
 # 5 no source for the provider.
 set -euo pipefail
-# shellcheck source=../require-go.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
+# shellcheck source=../peer-build.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
 
 PROVIDER_VERSION=3.1.1
 PROVIDER_COMMIT=5f47771b11645e19c11057dc690d3012f7a2345d

@@ -10,20 +10,15 @@
 #                      tested, the first with spec 1.12)
 # Exit codes: 3 Go is missing or too old, 4 (--check) not built.
 set -euo pipefail
-# shellcheck source=../require-go.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
+# shellcheck source=../peer-build.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
 
 CSI_TEST_VERSION=${CSI_TEST_VERSION:-v5.6.0}
 CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
 BIN=$CACHE/csi-sanity-$CSI_TEST_VERSION/bin
 EXE=$BIN/csi-sanity
 
-if [ "${1:-}" = "--check" ]; then
-  [ -x "$EXE" ] || exit 4
-  echo "$EXE"; exit 0
-fi
-
-if [ -x "$EXE" ]; then echo "$EXE"; exit 0; fi
+done_if_built "$EXE" "${1:-}"
 
 require_go 25 "the csi-sanity test builds csi-sanity $CSI_TEST_VERSION from the Go module proxy"
 

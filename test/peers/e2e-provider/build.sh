@@ -22,8 +22,8 @@
 #
 # Exit codes: 3 Go is missing, 4 not built (--check), 5 no source for the e2e provider.
 set -euo pipefail
-# shellcheck source=../require-go.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
+# shellcheck source=../peer-build.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 UPSTREAM_VERSION=v1.6.0
@@ -38,11 +38,7 @@ DIR=$CACHE/e2e-provider-$UPSTREAM_VERSION
 BIN=$DIR/bin/e2e-provider
 WORK=$DIR/src
 
-if [ "${1:-}" = "--check" ]; then
-  [ -x "$BIN" ] || exit 4
-  echo "$BIN"; exit 0
-fi
-if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+done_if_built "$BIN" "${1:-}"
 
 require_go 26 "the e2e provider test builds upstream's e2e provider from the Go module proxy"
 log() { echo "[e2e-provider] $*" >&2; }

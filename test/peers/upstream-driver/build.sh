@@ -15,8 +15,8 @@
 #
 # Exit codes: 3 Go is missing, 4 not built (--check).
 set -euo pipefail
-# shellcheck source=../require-go.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
+# shellcheck source=../peer-build.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 UPSTREAM_VERSION=v1.6.0
@@ -30,11 +30,7 @@ DIR=$CACHE/upstream-driver-$UPSTREAM_VERSION
 BIN=$DIR/bin/secrets-store-csi-driver
 WORK=$DIR/src
 
-if [ "${1:-}" = "--check" ]; then
-  [ -x "$BIN" ] || exit 4
-  echo "$BIN"; exit 0
-fi
-if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+done_if_built "$BIN" "${1:-}"
 
 require_go 26 "the side-by-side test builds the upstream driver $UPSTREAM_VERSION from the Go module proxy"
 log() { echo "[upstream-driver] $*" >&2; }

@@ -25,8 +25,8 @@
 # Exit codes: 3 Go or Python (with venv) is missing, 4 (--check) not
 # installed, 5 no source for the provider.
 set -euo pipefail
-# shellcheck source=../require-go.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../require-go.sh"
+# shellcheck source=../peer-build.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
 
 VAULT_CSI_PROVIDER_VERSION=v1.4.0
 VAULT_CSI_PROVIDER_COMMIT=db1021c1bc6564ae0aa0ce3d977d6de52886a232

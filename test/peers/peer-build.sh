@@ -1,4 +1,13 @@
-# Sourced by the peer builds. require_go MINOR PURPOSE: Go 1.MINOR or newer on
+# Sourced by the peer builds.
+
+# done_if_built BIN [--check]: prints BIN and exits 0 when it is built;
+# otherwise exits 4 under --check (only asked whether it is built), else returns.
+done_if_built() {
+  if [ -x "$1" ]; then echo "$1"; exit 0; fi
+  if [ "${2:-}" = "--check" ]; then exit 4; fi
+}
+
+# require_go MINOR PURPOSE: Go 1.MINOR or newer on
 # the PATH, building with that toolchain only (no downloads of another); else
 # a message naming PURPOSE and exit 3, the builds' "Go is missing" code.
 require_go() {
