@@ -161,7 +161,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
   const running = manager;
-  /** _exit(0) once the logger and stdout have handed over every line (_exit skips all flushing). */
+  /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
   const exitNow = async (): Promise<never> => {
     await new Promise<void>((r) => log.flush(() => r()));
     await new Promise<void>((r) => process.stdout.write('', () => r()));

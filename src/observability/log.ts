@@ -18,5 +18,8 @@ export function createLogger(level: LevelWithSilent = 'info', dest: pino.Destina
     redact: { paths: REDACT_PATHS, censor: '***stripped***' },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  return dest ? pino(opts, dest) : pino(opts);
+  // Synchronous on stdout: the driver leaves with _exit (handover, takeover) and may be SIGKILLed, and an async
+  // line still queued in libuv's threadpool (shared with the blocking /dev/fuse reads) would be lost. The log is
+  // a few lines per publish or rotation, so blocking writes cost nothing measurable.
+  return pino(opts, dest ?? pino.destination({ dest: 1, sync: true }));
 }
