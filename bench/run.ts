@@ -729,8 +729,11 @@ async function benchSwitchCost(): Promise<void> {
   out(`  ratio (median): ${fmt(v.publishUs.median / tb.publishUs.median, 1)}x; the difference is what makes a rotation visible to inotify watchers`);
   out(`  FUSE requests per rotation, switch only: ${reqs(v.switchRequests)}`);
   out(`  with the old version's removal (grace 0): ${reqs(v.withRemovalRequests)}`);
-  out('  keeper snapshot (the whole state encoded, sent synchronously once per rotation, publish and unpublish):');
-  for (const sn of res.snapshotMs) out(`    ${pad(sn.volumes, 5)} volumes: ${pad(fmt(sn.bytes / KiB, 0), 6)} KiB in ${fmt(sn.ms, 2)} ms`);
+  out('  keeper snapshot (the whole state encoded, then handed to a keeper process; once per rotation, publish and unpublish;');
+  out('  the JS thread waits for both):');
+  for (const sn of res.snapshotMs) {
+    out(`    ${pad(sn.volumes, 5)} volumes: ${pad(fmt(sn.bytes / KiB, 0), 6)} KiB in ${fmt(sn.ms, 2)} ms (encode ${fmt(sn.encodeMs, 2)}, hand-over ${fmt(sn.sendMs, 2)})`);
+  }
   out();
   notes.push(`rotation switch: ${fmt(v.publishUs.median / 1000, 2)} ms median with the syscalls made by a forked child (inotify sees them) `
     + `vs ${fmt(tb.publishUs.median / 1000, 2)} ms table-only; ${volumes} volumes rotating at once: ${fmt(v.concurrentMs, 0)} ms vs ${fmt(tb.concurrentMs, 0)} ms. `
