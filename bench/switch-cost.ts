@@ -4,8 +4,10 @@
 // invalidations, silent for inotify); one volume at a time and many volumes
 // rotating at once (a forked child per batch of syscalls). Also the
 // keeper snapshot (the whole state encoded, then handed to a real keeper
-// process over its socket) as the node fills up. Run as
-// root: `node dist/bench/switch-cost.js [rotations] [volumes]`. It serves its
+// process over its socket) as the node fills up. Run as root:
+// `UV_THREADPOOL_SIZE=16 node dist/bench/switch-cost.js [rotations] [volumes]`
+// (its two mounts' blocking readers would take all 4 default threads and
+// every fs call would wait forever, as in bench section 5). It serves its
 // mounts itself, so it never reads them synchronously.
 
 import { spawn } from 'node:child_process';
