@@ -13,6 +13,8 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { SecretsFilesystem, type VolumeHandle } from '../src/fuse/filesystem.js';
 import { unmount } from '../src/fuse/mount.js';
+import { nativeForkSyscalls } from '../src/fuse/vfs-steps.js';
+import { loadNative } from '../src/native/addon.js';
 import { tempDir, execFileP, waitUntil, sleep, NODE, ROOT, type Tap } from './helpers/harness.js';
 
 const log = { warn: () => undefined, debug: () => undefined };
@@ -40,9 +42,12 @@ class Reader {
   }
 }
 
-async function setup(t: Tap): Promise<{ fs: SecretsFilesystem; vol: VolumeHandle; target: string; reader: Reader }> {
+async function setup(t: Tap, vfsSteps = false): Promise<{ fs: SecretsFilesystem; vol: VolumeHandle; target: string; reader: Reader }> {
   const dir = await tempDir(t);
-  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log });
+  const fs = await SecretsFilesystem.mount({
+    mountDir: join(dir, 'fuse'), log,
+    ...(vfsSteps ? { forkSyscalls: nativeForkSyscalls(loadNative()), retireGraceMs: 0 } : {}),
+  });
   const vol = fs.createVolume('vol');
   const target = join(dir, 'target');
   await mkdir(target);
@@ -138,4 +143,29 @@ t.test('callers are recorded; old versions are freed and zeroed once forgotten; 
   await fs.destroyVolume(vol);
   t.ok(curBuf.every((b) => b === 0), 'destroying the volume zeroed the current bytes at once');
   t.equal(fs.table.stats().fileBytes, 0, 'no file bytes held');
+});
+
+t.test('rotations back to back while old versions are being removed: each removal made once, nothing left behind', async (t) => {
+  // Regression: a rotation during a removal pass started a second pass over
+  // the same retired directory, whose steps then failed in the table and
+  // crashed the process. No grace period here, so passes overlap rotations.
+  const { fs, vol, target } = await setup(t as Tap, true);
+  const version = (i: number) => [file('pw', `v${i}`), file('user', 'root'), file('conf/app.json', `{"n":${i % 3}}`)];
+  await fs.publish(vol, version(0));
+  await fs.bind(vol, target);
+  const baseline = fs.table.stats().inodes;
+  for (let i = 1; i <= 300; i++) {
+    await fs.publish(vol, version(i));
+    if (i % 25 === 0) {
+      const { stdout } = await execFileP('cat', [join(target, 'pw'), join(target, 'conf/app.json')]);
+      t.equal(stdout, `v${i}{"n":${i % 3}}`, `version ${i} served`);
+    }
+  }
+  await waitUntil(async () => {
+    await execFileP('sh', ['-c', 'echo 2 > /proc/sys/vm/drop_caches']).catch(() => undefined);
+    return fs.table.stats().inodes <= baseline;
+  }, 10_000, 'old versions removed and forgotten');
+  t.ok(fs.table.stats().inodes <= baseline, `back to ${baseline} inodes or fewer`);
+  const names = (await execFileP('ls', ['-a', target])).stdout.split('\n').filter((n) => n.startsWith('..2'));
+  t.equal(names.length, 1, 'one version directory left');
 });

@@ -107,6 +107,8 @@ export class SecretsFilesystem {
   private stopped = false;
 
   private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
+  /** Volumes whose removal pass (old versions, file by file) is under way. */
+  private readonly sweeping = new Set<VolumeHandle>();
 
   /** Opens /dev/fuse, mounts the root at mountDir and starts serving. */
   static async mount(o: FilesystemOptions): Promise<SecretsFilesystem> {
@@ -278,7 +280,9 @@ export class SecretsFilesystem {
 
   /** Removes the names of replaced versions once their grace period is over. */
   private scheduleSweep(v: VolumeHandle): void {
-    if (this.sweepTimers.has(v.name)) return;
+    // One removal pass per volume at a time: a rotation during a pass must not start another on the same
+    // retired directory, whose steps would then be made twice.
+    if (this.sweepTimers.has(v.name) || this.sweeping.has(v) || this.stopped) return;
     const due = v.tree.nextSweepIn(Date.now());
     if (due === null) return;
     const timer = setTimeout(() => {
@@ -291,12 +295,17 @@ export class SecretsFilesystem {
       }
       // Removed file by file, as `rm -r` does: watchers of a file see it deleted.
       const live = (): boolean => this.volumes.get(v.name) === v && !this.stopped;
+      this.sweeping.add(v);
       void (async () => {
-        for (const name of v.tree.dueRetired(Date.now())) {
-          if (!live()) return; // a handover: the next driver removes it
-          const inval = await this.perform(v, v.tree.removalSteps(name));
-          v.tree.removed(name);
-          if (inval.length > 0) await this.session.invalidateEntries(inval);
+        try {
+          for (const name of v.tree.dueRetired(Date.now())) {
+            if (!live()) return; // a handover: the next driver removes it
+            const inval = await this.perform(v, v.tree.removalSteps(name));
+            v.tree.removed(name);
+            if (inval.length > 0) await this.session.invalidateEntries(inval);
+          }
+        } finally {
+          this.sweeping.delete(v);
         }
         if (live()) this.scheduleSweep(v);
       })();
