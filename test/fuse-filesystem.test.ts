@@ -169,3 +169,17 @@ t.test('rotations back to back while old versions are being removed: each remova
   const names = (await execFileP('ls', ['-a', target])).stdout.split('\n').filter((n) => n.startsWith('..2'));
   t.equal(names.length, 1, 'one version directory left');
 });
+
+t.test('a volume destroyed while its old versions are being removed: no crash, nothing left', async (t) => {
+  const { fs, vol } = await setup(t as Tap, true);
+  await fs.publish(vol, [file('a', 'x')]);
+  for (let i = 0; i < 40; i++) {
+    const v = fs.createVolume(`d${i}`);
+    await fs.publish(v, [file('a', 'v0'), file('sub/b', 'v0')]);
+    await fs.publish(v, [file('a', 'v1'), file('sub/b', 'v1')]);
+    await sleep(i % 10); // the removal pass is due 5 ms after the switch
+    await fs.destroyVolume(v);
+  }
+  await sleep(200);
+  t.equal(fs.table.stats().fileBytes, 1, 'only the other volume\'s byte is held');
+});

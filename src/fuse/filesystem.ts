@@ -267,6 +267,9 @@ export class SecretsFilesystem {
   private async perform(v: VolumeHandle, steps: readonly RotationStep[]): Promise<EntryInvalidation[]> {
     const outcomes = this.stopped ? steps.map(() => 'not-applied' as const)
       : await this.steps!.run(steps, (s) => (s.dir ? join(v.sourcePath, s.dir) : v.sourcePath));
+    // Destroyed meanwhile (an unpublish during a removal pass): its tree is scrubbed and unlinked, so the
+    // steps that failed on the way there have nothing left to apply.
+    if (this.volumes.get(v.name) !== v) return [];
     const inval: EntryInvalidation[] = [];
     steps.forEach((step, i) => {
       const outcome = outcomes[i];
