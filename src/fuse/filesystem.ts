@@ -101,6 +101,7 @@ export class SecretsFilesystem {
     /** Open write windows by volume directory id (see write-window.ts). */
     private readonly windows: Map<number, WriteWindow>,
     private readonly steps: VfsSteps | null,
+    private readonly log: SessionLogger,
   ) {}
 
   /** Set by settle/detach: no more directory changes from this process. */
@@ -156,7 +157,7 @@ export class SecretsFilesystem {
       ...(o.onRequest ? { onRequest: o.onRequest } : {}),
     }, (id) => id === ROOT_ID || volumeDirs.has(id), lookup, threadGroupOf, steps);
     const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
-    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation, windows, steps);
+    return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation, windows, steps, o.log);
   }
 
   /**
@@ -311,7 +312,10 @@ export class SecretsFilesystem {
           this.sweeping.delete(v);
         }
         if (live()) this.scheduleSweep(v);
-      })();
+      })().catch((e: unknown) => {
+        // A bug here must not take the process (and every mount's server) down: the old names stay until the next rotation retries.
+        this.log.warn({ err: (e as Error).message, volume: v.name }, 'removing old versions failed');
+      });
     }, due + 5);
     timer.unref();
     this.sweepTimers.set(v.name, timer);
