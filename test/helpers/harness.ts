@@ -6,7 +6,7 @@
 
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, writeFile, rm } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -181,6 +181,7 @@ export class Harness {
   readonly spcDir: string;
   /** The provider's source lives on tmpfs (/dev/shm): it is the store, not something the driver wrote. */
   readonly sourceDir: string;
+  private sourceWrites = 0;
   readonly sock: string;
 
   private constructor(readonly dir: string, private readonly opts: HarnessOptions) {
@@ -263,8 +264,11 @@ export class Harness {
     await writeFile(join(this.spcDir, `${namespace}-${name}.yaml`), `${yaml}\n`);
   }
 
+  /** Replaced atomically: a poll racing the write must see the old or the new source, never an empty file. */
   async source(name: string, spec: SourceSpec): Promise<void> {
-    await writeFile(join(this.sourceDir, name), JSON.stringify(spec));
+    const tmp = join(this.sourceDir, `.${name}.${process.pid}.${++this.sourceWrites}`);
+    await writeFile(tmp, JSON.stringify(spec));
+    await rename(tmp, join(this.sourceDir, name));
   }
 
   target(name: string): string {
