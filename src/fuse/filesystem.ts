@@ -289,16 +289,16 @@ export class SecretsFilesystem {
     if (this.sweepTimers.has(v.name) || this.sweeping.has(v) || this.stopped) return;
     const due = v.tree.nextSweepIn(Date.now());
     if (due === null) return;
+    const live = (): boolean => this.volumes.get(v.name) === v && !this.stopped;
     const timer = setTimeout(() => {
       this.sweepTimers.delete(v.name);
-      if (this.volumes.get(v.name) !== v || this.stopped) return;
+      if (!live()) return;
       if (!this.steps) {
         const inval = v.tree.sweep(Date.now());
         void this.session.invalidateEntries(inval).then(() => this.scheduleSweep(v));
         return;
       }
       // Removed file by file, as `rm -r` does: watchers of a file see it deleted.
-      const live = (): boolean => this.volumes.get(v.name) === v && !this.stopped;
       this.sweeping.add(v);
       void (async () => {
         try {

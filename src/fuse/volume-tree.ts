@@ -127,14 +127,11 @@ export class VolumeTree {
 
   /** Unlinks retired version directories older than the grace period; returns what to invalidate. */
   sweep(nowMs: number): EntryInvalidation[] {
-    const out: EntryInvalidation[] = [];
-    this.retired = this.retired.filter((r) => {
-      if (nowMs - r.at < this.retireGraceMs) return true;
-      this.table.unlink(this.dirId, r.name);
-      out.push({ parent: this.dirId, name: r.name });
-      return false;
+    return this.dueRetired(nowMs).map((name) => {
+      this.table.unlink(this.dirId, name);
+      this.removed(name);
+      return { parent: this.dirId, name };
     });
-    return out;
   }
 
   /** Milliseconds until the next retired directory is due, or null when none is waiting. */
