@@ -7,7 +7,7 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, sleep, type Tap } from './helpers/harness.js';
+import { Harness, sleep, warningLines, type Tap } from './helpers/harness.js';
 
 t.test('rotations, republishes and unpublish/publish cycles under a fast poll', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=100ms'] });
@@ -32,7 +32,7 @@ t.test('rotations, republishes and unpublish/publish cycles under a fast poll', 
   clearInterval(rot);
   t.equal(errors, 0, `errors over ${cycles} cycles, ${n} source changes`);
   t.equal(h.driver.child.exitCode, null, 'driver alive');
-  const bad = h.driver.out.split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+  const bad = warningLines(h.driver.out);
   t.comment(bad.slice(0, 10).join('\n'));
   t.equal(bad.length, 0, 'no warnings or errors logged');
   for (const tp of targets) await h.unpublish(tp);

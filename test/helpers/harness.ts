@@ -317,6 +317,11 @@ export function grpcCode(e: unknown): number | undefined {
   return (e as ServiceError | null)?.code;
 }
 
+/** The driver's log lines at warn level or above (pino: 40 warn, 50 error, 60 fatal). */
+export function warningLines(out: string): string[] {
+  return out.split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+}
+
 /** A canary value: unique, greppable, never a real secret. */
 export function canary(label: string): string {
   return `CANARY-${label}-${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}`;
