@@ -346,14 +346,15 @@ async function benchPublish(env: BenchEnv, driver: Driver, providerSocket: strin
   };
 
   out(`2. Publish latency, ms (N=${P.publishN} sequential, distinct kubelet-style target paths, ${pubFiles.length} files of ${pubFiles[0]!.contents.length / KiB} KiB)`);
+  const row = (label: string, x: Summary): string[] => [label, fmt(x.median, 2), fmt(x.p95, 2), fmt(x.max, 2), fmt(x.mean, 2)];
   table(['operation', 'median', 'p95', 'max', 'mean'], [
-    ['NodePublishVolume (ours, round trip)', fmt(s.publish.median, 2), fmt(s.publish.p95, 2), fmt(s.publish.max, 2), fmt(s.publish.mean, 2)],
-    ['NodeUnpublishVolume (ours, round trip)', fmt(s.unpublish.median, 2), fmt(s.unpublish.p95, 2), fmt(s.unpublish.max, 2), fmt(s.unpublish.mean, 2)],
-    ['NodePublishVolume, provider writes (window)', fmt(s.publishWriteWindow.median, 2), fmt(s.publishWriteWindow.p95, 2), fmt(s.publishWriteWindow.max, 2), fmt(s.publishWriteWindow.mean, 2)],
-    ['NodeUnpublishVolume after a window', fmt(s.unpublishWriteWindow.median, 2), fmt(s.unpublishWriteWindow.p95, 2), fmt(s.unpublishWriteWindow.max, 2), fmt(s.unpublishWriteWindow.mean, 2)],
-    ['baseline: provider Mount alone', fmt(s.providerMount.median, 2), fmt(s.providerMount.p95, 2), fmt(s.providerMount.max, 2), fmt(s.providerMount.mean, 2)],
-    ['baseline: mount tmpfs + write files', fmt(s.tmpfsMountAndWrite.median, 2), fmt(s.tmpfsMountAndWrite.p95, 2), fmt(s.tmpfsMountAndWrite.max, 2), fmt(s.tmpfsMountAndWrite.mean, 2)],
-    ['baseline: umount tmpfs', fmt(s.tmpfsUmount.median, 2), fmt(s.tmpfsUmount.p95, 2), fmt(s.tmpfsUmount.max, 2), fmt(s.tmpfsUmount.mean, 2)],
+    row('NodePublishVolume (ours, round trip)', s.publish),
+    row('NodeUnpublishVolume (ours, round trip)', s.unpublish),
+    row('NodePublishVolume, provider writes (window)', s.publishWriteWindow),
+    row('NodeUnpublishVolume after a window', s.unpublishWriteWindow),
+    row('baseline: provider Mount alone', s.providerMount),
+    row('baseline: mount tmpfs + write files', s.tmpfsMountAndWrite),
+    row('baseline: umount tmpfs', s.tmpfsUmount),
   ], 40);
   out(`  provider Mount inside our publishes (driver's histogram, mean): ${fmt(driverProviderMeanMs, 2)} ms`);
   out(`  upstream-like publish estimate (provider Mount + tmpfs mount/write, sum of medians): ${fmt(upstreamLikePublish, 2)} ms`);
