@@ -217,8 +217,7 @@ export class VolumeManager {
       if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
       const tokens = serviceAccountTokens(req.secrets, vc);
       const attributes = buildAttributes(resolved.parameters, vc, tokens);
-      const p = provider;
-      call = (): Promise<MountResult> => this.callProvider(p, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
+      call = (): Promise<MountResult> => this.callProvider(resolved.provider, attributes, req.secrets, req.targetPath, [], req.deadline, podNamespace, podName);
       const pid = await this.windowPid(provider);
       if (pid !== null) return this.publishWithWindow(req, { podName, podNamespace, spcName, provider }, pid, call);
     }
