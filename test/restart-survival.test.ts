@@ -43,10 +43,15 @@ async function finishReaders(readers: Array<{ child: ChildProcess; done: Promise
   const report: string[] = [];
   for (const r of readers) {
     if (r.child.exitCode !== null) continue;
-    const stack = await readFile(`/proc/${r.child.pid}/stack`, 'utf8').catch((e: Error) => e.message);
-    report.push(`reader ${r.child.pid}:\n${stack}`);
+    // Every thread: the one blocked on the mount need not be the main one.
+    const stacks = await execFileP('sh', ['-c', 'for t in /proc/$1/task/*; do echo "$t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done', 'sh', String(r.child.pid)])
+      .then((o) => o.stdout, (e: Error) => e.message);
+    report.push(`reader ${r.child.pid}:\n${stacks}`);
   }
-  const conns = await execFileP('sh', ['-c', 'grep -H . /sys/fs/fuse/connections/*/waiting']).then((o) => o.stdout, () => '');
+  // Requests each connection has in flight (fusectl, mounted for the moment if the machine has not).
+  const conns = await execFileP('sh', ['-c', 'm=; ls /sys/fs/fuse/connections/*/waiting >/dev/null 2>&1 || { mount -t fusectl none /sys/fs/fuse/connections && m=1; }; '
+    + 'grep -H . /sys/fs/fuse/connections/*/waiting; [ -z "$m" ] || umount /sys/fs/fuse/connections'])
+    .then((o) => o.stdout, (e: Error) => e.message);
   for (const r of readers) r.child.kill('SIGKILL');
   throw new Error(`readers did not stop: a request was never answered\n${report.join('\n')}\nwaiting: ${conns}`);
 }
