@@ -109,6 +109,16 @@ t.test('every upstream flag is accepted', async (t) => {
   t.strictSame(ignoredOnly, defaultFlags());
 });
 
+t.test("klog's flags, which upstream registers, are accepted and ignored", async (t) => {
+  const klog = parseFlags([
+    '-alsologtostderr', '-logtostderr=false', '-vmodule=nodeserver=4', '-stderrthreshold', 'ERROR', '-log_dir=/var/log/x',
+    '-log_file', '/x.log', '-log_file_max_size=1800', '-log_backtrace_at=file.go:10', '-add_dir_header', '-skip_headers',
+    '-skip_log_headers=true', '-one_output', '-v=3',
+  ]);
+  t.strictSame(klog, defaultFlags(), 'nothing changes');
+  t.throws(() => parseFlags(['-log_file_max_size=big']), /invalid/, 'an int flag still needs an int, as in Go');
+});
+
 t.test('flags of this driver', async (t) => {
   const f = parseFlags([
     '--rotation-concurrency=8', '--provider-timeout=90s', '--secret-provider-class-dir=/spc',
@@ -205,7 +215,7 @@ t.test('parseDuration accepts every form Go time.ParseDuration accepts', async (
 
 t.test('usage lists every flag once', async (t) => {
   const u = usage();
-  const names = [...u.matchAll(/^ {2}--([a-z-]+)/gm)].map((m) => m[1]);
+  const names = [...u.matchAll(/^ {2}--([a-z_-]+)/gm)].map((m) => m[1]);
   for (const n of ['endpoint', 'nodeid', 'drivername', 'provider-volume', 'additional-provider-volume-paths',
     'enable-secret-rotation', 'rotation-poll-interval', 'metrics-addr', 'max-call-recv-msg-size', 'kubeconfig',
     'version', 'help', 'log-format-json', 'v']) {

@@ -60,8 +60,20 @@ const SPECS: Record<string, Spec> = {
   'pprof-port': { key: null, kind: 'int', help: 'ignored' },
   'provider-health-check': { key: null, kind: 'bool', help: 'ignored' },
   'provider-health-check-interval': { key: null, kind: 'duration', help: 'ignored' },
+  // klog's flags (klog.InitFlags, which upstream registers): accepted and ignored, logs are JSON on stderr.
   v: { key: null, kind: 'int', help: 'ignored (klog verbosity); use --log-level' },
-  logtostderr: { key: null, kind: 'bool', help: 'ignored' },
+  vmodule: { key: null, kind: 'string', help: 'ignored (klog)' },
+  logtostderr: { key: null, kind: 'bool', help: 'ignored (klog)' },
+  alsologtostderr: { key: null, kind: 'bool', help: 'ignored (klog)' },
+  stderrthreshold: { key: null, kind: 'string', help: 'ignored (klog)' },
+  log_dir: { key: null, kind: 'string', help: 'ignored (klog): nothing is logged to files' },
+  log_file: { key: null, kind: 'string', help: 'ignored (klog): nothing is logged to files' },
+  log_file_max_size: { key: null, kind: 'int', help: 'ignored (klog)' },
+  log_backtrace_at: { key: null, kind: 'string', help: 'ignored (klog)' },
+  add_dir_header: { key: null, kind: 'bool', help: 'ignored (klog)' },
+  skip_headers: { key: null, kind: 'bool', help: 'ignored (klog)' },
+  skip_log_headers: { key: null, kind: 'bool', help: 'ignored (klog)' },
+  one_output: { key: null, kind: 'bool', help: 'ignored (klog)' },
 };
 
 export function defaultFlags(): DriverFlags {

@@ -18,7 +18,7 @@ export class DriverMetrics {
   private readonly rotationDuration = new Histogram({ name: 'rotation_reconcile_duration_sec', help: 'Duration of a rotation poll in seconds', labelNames: ['os_type'], buckets: [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 30], registers: [this.registry] });
   private readonly providerCall = new Histogram({ name: 'secrets_store_provider_mount_duration_seconds', help: 'Latency of provider Mount calls', labelNames: ['provider', 'result'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   readonly volumes = new Gauge({ name: 'secrets_store_volumes_mounted', help: 'Volumes served from memory', registers: [this.registry] });
-  readonly versions = new Gauge({ name: 'secrets_store_versions_published_total', help: 'Volume versions published since start (first mounts and rotations)', registers: [this.registry] });
+  readonly versions = new Counter({ name: 'secrets_store_versions_published_total', help: 'Volume versions published since start (first mounts and rotations)', registers: [this.registry] });
   private fsStats: () => { inodes: number; fileBytes: number } = () => ({ inodes: 0, fileBytes: 0 });
   private readonly inodes = new Gauge({ name: 'secrets_store_fuse_inodes', help: 'Inodes held in memory, including old versions the kernel still references', registers: [this.registry],
     collect: () => { this.inodes.set(this.fsStats().inodes); } });
