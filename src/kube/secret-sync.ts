@@ -83,12 +83,10 @@ export class SecretSync {
   private spcpsInformer: ListWatch<SpcpsObject> | null = null;
   private podInformer: ListWatch<V1Pod> | null = null;
   private readonly resyncMs: number;
-  private readonly retryMs: number;
 
   constructor(private readonly o: SecretSyncOptions) {
     this.resyncMs = o.resyncMs ?? 5 * 60_000;
-    this.retryMs = o.retryMs ?? 10_000;
-    this.queue = new WorkQueue((k) => this.reconcile(k), (k, e) => o.log.warn({ spcps: k, err: (e as Error).message }, 'secret sync failed'));
+    this.queue = new WorkQueue((k) => this.reconcile(k), (k, e) => o.log.warn({ spcps: k, err: (e as Error).message }, 'secret sync failed'), o.retryMs ?? 10_000);
   }
 
   async start(): Promise<void> {

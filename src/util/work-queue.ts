@@ -10,7 +10,12 @@ export class WorkQueue {
   private running = false;
   private stopped = false;
 
-  constructor(private readonly reconcile: (key: string) => Promise<ReconcileResult>, private readonly onError: (key: string, e: unknown) => void) {}
+  constructor(
+    private readonly reconcile: (key: string) => Promise<ReconcileResult>,
+    private readonly onError: (key: string, e: unknown) => void,
+    /** Delay before a key whose reconcile threw runs again. */
+    private readonly retryAfterMs = 10_000,
+  ) {}
 
   add(key: string): void {
     if (this.stopped) return;
@@ -45,7 +50,7 @@ export class WorkQueue {
           if (res.requeueAfterMs !== undefined) this.addAfter(key, res.requeueAfterMs);
         } catch (e) {
           this.onError(key, e);
-          this.addAfter(key, 10_000);
+          this.addAfter(key, this.retryAfterMs);
         }
       }
     } finally {
