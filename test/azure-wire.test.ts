@@ -8,12 +8,15 @@
 // values the provider parsed from the request, object versions on polls, a
 // rotation, the provider's gRPC errors reaching the CSI caller with their
 // code and upstream's message prefix, and no token or secret in our logs.
+// Also one secret listed twice, at its latest version and pinned under an
+// alias: the provider sends its object id twice, and unchanged polls must not
+// count as rotations (one version per id, the last one winning, as upstream).
 
 import t from 'tap';
 import { lstat, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { Harness, canary, grpcCode, mountsUnder, waitUntil, type Tap } from './helpers/harness.js';
+import { Harness, canary, freePort, grpcCode, mountsUnder, waitUntil, type Tap } from './helpers/harness.js';
 import { startAzureLikeProvider, type AzureCall, type FakeVault } from './fixtures/azure-like-provider.js';
 
 const TENANT = 'tid';
@@ -81,6 +84,36 @@ spec:
           objectEncoding: base64
           filePermission: 0440
 `);
+  // "Current" and "previous" side by side: one secret at its latest version
+  // and pinned under an alias, in both orders. The provider's object id does
+  // not include the alias, so each id comes twice.
+  await writeFile(join(h.spcDir, 'azure-current-previous.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: azure-current-previous}
+spec:
+  provider: azure
+  parameters:
+    keyvaultName: kvname
+    tenantID: ${TENANT}
+    objects: |
+      array:
+        - |
+          objectName: db-password
+          objectType: secret
+        - |
+          objectName: db-password
+          objectAlias: db-password-previous
+          objectType: secret
+          objectVersion: "db-v1"
+        - |
+          objectName: api-key
+          objectAlias: api-key-previous
+          objectType: secret
+          objectVersion: "api-v1"
+        - |
+          objectName: api-key
+          objectType: secret
+`);
   // The deprecated tenantId spelling, still read by the provider.
   await writeFile(join(h.spcDir, 'azure-legacy-tenant.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
@@ -98,8 +131,20 @@ spec:
 `);
 }
 
+/** How many times the driver logged a rotation of `target`. */
+function rotationsLogged(out: string, target: string): number {
+  return out.split('\n').filter((l) => l.includes('"rotated volume content"') && l.includes(`"targetPath":${JSON.stringify(target)}`)).length;
+}
+
+async function rotatedTotal(port: number): Promise<number> {
+  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = /^rotation_reconcile_total\{provider="azure",os_type="linux",rotated="true"\} (\d+)/m.exec(body);
+  return m ? Number(m[1]) : 0;
+}
+
 t.test('Azure provider wire: workload identity, service principal, versions, rotation, errors', async (t) => {
-  const h = await Harness.start(t as Tap, { startProvider: false, providerName: 'azure', driverArgs: ['--rotation-poll-interval=1s'] });
+  const port = await freePort();
+  const h = await Harness.start(t as Tap, { startProvider: false, providerName: 'azure', driverArgs: ['--rotation-poll-interval=1s', `--metrics-addr=127.0.0.1:${port}`] });
   await writeSpcs(h);
 
   const wiToken = canary('wi-token');
@@ -112,6 +157,12 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
   const tlsKey = canary('kv-tls-key');
   const tlsPem = `-----BEGIN PRIVATE KEY-----\n${tlsKey}\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n`;
   const apiToken = canary('kv-api-token');
+  const dbPw1 = canary('kv-db-password-v1');
+  const dbPw2 = canary('kv-db-password-v2');
+  const dbPw3 = canary('kv-db-password-v3');
+  const apiKey1 = canary('kv-api-key-v1');
+  const apiKey2 = canary('kv-api-key-v2');
+  const apiKey3 = canary('kv-api-key-v3');
   const vaults: Record<string, FakeVault> = {
     kvname: {
       principals: [
@@ -126,6 +177,8 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
         ],
         mycert: [{ version: 'c3c3', value: tlsPem, created: at(1) }],
         'api-token': [{ version: 'a7a7', value: Buffer.from(apiToken).toString('base64'), created: at(1) }],
+        'db-password': [{ version: 'db-v1', value: dbPw1, created: at(1) }, { version: 'db-v2', value: dbPw2, created: at(2) }],
+        'api-key': [{ version: 'api-v1', value: apiKey1, created: at(1) }, { version: 'api-v2', value: apiKey2, created: at(2) }],
       },
       keys: { key1: [{ version: 'k1k1', value: KEY_PEM, created: at(1) }] },
     },
@@ -225,6 +278,48 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     await h.unpublish(legacy);
   });
 
+  await t.test('one secret at its latest version and pinned: the id twice, unchanged polls are no rotation', async (t) => {
+    const target = h.target('azure-current-previous');
+    await h.publish(h.publishRequest(target, 'azure-current-previous', { secrets: { clientid: SP_CLIENT, clientsecret: spSecret } }));
+    t.equal(lastCall().error, undefined, 'the provider answered');
+    t.strictSame(lastCall().objectVersion, [
+      { id: 'secret/db-password', version: 'db-v2' }, { id: 'secret/db-password', version: 'db-v1' },
+      { id: 'secret/api-key', version: 'api-v1' }, { id: 'secret/api-key', version: 'api-v2' },
+    ], 'the provider sends each id twice');
+    t.equal(await readFile(join(target, 'db-password'), 'utf8'), dbPw2, 'current: the latest');
+    t.equal(await readFile(join(target, 'db-password-previous'), 'utf8'), dbPw1, 'previous: the pinned one');
+    t.equal(await readFile(join(target, 'api-key'), 'utf8'), apiKey2);
+    t.equal(await readFile(join(target, 'api-key-previous'), 'utf8'), apiKey1);
+
+    const polls = (): AzureCall[] => azure.calls.filter((c) => c.request.targetPath === target && c.request.currentObjectVersion.length > 0);
+    const rotatedBefore = await rotatedTotal(port);
+    await waitUntil(() => polls().length >= 3, 15_000, 'three polls');
+    // One version per id, the one sent last, as upstream's map keeps it.
+    const oneEach = [{ id: 'secret/api-key', version: 'api-v2' }, { id: 'secret/db-password', version: 'db-v1' }];
+    for (const [i, c] of polls().entries()) t.strictSame(c.request.currentObjectVersion, oneEach, `poll ${i + 1}: current_object_version has each id once`);
+    t.equal(rotationsLogged(h.driver.out, target), 0, 'unchanged polls: no rotation logged');
+    t.equal(await rotatedTotal(port), rotatedBefore, 'unchanged polls: no rotated="true" poll');
+
+    // A new latest version of the secret whose pinned entry comes last: the content changes, the recorded version does not.
+    vaults.kvname!.secrets!['db-password']!.push({ version: 'db-v3', value: dbPw3, created: at(3) });
+    await waitUntil(async () => (await readFile(join(target, 'db-password'), 'utf8')) === dbPw3, 10_000, 'the new latest db-password');
+    t.equal(await readFile(join(target, 'db-password-previous'), 'utf8'), dbPw1, 'the pinned one stays');
+    await waitUntil(() => rotationsLogged(h.driver.out, target) === 1, 5000, 'the rotation logged');
+    // A new latest version of the secret whose latest entry comes last: content and version change.
+    vaults.kvname!.secrets!['api-key']!.push({ version: 'api-v3', value: apiKey3, created: at(3) });
+    await waitUntil(async () => (await readFile(join(target, 'api-key'), 'utf8')) === apiKey3, 10_000, 'the new latest api-key');
+    await waitUntil(() => rotationsLogged(h.driver.out, target) === 2, 5000, 'the second rotation logged');
+    t.equal(await rotatedTotal(port), rotatedBefore + 2, 'two rotated="true" polls, one per real change');
+
+    const n = polls().length;
+    await waitUntil(() => polls().length >= n + 3, 15_000, 'three more polls');
+    t.strictSame(polls().at(-1)!.request.currentObjectVersion, [{ id: 'secret/api-key', version: 'api-v3' }, { id: 'secret/db-password', version: 'db-v1' }],
+      'the new versions are sent, still one per id');
+    t.equal(rotationsLogged(h.driver.out, target), 2, 'no rotation after the changes were served');
+    t.equal(await rotatedTotal(port), rotatedBefore + 2, 'no rotated="true" poll after them either');
+    await h.unpublish(target);
+  });
+
   await t.test('provider errors reach the caller with its code and upstream\'s prefix', async (t) => {
     const target = h.target('azure-err');
     const wrongSecret = canary('wrong-secret');
@@ -248,7 +343,7 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     t.notOk(h.driver.out.includes(wrongSecret), 'the wrong secret is not in the logs either');
   });
 
-  for (const [name, value] of Object.entries({ wiToken, otherToken, spSecret, secret1, secret1b, db1, db2, tlsKey, apiToken })) {
+  for (const [name, value] of Object.entries({ wiToken, otherToken, spSecret, secret1, secret1b, db1, db2, tlsKey, apiToken, dbPw1, dbPw2, dbPw3, apiKey1, apiKey2, apiKey3 })) {
     t.notOk(h.driver.out.includes(value), `the driver's logs do not contain ${name}`);
   }
   t.ok(h.driver.out.length > 200, 'the driver did log');

@@ -5,7 +5,9 @@
 // mounts an SPC with secretObjects: files served, status object and Secret
 // written as upstream writes them, a rotation reaching all three, the Secret
 // garbage-collected when its owners go, upstream's error for a namespace
-// without the SPC, and Events on the Pod.
+// without the SPC, and Events on the Pod. Also: an object id sent twice by
+// the provider (latest + pinned) gives one status entry per id and no
+// status write or Event on unchanged polls.
 
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
@@ -264,4 +266,67 @@ t.test('a bare pod, a kubernetes.io/tls Secret, and a clear message when RBAC fo
   await eventually(() => core.readNamespacedSecret({ namespace: ns, name: 'app-tls' }).catch(() => null), 30_000, 'the Secret once the role is back');
   t.pass('sync recovers once the role is bound again');
   for (const p of [a, b]) await h.unpublish(p.target);
+});
+
+t.test('an object id sent twice (latest + pinned): one status entry per id, no status write or Event on unchanged polls', async (t) => {
+  const ns = 'team-c';
+  await ensureNamespace(ns);
+  const driverKubeconfig = await serviceAccountKubeconfig(cp, kc, 'kube-system', 'secrets-store-csi-driver', join(cp.dir, `driver-c-${Date.now()}.kubeconfig`));
+  const h = await Harness.start(t as Tap, { kubeconfig: driverKubeconfig, nodeId: NODE, driverArgs: ['--rotation-poll-interval=1s'] });
+
+  // As the Azure provider answers an SPC listing one Key Vault secret pinned
+  // (alias db-password-previous) and then at its latest version: the id twice.
+  const answer = (latest: string, value: string) => ({
+    files: [{ path: 'db-password-previous', contents: 'pw-v1' }, { path: 'db-password', contents: value }],
+    objectVersions: [{ id: 'secret/db-password', version: 'v1' }, { id: 'secret/db-password', version: latest }],
+  });
+  await h.source('s.json', answer('v2', 'pw-v2'));
+  await apply(kc, [{
+    apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name: 'current-previous', namespace: ns },
+    spec: { provider: 'example', parameters: { secretsFile: join(h.sourceDir, 's.json') } },
+  } as KubernetesObject]);
+  const name = 'dup-ids';
+  const pod = await core.createNamespacedPod({ namespace: ns, body: {
+    metadata: { name },
+    spec: { nodeName: NODE, containers: [{ name: 'app', image: 'busybox' }],
+      volumes: [{ name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'current-previous' } } }] },
+  } });
+  const uid = pod.metadata!.uid!;
+  const target = join(h.dir, 'pods', uid, 'volumes', 'kubernetes.io~csi', VOLUME, 'mount');
+  await h.publish(h.publishRequest(target, 'current-previous', { volumeContext: {
+    secretProviderClass: 'current-previous', 'csi.storage.k8s.io/pod.name': name, 'csi.storage.k8s.io/pod.namespace': ns, 'csi.storage.k8s.io/pod.uid': uid,
+  } }));
+  t.equal(await readFile(join(target, 'db-password'), 'utf8'), 'pw-v2');
+  t.equal(await readFile(join(target, 'db-password-previous'), 'utf8'), 'pw-v1');
+
+  const getSpcps = () => custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasspodstatuses', name: `${name}-${ns}-current-previous` }) as Promise<{
+    metadata: { resourceVersion: string };
+    status: { objects: Array<{ id: string; version: string }> };
+  }>;
+  const rotationEvents = async (): Promise<number> =>
+    (await core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` })).items.filter((e) => e.reason === 'MountRotationComplete').length;
+  const rotationsLogged = (): number => h.driver.out.split('\n').filter((l) => l.includes('"rotated volume content"')).length;
+
+  const first = await getSpcps();
+  t.strictSame(first.status.objects, [{ id: 'secret/db-password', version: 'v2' }], 'one status entry for the id: the version sent last');
+  const polls = h.providerMounts();
+  await eventually(async () => h.providerMounts() >= polls + 3, 15_000, 'three polls');
+  t.equal(rotationsLogged(), 0, 'unchanged polls: no rotation (no status write, Secret sync or Event)');
+  t.equal(await rotationEvents(), 0, 'no MountRotationComplete Event');
+  t.equal((await getSpcps()).metadata.resourceVersion, first.metadata.resourceVersion, 'the status object is unchanged');
+
+  // The latest version changes: content and the version sent last.
+  await h.source('s.json', answer('v3', 'pw-v3'));
+  await eventually(async () => (await readFile(join(target, 'db-password'), 'utf8')) === 'pw-v3', 10_000, 'the new latest value');
+  await eventually(async () => (await getSpcps()).status.objects[0]?.version === 'v3', 10_000, 'the status object to carry v3');
+  t.strictSame((await getSpcps()).status.objects, [{ id: 'secret/db-password', version: 'v3' }], 'still one entry');
+  await eventually(async () => (await rotationEvents()) === 1, 10_000, 'one MountRotationComplete Event');
+  const after = h.providerMounts();
+  await eventually(async () => h.providerMounts() >= after + 3, 15_000, 'three more polls');
+  t.equal(rotationsLogged(), 1, 'one rotation in all');
+  t.equal(await rotationEvents(), 1, 'one MountRotationComplete Event in all');
+  t.equal(await readFile(join(target, 'db-password-previous'), 'utf8'), 'pw-v1', 'the pinned file stays');
+
+  await h.unpublish(target);
+  await core.deleteNamespacedPod({ namespace: ns, name, gracePeriodSeconds: 0 });
 });

@@ -1,5 +1,6 @@
 // Unit tests of the provider MountRequest construction and of the validation
-// of provider responses: src/provider/go-json.ts, mount-request.ts, paths.ts.
+// and normalization of provider responses: src/provider/go-json.ts,
+// mount-request.ts, paths.ts, client.ts (lastVersionPerId).
 
 import t from 'tap';
 import { goMarshalStringMap } from '../src/provider/go-json.js';
@@ -9,6 +10,7 @@ import {
 import {
   validatePath, validateFiles, MAX_PATH_LENGTH, MAX_FILE_NAME_LENGTH, type ProviderFile,
 } from '../src/provider/paths.js';
+import { lastVersionPerId } from '../src/provider/client.js';
 
 const TOKENS = 'csi.storage.k8s.io/serviceAccount.tokens';
 
@@ -234,4 +236,28 @@ t.test('validateFiles: modes', async (t) => {
   t.equal(validateFiles([f('d', Number.NaN)]), 'invalid file mode NaN for d: must be between 0 and 4095 (07777)');
   t.equal(validateFiles([f('ok'), f('e', 0o100644)]), 'invalid file mode 33188 for e: must be between 0 and 4095 (07777)',
     'type bits are not accepted');
+});
+
+t.test('lastVersionPerId: one entry per id, the last one winning, in first-seen order', async (t) => {
+  t.strictSame(lastVersionPerId([]), []);
+  const unique = [{ id: 'secret/b', version: '2' }, { id: 'secret/a', version: '1' }];
+  t.strictSame(lastVersionPerId(unique), unique, 'unique ids: unchanged, in their order');
+
+  // An Azure SPC listing one Key Vault secret at its latest version and again pinned under an alias.
+  t.strictSame(lastVersionPerId([{ id: 'secret/db-password', version: 'latest-v9' }, { id: 'secret/db-password', version: 'pinned-v8' }]),
+    [{ id: 'secret/db-password', version: 'pinned-v8' }], 'latest then pinned: the pinned one (sent last) wins');
+  t.strictSame(lastVersionPerId([{ id: 'secret/db-password', version: 'pinned-v8' }, { id: 'secret/db-password', version: 'latest-v9' }]),
+    [{ id: 'secret/db-password', version: 'latest-v9' }], 'pinned then latest: the latest one wins');
+
+  const input = [
+    { id: 'a', version: '1' }, { id: 'b', version: '1' }, { id: 'a', version: '2' },
+    { id: 'c', version: '1' }, { id: 'b', version: '0' }, { id: 'a', version: '3' },
+  ];
+  const copy = input.map((v) => ({ ...v }));
+  const out = lastVersionPerId(input);
+  t.strictSame(out, [{ id: 'a', version: '3' }, { id: 'b', version: '0' }, { id: 'c', version: '1' }], 'interleaved repeats');
+  t.strictSame(input, copy, 'the input is not changed');
+  t.strictSame(lastVersionPerId(out), out, 'idempotent: a normalized list stays as it is');
+  t.strictSame(lastVersionPerId([{ id: 'x', version: 'v' }, { id: 'x', version: 'v' }]), [{ id: 'x', version: 'v' }], 'an exact repeat');
+  t.strictSame(lastVersionPerId([{ id: '', version: '1' }, { id: '', version: '2' }]), [{ id: '', version: '2' }], 'the empty id is an id too');
 });

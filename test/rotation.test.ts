@@ -1,11 +1,22 @@
 // Rotation through the real driver: polls send the current object versions,
 // a changed secret reaches the file within a poll, and a provider that dies
 // mid-poll leaves the last good content served (with a metric and a log line)
-// until it comes back.
+// until it comes back. And, with the volume manager in this process (to count
+// what a poll hands on): a provider that sends one object id twice (an Azure
+// secret at its latest version and pinned) rotates only on a real change.
 
 import t from 'tap';
-import { readFile } from 'node:fs/promises';
-import { Harness, freePort, waitUntil, sleep, type Tap } from './helpers/harness.js';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { SecretsFilesystem } from '../src/fuse/filesystem.js';
+import { buildPodStatus } from '../src/kube/pod-status.js';
+import { DriverMetrics } from '../src/observability/metrics.js';
+import { ProviderClients } from '../src/provider/client.js';
+import { DirSpcSource } from '../src/spc/dir-source.js';
+import { VolumeManager, type VolumeStatus } from '../src/volume/manager.js';
+import { startAzureLikeProvider, type FakeVault } from './fixtures/azure-like-provider.js';
+import { Harness, freePort, tempDir, waitUntil, sleep, type Tap } from './helpers/harness.js';
 
 async function metric(port: number, name: string): Promise<number> {
   const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -81,4 +92,141 @@ t.test('polls re-read the SecretProviderClass and send current object versions',
   await waitUntil(async () => (await readFile(`${target}/x`, 'utf8')) === 'from-b', 10_000, 'the edited SPC to apply');
   t.pass('an SPC edit applies at the next poll');
   await h.unpublish(target);
+});
+
+t.test('an object id sent twice (latest + pinned): unchanged polls write no status, send no Event or snapshot; changes still rotate', async (t) => {
+  const dir = await tempDir(t as Tap);
+  const providerDir = join(dir, 'providers');
+  const spcDir = join(dir, 'spc');
+  await mkdir(providerDir);
+  await mkdir(spcDir);
+  await writeFile(join(spcDir, 'spc.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: current-previous}
+spec:
+  provider: azure
+  parameters:
+    keyvaultName: kvname
+    tenantID: tid
+    objects: |
+      array:
+        - |
+          objectName: db-password
+          objectType: secret
+        - |
+          objectName: db-password
+          objectAlias: db-password-previous
+          objectType: secret
+          objectVersion: db-v1
+        - |
+          objectName: api-key
+          objectAlias: api-key-previous
+          objectType: secret
+          objectVersion: api-v1
+        - |
+          objectName: api-key
+          objectType: secret
+`);
+  const at = (min: number) => new Date(Date.UTC(2026, 0, 1, 0, min));
+  const vaults: Record<string, FakeVault> = {
+    kvname: {
+      principals: [{ tenantID: 'tid', clientID: 'sp', clientSecret: 'sp-secret' }],
+      secrets: {
+        'db-password': [{ version: 'db-v1', value: 'db-1', created: at(1) }, { version: 'db-v2', value: 'db-2', created: at(2) }],
+        'api-key': [{ version: 'api-v1', value: 'api-1', created: at(1) }, { version: 'api-v2', value: 'api-2', created: at(2) }],
+      },
+    },
+  };
+  const azure = await startAzureLikeProvider(join(providerDir, 'azure.sock'), vaults);
+
+  // What the driver does with these hooks (src/cli/driver.ts): onVersion(first=false) writes the
+  // SecretProviderClassPodStatus, queues a Secret sync and adds a MountRotationComplete Event;
+  // onChange and the filesystem's onMutation send the keeper a snapshot.
+  const lines: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (l: string) => { lines.push(l); } });
+  let snapshots = 0;
+  const published: VolumeStatus[] = [];
+  const rotations: VolumeStatus[] = [];
+  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => { snapshots++; } });
+  const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024 });
+  const metrics = new DriverMetrics();
+  const manager = new VolumeManager({
+    fs, spcs: new DirSpcSource(spcDir), providers, metrics, log,
+    onChange: () => { snapshots++; },
+    onVersion: async (st, first) => { (first ? published : rotations).push(st); },
+    // Polled by hand below, one at a time.
+    rotation: { enabled: false, intervalMs: 60_000, concurrency: 1, retryBaseMs: 1000 },
+    providerTimeoutMs: 10_000,
+  });
+  const target = join(dir, 'target');
+  t.teardown(async () => {
+    manager.close();
+    await manager.unpublish(target).catch(() => undefined);
+    providers.close();
+    await azure.close();
+    await fs.close();
+  });
+  const rotatedPolls = async (rotated: boolean): Promise<number> => {
+    const m = new RegExp(`^rotation_reconcile_total\\{provider="azure",os_type="linux",rotated="${rotated}"\\} (\\d+)`, 'm').exec(await metrics.registry.metrics());
+    return m ? Number(m[1]) : 0;
+  };
+  const rotationLines = (): number => lines.filter((l) => l.includes('"rotated volume content"')).length;
+  const served = (path: string): string | undefined => manager.readFile(target, path)?.toString();
+
+  await manager.publish({
+    volumeId: 'vol-1', targetPath: target, readonly: true, deadline: null,
+    volumeContext: {
+      'csi.storage.k8s.io/pod.name': 'pod-a', 'csi.storage.k8s.io/pod.namespace': 'default', 'csi.storage.k8s.io/pod.uid': 'uid-a',
+      secretProviderClass: 'current-previous',
+    },
+    secrets: { clientid: 'sp', clientsecret: 'sp-secret' },
+  });
+  t.strictSame(azure.calls.at(-1)!.objectVersion, [
+    { id: 'secret/db-password', version: 'db-v2' }, { id: 'secret/db-password', version: 'db-v1' },
+    { id: 'secret/api-key', version: 'api-v1' }, { id: 'secret/api-key', version: 'api-v2' },
+  ], 'the provider sends each id twice');
+  t.equal(published.length, 1, 'the mount wrote its status');
+  const oneEach = [{ id: 'secret/api-key', version: 'api-v2' }, { id: 'secret/db-password', version: 'db-v1' }];
+  t.strictSame(published[0]!.objectVersions, oneEach, 'one version per id, the one sent last');
+  t.strictSame(buildPodStatus(published[0]!, 'node-1').status.objects, oneEach, 'so one status entry per id');
+  t.equal(served('db-password'), 'db-2');
+  t.equal(served('db-password-previous'), 'db-1');
+  const snapshotsAfterMount = snapshots;
+  t.ok(snapshotsAfterMount > 0, 'the mount was snapshotted');
+
+  for (let i = 1; i <= 3; i++) await manager.poll(target);
+  t.equal(azure.calls.length, 4, 'three polls reached the provider');
+  t.strictSame(azure.calls.at(-1)!.request.currentObjectVersion, oneEach, 'polls send one version per id');
+  t.equal(rotations.length, 0, 'unchanged polls: no status write, Secret sync or Event');
+  t.equal(snapshots, snapshotsAfterMount, 'unchanged polls: no snapshot');
+  t.equal(rotationLines(), 0, 'unchanged polls: no rotation logged');
+  t.equal(await rotatedPolls(true), 0, 'no rotated="true" poll');
+  t.equal(await rotatedPolls(false), 3, 'three rotated="false" polls');
+
+  // A new latest db-password: its pinned entry comes last, so the content changes and the recorded version does not.
+  vaults.kvname!.secrets!['db-password']!.push({ version: 'db-v3', value: 'db-3', created: at(3) });
+  await manager.poll(target);
+  t.equal(served('db-password'), 'db-3', 'the new latest value is served');
+  t.equal(served('db-password-previous'), 'db-1', 'the pinned one stays');
+  t.equal(rotations.length, 1, 'a content change is a rotation');
+  t.strictSame(rotations[0]!.objectVersions, oneEach, 'with the same versions');
+  t.equal(snapshots, snapshotsAfterMount + 1, 'and one snapshot');
+  await manager.poll(target);
+  t.equal(rotations.length, 1, 'the poll after it: nothing');
+
+  // A new latest api-key: its latest entry comes last, so content and version change.
+  vaults.kvname!.secrets!['api-key']!.push({ version: 'api-v3', value: 'api-3', created: at(3) });
+  await manager.poll(target);
+  t.equal(served('api-key'), 'api-3');
+  t.equal(rotations.length, 2, 'a version change is a rotation');
+  t.strictSame(rotations[1]!.objectVersions, [{ id: 'secret/api-key', version: 'api-v3' }, { id: 'secret/db-password', version: 'db-v1' }]);
+  t.equal(snapshots, snapshotsAfterMount + 2);
+  for (let i = 0; i < 2; i++) await manager.poll(target);
+  t.equal(rotations.length, 2, 'unchanged polls after it: no status write, Secret sync or Event');
+  t.equal(snapshots, snapshotsAfterMount + 2, 'and no snapshot');
+  t.equal(rotationLines(), 2, 'two rotations logged in all');
+  t.equal(await rotatedPolls(true), 2, 'two rotated="true" polls');
+  t.equal(await rotatedPolls(false), 6, 'six rotated="false" polls');
+  t.strictSame(azure.calls.at(-1)!.request.currentObjectVersion, rotations[1]!.objectVersions, 'polls send what the status names');
+  await manager.unpublish(target);
 });

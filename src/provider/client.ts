@@ -40,10 +40,25 @@ export interface ProviderClientOptions {
 }
 
 export interface MountResult {
+  /** One entry per object id (see lastVersionPerId). */
   readonly objectVersions: Array<{ id: string; version: string }>;
   readonly files: ProviderFile[];
   /** Size of the encoded response, for the >1 MiB warning. */
   readonly responseBytes: number;
+}
+
+/**
+ * One entry per object id, the last one for an id winning, in the order the
+ * ids first appear. Upstream keeps a provider's versions in a map keyed by
+ * id, so a repeated id (one Key Vault secret listed at its latest version and
+ * again pinned under an alias) is one object whose version is the last one
+ * sent. Everything downstream (the change check, current_object_version,
+ * status objects, the keeper state) relies on ids being unique.
+ */
+export function lastVersionPerId(versions: readonly { id: string; version: string }[]): Array<{ id: string; version: string }> {
+  const byId = new Map<string, string>();
+  for (const v of versions) byId.set(v.id, v.version); // an existing key keeps its position
+  return [...byId].map(([id, version]) => ({ id, version }));
 }
 
 /** Zeroes the content buffers of a response (they are views into gRPC's receive buffer). */
@@ -113,7 +128,7 @@ export class ProviderClients {
     }
     const responseBytes = files.reduce((n, f) => n + f.contents.length + f.path.length, 0);
     return {
-      objectVersions: resp.objectVersion.map((v) => ({ id: v.id, version: v.version })),
+      objectVersions: lastVersionPerId(resp.objectVersion),
       files,
       responseBytes,
     };
