@@ -9,6 +9,7 @@
 // kubelet's part against the driver's CSI socket.
 
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { openSync, closeSync, readFileSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -19,7 +20,9 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const STATE_DIR = '/dev/shm/sscsi-control-plane';
+// One control plane per checkout: the tap run of one checkout stops its own
+// (package.json's `after` hook) and never one that another checkout's run uses.
+export const STATE_DIR = `/dev/shm/sscsi-control-plane-${createHash('sha256').update(ROOT).digest('hex').slice(0, 12)}`;
 const STATE_FILE = join(STATE_DIR, 'state.json');
 const LOCK_FILE = join(STATE_DIR, 'lock');
 export const ADMIN_TOKEN_USER = 'admin';
