@@ -8,8 +8,8 @@
 // every blocked read return ENODEV, fails the requests in flight with
 // ECONNABORTED and every later one with ENOTCONN.
 //
-// Everything here runs off the JS thread's syscalls on the mount (mountinfo,
-// sysfs, child processes), so it is safe in the process serving the mount.
+// Nothing here touches the mount itself (mountinfo, sysfs, child processes),
+// so it is safe in the process serving it.
 
 import { spawn } from 'node:child_process';
 import { access, readFile, writeFile } from 'node:fs/promises';
