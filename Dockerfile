@@ -17,7 +17,8 @@ COPY bench ./bench
 RUN npx tsc -p . && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:24-bookworm-slim
-# mount/umount from util-linux are the only system tools the driver runs.
+# mount/umount (and, to abort a FUSE connection when fusectl is not mounted,
+# unshare and sh) are the only system tools the driver runs.
 RUN apt-get update && apt-get install -y --no-install-recommends util-linux mount \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

@@ -28,12 +28,19 @@ const driver = await startDriver(flags).catch((e: unknown) => {
   process.stderr.write(`secrets-store-csi-driver: ${(e as Error).message}\n`);
   process.exit(1);
 });
+const STOP_LIMIT_MS = 10_000;
 let stopping = false;
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {
     if (stopping) return;
     stopping = true;
     driver.log.info({ signal: sig }, 'shutting down');
+    // Every step of stop() is bounded; this bounds the whole, whatever a step waits on
+    // (not unref'd: an empty event loop would start a normal exit, which waits for every thread).
+    setTimeout(() => {
+      driver.log.warn({ afterMs: STOP_LIMIT_MS }, 'shutdown did not finish in time; exiting now');
+      void driver.exit(1);
+    }, STOP_LIMIT_MS);
     void driver.stop().finally(() => void driver.exit());
   });
 }

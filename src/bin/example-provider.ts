@@ -7,6 +7,19 @@ import { parseEndpoint } from '../csi/endpoint.js';
 import { driverVersion } from '../cli/version.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write([
+    'Usage of secrets-store-example-provider:',
+    '  --endpoint <string>',
+    '      unix socket to listen on (default "unix:///var/run/secrets-store-csi-providers/example.sock")',
+    '  --secrets-file <string>',
+    '      the file to serve when a SecretProviderClass sets no secretsFile parameter',
+    '  --help',
+    '      print this help',
+    '',
+  ].join('\n'));
+  process.exit(0);
+}
 const opt = (name: string): string | undefined => {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;

@@ -6,6 +6,19 @@ import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import { Keeper } from '../takeover/keeper.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write([
+    'Usage of secrets-store-csi-keeper:',
+    '  --socket <string>',
+    '      unix socket the driver connects to with --keeper-socket (default "/var/run/secrets-store-csi-driver/keeper.sock")',
+    '  --lock-memory',
+    '      lock the state it holds in RAM so secrets never reach swap (default true; --lock-memory=false turns it off)',
+    '  --help',
+    '      print this help',
+    '',
+  ].join('\n'));
+  process.exit(0);
+}
 const opt = (name: string, def: string): string => {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;

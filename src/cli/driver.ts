@@ -39,8 +39,13 @@ interface KubeParts {
 }
 
 export interface RunningDriver {
-  /** Exit code 0 without waiting for threadpool threads parked on a FUSE connection the keeper keeps alive. */
-  exit(): Promise<never>;
+  /**
+   * Exits (code 0 unless given) once the log is out, without waiting for
+   * threadpool threads: one may be parked in a read of /dev/fuse on a
+   * connection the keeper keeps alive, or blocked in any other syscall, and
+   * process.exit would wait for it forever (nodejs/node#54918).
+   */
+  exit(code?: number): Promise<never>;
   readonly log: Logger;
   readonly fs: SecretsFilesystem;
   readonly manager: VolumeManager;
@@ -162,10 +167,10 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
   const running = manager;
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
-  const exitNow = async (): Promise<never> => {
+  const exitNow = async (code = 0): Promise<never> => {
     await new Promise<void>((r) => log.flush(() => r()));
     await new Promise<void>((r) => process.stdout.write('', () => r()));
-    return native.exitNow(0);
+    return native.exitNow(code);
   };
   /** Graceful for 2 s (calls in flight finish), then forced: idle client connections must not hold us. */
   const shutdownServer = (): Promise<void> => new Promise<void>((resolve) => {
@@ -197,7 +202,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   });
 
   return {
-    exit: async () => (keeper?.connected ? exitNow() : process.exit(0)),
+    exit: exitNow,
     log, fs, manager: running,
     async stop() {
       ready = false;
@@ -212,7 +217,14 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
         sendSnapshot();
         fs.detach();
       } else {
-        await fs.close();
+        const published = running.list().map((v) => v.targetPath);
+        const aborted = await fs.close();
+        if (aborted || published.length > 0) {
+          log.warn({ published: published.length, targets: published, abort: aborted?.method ?? 'not needed', ...(aborted?.error ? { err: aborted.error } : {}) },
+            'stopped without a keeper: nobody serves the secrets mounts left behind. Reads there fail with ECONNABORTED (in flight) or ENOTCONN ' +
+            '("Transport endpoint is not connected") until kubelet unpublishes them (it unmounts them when the pod goes); ' +
+            'a driver started again mounts a volume anew at its next republish, which only containers with mountPropagation HostToContainer see');
+        }
       }
     },
   };

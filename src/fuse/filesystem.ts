@@ -11,6 +11,7 @@ import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
 import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState, type EntryInvalidation, type RotationStep } from './volume-tree.js';
 import { mountFuse, bindMount, unmount, readMountInfo, remountBind } from './mount.js';
+import { abortFuseConnection, fuseConnectionId, type AbortResult } from './connection-abort.js';
 import { WriteWindow, type WindowResult } from './write-window.js';
 import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
 
@@ -375,10 +376,23 @@ export class SecretsFilesystem {
     return this.session.recentCallers();
   }
 
-  /** Unmounts the root; the connection ends once no bind mount refers to it. */
-  async close(): Promise<void> {
+  /**
+   * Unmounts the root and ends the connection. It ends by itself once no
+   * mount refers to it; if one still does after `graceMs` (a pod's bind
+   * mount, in any mount namespace), it is aborted: nobody would answer it
+   * after us, and our reads of /dev/fuse would block their threads for good.
+   * Returns how the abort went, or null when none was needed.
+   */
+  async close(graceMs = 2000): Promise<AbortResult | null> {
+    const id = await fuseConnectionId(this.mountDir).catch(() => null);
     await unmount(this.mountDir, { lazy: true }).catch(() => undefined);
-    await Promise.race([this.session.done, new Promise((r) => setTimeout(r, 2000).unref())]);
+    const wait = (ms: number): Promise<boolean> => Promise.race([this.session.done.then(() => true), new Promise<boolean>((r) => setTimeout(r, ms, false).unref())]);
+    let aborted: AbortResult | null = null;
+    if (!(await wait(graceMs))) {
+      aborted = id === null ? { method: 'failed', error: `no FUSE mount at ${this.mountDir} to find the connection by` } : await abortFuseConnection(id);
+      await wait(1000);
+    }
     this.session.close();
+    return aborted;
   }
 }
