@@ -94,14 +94,6 @@ export class VolumeManager {
     this.poller = new Poller({ fs, state, caller, policy, metrics, log, ...onVersion });
   }
 
-  status(targetPath: string): VolumeStatus | null {
-    return this.o.state.status(targetPath);
-  }
-
-  list(): VolumeStatus[] {
-    return this.o.state.list().map(toStatus);
-  }
-
   async publish(req: PublishRequest): Promise<void> {
     if (this.closing) throw errors.shuttingDown('driver is shutting down');
     return this.locks.run(req.targetPath, () => this.publisher.publish(req));

@@ -66,11 +66,6 @@ export class VolumeState {
     return [...this.volumes.values()];
   }
 
-  status(targetPath: string): VolumeStatus | null {
-    const v = this.volumes.get(targetPath);
-    return v ? toStatus(v) : null;
-  }
-
   /** The bytes currently served for a file of a volume (for secret sync); a view, do not keep. */
   readFile(targetPath: string, path: string): Buffer | null {
     return this.volumes.get(targetPath)?.handle.tree.read(path) ?? null;
