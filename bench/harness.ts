@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { IdentityClient, NodeClient, type NodePublishVolumeRequest } from '../src/gen/csi/v1/csi.js';
 import { CSIDriverProviderClient, type MountRequest, type MountResponse } from '../src/gen/provider/v1alpha1/service.js';
-import { parseMountInfo } from '../src/fuse/mount.js';
+import { parseMountInfo } from '../src/mount/mountinfo.js';
 
 /** Repository root: this file runs as dist/bench/harness.js. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

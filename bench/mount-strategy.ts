@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SecretsFilesystem } from '../src/fuse/filesystem.js';
-import { unmount } from '../src/fuse/mount.js';
+import { bindMount, unmount } from '../src/mount/commands.js';
 import { summarize, round } from './stats.js';
 
 const run = promisify(execFile);
@@ -55,7 +55,7 @@ export async function measureMountStrategies(n: number): Promise<StrategyResult>
       const s = performance.now();
       const v = fs.createVolume(`v${i}`);
       await fs.publish(v, files(i));
-      await fs.bind(v, target);
+      await bindMount(v.sourcePath, target);
       nodeTimes.push(performance.now() - s);
     }
     await run('cat', [join(dir, 'a', '0', 's1')]);

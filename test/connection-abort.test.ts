@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecretsFilesystem } from '../src/fuse/filesystem.js';
 import { fuseConnectionId } from '../src/fuse/connection-abort.js';
-import { unmount } from '../src/fuse/mount.js';
+import { bindMount, unmount } from '../src/mount/commands.js';
 import { Proc, execFileP, sleep, tempDir, type Tap } from './helpers/harness.js';
 
 const log = { warn: () => undefined, debug: () => undefined };
@@ -42,7 +42,7 @@ t.test('close() aborts a connection held by a mount in another namespace and rel
   await fs.publish(vol, [{ path: 'a', mode: 0o444, contents: Buffer.from('x') }]);
   const target = join(dir, 'target');
   await mkdir(target);
-  await fs.bind(vol, target);
+  await bindMount(vol.sourcePath, target);
   const id = await fuseConnectionId(join(dir, 'fuse'));
   t.type(id, 'number', `the connection is ${id}`);
 

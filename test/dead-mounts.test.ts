@@ -8,7 +8,8 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { candidateMounts, probeInChild } from '../src/takeover/dead-mounts.js';
-import { parseMountInfo, mountFuse } from '../src/fuse/mount.js';
+import { mountFuse } from '../src/mount/commands.js';
+import { parseMountInfo } from '../src/mount/mountinfo.js';
 import { fuseSource, SUBTYPE } from '../src/fuse/filesystem.js';
 import { execFileP, tempDir, type Tap } from './helpers/harness.js';
 

@@ -12,7 +12,7 @@ import { mkdir } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { SecretsFilesystem, type VolumeHandle } from '../src/fuse/filesystem.js';
-import { unmount } from '../src/fuse/mount.js';
+import { bindMount, unmount } from '../src/mount/commands.js';
 import { nativeForkSyscalls } from '../src/fuse/vfs-steps.js';
 import { loadNative } from '../src/native/addon.js';
 import { tempDir, execFileP, waitUntil, sleep, NODE, ROOT, type Tap } from './helpers/harness.js';
@@ -65,7 +65,7 @@ const file = (path: string, s: string, mode = 0o644) => ({ path, mode, contents:
 t.test('new opens see each new version at once; held fds keep theirs, whole', async (t) => {
   const { fs, vol, target, reader } = await setup(t as Tap);
   await fs.publish(vol, [file('s', 'A'.repeat(70_000))]);
-  await fs.bind(vol, target);
+  await bindMount(vol.sourcePath, target);
   t.equal((await reader.ask({ cmd: 'open', path: `${target}/s`, id: 1 })).ok, true);
 
   const versions = ['B'.repeat(5), 'C'.repeat(200_000), 'D', 'E'.repeat(4096), 'F'.repeat(4097)];
@@ -90,7 +90,7 @@ t.test('no torn or padded reads while versions of different sizes rotate', async
   const { fs, vol, target, reader } = await setup(t as Tap);
   const sizes = [1, 10, 4095, 4096, 4097, 65_536, 70_001, 300_000];
   await fs.publish(vol, [file('s', 'a'.repeat(sizes[0]!))]);
-  await fs.bind(vol, target);
+  await bindMount(vol.sourcePath, target);
   const loop = reader.ask({ cmd: 'loop', path: `${target}/s`, ms: 3000 });
   let n = 0;
   const letters = 'abcdefghijklmnopqrstuvwxyz';
@@ -117,7 +117,7 @@ t.test('no torn or padded reads while versions of different sizes rotate', async
 t.test('callers are recorded; old versions are freed and zeroed once forgotten; destroy zeroes at once', async (t) => {
   const { fs, vol, target } = await setup(t as Tap);
   await fs.publish(vol, [file('k', 'OLD-SECRET-BYTES', 0o444)]);
-  await fs.bind(vol, target);
+  await bindMount(vol.sourcePath, target);
   const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', `${target}/k`], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -152,7 +152,7 @@ t.test('rotations back to back while old versions are being removed: each remova
   const { fs, vol, target } = await setup(t as Tap, true);
   const version = (i: number) => [file('pw', `v${i}`), file('user', 'root'), file('conf/app.json', `{"n":${i % 3}}`)];
   await fs.publish(vol, version(0));
-  await fs.bind(vol, target);
+  await bindMount(vol.sourcePath, target);
   const baseline = fs.table.stats().inodes;
   for (let i = 1; i <= 300; i++) {
     await fs.publish(vol, version(i));

@@ -6,10 +6,15 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
-import { Harness, grpcCode, mountsUnder, sleep, type Tap, type SourceSpec } from './helpers/harness.js';
+import { Harness, freePort, grpcCode, mountsUnder, sleep, type Tap, type SourceSpec } from './helpers/harness.js';
+
+async function metricsText(port: number): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+}
 
 t.test('SecretProviderClass and provider lookup errors', async (t) => {
-  const h = await Harness.start(t as Tap);
+  const port = await freePort();
+  const h = await Harness.start(t as Tap, { driverArgs: [`--metrics-addr=127.0.0.1:${port}`] });
   await h.source('s.json', { files: [{ path: 'a', contents: 'x' }] });
   const target = h.target('lookup');
 
@@ -53,10 +58,16 @@ t.test('SecretProviderClass and provider lookup errors', async (t) => {
   t.match((e as Error).message, 'parameters not set in default/no-params');
 
   t.same(await mountsUnder(`${h.dir}/pods`), [], 'nothing mounted after any failure');
+
+  // A failed first publish is counted with its provider once the SecretProviderClass named it; before that, without.
+  const metrics = await metricsText(port);
+  t.match(metrics, /node_publish_error_total\{provider="nosuchprovider",error_type="",os_type="linux"\} 1\n/, 'provider label after the SPC was resolved');
+  t.match(metrics, /node_publish_error_total\{provider="",error_type="SecretProviderClassNotFound",os_type="linux"\} 2\n/, 'no provider while the SPC is missing');
 });
 
 t.test('bad provider answers are rejected whole and never touch a served volume', async (t) => {
-  const h = await Harness.start(t as Tap, { driverArgs: ['--max-call-recv-msg-size=65536', '--enable-secret-rotation=false'] });
+  const port = await freePort();
+  const h = await Harness.start(t as Tap, { driverArgs: ['--max-call-recv-msg-size=65536', '--enable-secret-rotation=false', `--metrics-addr=127.0.0.1:${port}`] });
   // A good volume that must survive every failure below.
   await h.source('good.json', { files: [{ path: 'keep', contents: 'GOOD-CONTENT' }] });
   await h.spc('good', 'good.json');
@@ -93,6 +104,8 @@ t.test('bad provider answers are rejected whole and never touch a served volume'
     t.same(await mountsUnder(target), [], `${name}: nothing mounted`);
   }
   t.equal(await readFile(`${served}/keep`, 'utf8'), 'GOOD-CONTENT', 'the served volume is untouched');
+  t.match(await metricsText(port), /node_publish_error_total\{provider="example",error_type="AccessDenied",os_type="linux"\} 1\n/,
+    'a failed first publish is counted with its provider');
   t.equal(h.driver.out.includes('x'.repeat(1000)), false, 'no response content in the logs');
   await h.unpublish(served);
 });

@@ -14,7 +14,9 @@ import { buildPodStatus } from '../src/kube/pod-status.js';
 import { DriverMetrics } from '../src/observability/metrics.js';
 import { ProviderClients } from '../src/provider/client.js';
 import { DirSpcSource } from '../src/spc/dir-source.js';
-import { VolumeManager, type VolumeStatus } from '../src/volume/manager.js';
+import { VolumeManager } from '../src/volume/manager.js';
+import { VolumeState } from '../src/volume/state.js';
+import type { VolumeStatus } from '../src/volume/types.js';
 import { startAzureLikeProvider, type FakeVault } from './fixtures/azure-like-provider.js';
 import { Harness, freePort, tempDir, waitUntil, sleep, type Tap } from './helpers/harness.js';
 
@@ -150,9 +152,9 @@ spec:
   const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => { snapshots++; } });
   const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024 });
   const metrics = new DriverMetrics();
+  const state = new VolumeState({ persist: () => { snapshots++; } });
   const manager = new VolumeManager({
-    fs, spcs: new DirSpcSource(spcDir), providers, metrics, log,
-    onChange: () => { snapshots++; },
+    fs, state, spcs: new DirSpcSource(spcDir), providers, metrics, log,
     onVersion: async (st, first) => { (first ? published : rotations).push(st); },
     // Polled by hand below, one at a time.
     rotation: { enabled: false, intervalMs: 60_000, concurrency: 1, retryBaseMs: 1000 },
@@ -171,7 +173,7 @@ spec:
     return m ? Number(m[1]) : 0;
   };
   const rotationLines = (): number => lines.filter((l) => l.includes('"rotated volume content"')).length;
-  const served = (path: string): string | undefined => manager.readFile(target, path)?.toString();
+  const served = (path: string): string | undefined => state.readFile(target, path)?.toString();
 
   await manager.publish({
     volumeId: 'vol-1', targetPath: target, readonly: true, deadline: null,

@@ -5,7 +5,7 @@ import type { Server } from '@grpc/grpc-js';
 import type { Server as HttpServer } from 'node:http';
 import { createLogger, type Logger } from '../observability/log.js';
 import { DriverMetrics } from '../observability/metrics.js';
-import { SecretsFilesystem } from '../fuse/filesystem.js';
+import { SecretsFilesystem, type FilesystemOptions } from '../fuse/filesystem.js';
 import { opName } from '../fuse/protocol.js';
 import { ProviderClients } from '../provider/client.js';
 import { DirSpcSource } from '../spc/dir-source.js';
@@ -18,14 +18,17 @@ import type { SecretSync } from '../kube/secret-sync.js';
 import type { EventRecorder, EventReason } from '../kube/events.js';
 import type { DriverError } from '../errors.js';
 import type { SpcSource } from '../spc/types.js';
-import { VolumeManager, type VolumeStatus } from '../volume/manager.js';
+import { VolumeManager, type VolumeManagerOptions } from '../volume/manager.js';
+import { VolumeState } from '../volume/state.js';
+import type { VolumeStatus } from '../volume/types.js';
 import { identityServer } from '../csi/identity-server.js';
 import { nodeServer } from '../csi/node-server.js';
 import { startCsiServer } from '../csi/server.js';
 import { nativeForkSyscalls } from '../fuse/vfs-steps.js';
 import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import { KeeperClient } from '../takeover/keeper-client.js';
-import { decodeState, encodeState, type DriverState } from '../takeover/state.js';
+import { KeeperSnapshots } from '../takeover/snapshots.js';
+import { decodeState, type DriverState } from '../takeover/state.js';
 import { findDeadMounts } from '../takeover/dead-mounts.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
@@ -64,98 +67,34 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     rotation: flags.enableSecretRotation, rotationPollIntervalMs: flags.rotationPollIntervalMs }, 'starting secrets-store CSI driver');
 
   const metrics = new DriverMetrics();
-  let metricsServer: HttpServer | null = null;
-  if (flags.metricsAddr) metricsServer = await metrics.listen(flags.metricsAddr);
+  const metricsServer: HttpServer | null = flags.metricsAddr ? await metrics.listen(flags.metricsAddr) : null;
 
-  // With a keeper, every change of what is served reaches it synchronously,
-  // before the kernel can see new node ids (see FilesystemOptions.onMutation).
-  let snapshotNow: () => void = () => undefined;
-  const fsOptions = {
+  const keeper = flags.keeperSocket ? await KeeperClient.connect(native, flags.keeperSocket, 10_000) : null;
+  if (flags.keeperSocket && !keeper) log.warn({ socket: flags.keeperSocket }, 'no keeper: running without restart survival');
+  // With a keeper, every change of what is served reaches it synchronously
+  // (the volume records' changes and, through state.persist, the
+  // filesystem's: see FilesystemOptions.onMutation), once the driver serves.
+  const snapshots = new KeeperSnapshots(keeper, secrets.allocate, log);
+  const state = new VolumeState({ persist: () => snapshots.send(), onCount: (n) => metrics.volumes.set(n) });
+  const { fs, inherited } = await openFilesystem(keeper, log, {
     mountDir: flags.fuseMountDir,
     log,
     onRequest: (op: number) => metrics.fuseRequest(opName(op)),
     alloc: secrets.allocate,
-    onMutation: () => snapshotNow(),
+    onMutation: () => state.persist(),
     // Rotations made as syscalls by a forked child, so inotify watchers see them.
     ...(flags.inotifyEvents ? { forkSyscalls: nativeForkSyscalls(native) } : {}),
-  };
-  // With a keeper, take over the connection a previous driver left there
-  // (crash or upgrade); otherwise, or when there is none, mount afresh.
-  let keeper: KeeperClient | null = null;
-  let inherited: DriverState | null = null;
-  let fs: SecretsFilesystem;
-  if (flags.keeperSocket) {
-    keeper = await KeeperClient.connect(native, flags.keeperSocket, 10_000);
-    if (!keeper) log.warn({ socket: flags.keeperSocket }, 'no keeper: running without restart survival');
-  }
-  const hello = keeper ? await keeper.hello() : { kind: 'empty' as const };
-  if (hello.kind === 'state') {
-    const started = performance.now();
-    const decoded = decodeState(hello.state);
-    inherited = decoded.state;
-    fs = await SecretsFilesystem.adopt(fsOptions, hello.fd, decoded.state.fs, decoded.blob);
-    hello.state.fill(0);
-    log.info({ volumes: inherited.volumes.length, ms: Math.round(performance.now() - started) }, 'took over the FUSE connection from the previous driver');
-  } else {
-    fs = await SecretsFilesystem.mount(fsOptions);
-    keeper?.register(fs.session.fd);
-  }
+  });
   metrics.observeFilesystem(() => fs.table.stats());
 
-  // Without a cluster (--secret-provider-class-dir) there are no status
-  // objects, Secrets or Events; with one, all three, as upstream.
-  let spcs: SpcSource;
-  let kube: KubeParts | null = null;
-  let manager: VolumeManager | null = null;
-  if (flags.secretProviderClassDir) {
-    spcs = new DirSpcSource(flags.secretProviderClassDir);
-  } else {
-    const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
-      import('../kube/api.js'), import('../spc/kube-source.js'), import('../kube/pod-status.js'), import('../kube/secret-sync.js'), import('../kube/events.js'),
-    ]);
-    const api = new KubeApi(loadKubeConfig(flags.kubeconfig || undefined));
-    spcs = await KubeSpcSource.start({ kc: api.kc, log });
-    const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
-    const sync = new SecretSync({
-      api, nodeId: flags.nodeId, driverName: flags.driverName, spcs, events, log,
-      readFile: (targetPath, objectName) => manager?.readFile(targetPath, objectName) ?? null,
-    });
-    await sync.start();
-    kube = { api, podStatus: new PodStatusWriter(api, flags.nodeId), sync, events, reasons: EventReason };
-  }
-
+  const { spcs, kube: k } = await connectCluster(flags, log, state);
   const providers = new ProviderClients({
     socketDirs: [...flags.additionalProviderVolumePaths, flags.providerVolume],
     maxRecvMsgSize: flags.maxCallRecvMsgSize,
   });
-  const k = kube;
-  // The keeper always has the latest state: sent synchronously after every change.
-  const sendSnapshot = (): void => {
-    if (!keeper?.connected || !manager) return;
-    const { state, data } = fs.exportState();
-    const buf = encodeState({ version: 1, fs: state, volumes: manager.exportVolumes() }, data, secrets.allocate);
-    if (!keeper.snapshot(buf)) log.warn({ bytes: buf.length }, 'the keeper did not take the state in time; a crash now could lose the newest version');
-    buf.fill(0);
-  };
-  snapshotNow = sendSnapshot;
-  const changed = sendSnapshot;
-  manager = new VolumeManager({
-    fs, spcs, providers, metrics, log, onChange: changed,
-    ...(k ? {
-      onVersion: async (st: VolumeStatus, first: boolean) => {
-        const written = await k.podStatus.write(st);
-        k.sync.enqueue(written.metadata.namespace, written.metadata.name);
-        if (!first) await k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Normal', k.reasons.MountRotationComplete, `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`);
-      },
-      onDeadMountRepaired: (st: VolumeStatus) => {
-        void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.SecretsMountRepaired,
-          `the secrets volume ${st.targetPath} had died with a previous driver; a new mount was stacked over it. Containers that mount it with mountPropagation HostToContainer see it again; others keep failing with "Transport endpoint is not connected" until the pod is restarted`);
-      },
-      onRotationError: (st: VolumeStatus, err: DriverError, failures: number) => {
-        // One event per failure streak, not one per retry.
-        if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.MountRotationFailed, err.message);
-      },
-    } : {}),
+  const manager = new VolumeManager({
+    fs, state, spcs, providers, metrics, log,
+    ...(k ? kubeHooks(k) : {}),
     // Who may write into a volume during a provider call: that provider's process.
     providerPid: async (provider: string) => native.peerPid(await providers.resolveSocket(provider)),
     rotation: { enabled: flags.enableSecretRotation, intervalMs: flags.rotationPollIntervalMs, concurrency: flags.rotationConcurrency, retryBaseMs: Math.min(10_000, flags.rotationPollIntervalMs) },
@@ -165,7 +104,6 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   const server: Server = await startCsiServer(flags.endpoint,
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
-  const running = manager;
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
   const exitNow = async (code = 0): Promise<never> => {
     await new Promise<void>((r) => log.flush(() => r()));
@@ -177,8 +115,10 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
     server.tryShutdown(() => { clearTimeout(force); resolve(); });
   });
-  if (inherited) running.restoreVolumes(inherited.volumes);
-  sendSnapshot();
+  if (inherited) manager.restoreVolumes(inherited.volumes);
+  // From here on the keeper gets every change; this first snapshot has the restored volumes (or registers a fresh start).
+  snapshots.serve({ fs, volumes: state });
+  state.persist();
   log.info({ endpoint: flags.endpoint, fuseMountDir: flags.fuseMountDir }, 'listening');
   // In the background: probing stale mounts must never delay serving.
   if (!inherited) {
@@ -192,9 +132,9 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       log.info({}, 'handing over to a new driver');
       ready = false;
       await shutdownServer();
-      await running.quiesce();
+      await manager.quiesce();
       await fs.settle();
-      sendSnapshot();
+      state.persist();
       await keeper.yielded();
       fs.detach();
       await exitNow();
@@ -203,21 +143,21 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
 
   return {
     exit: exitNow,
-    log, fs, manager: running,
+    log, fs, manager,
     async stop() {
       ready = false;
-      running.close();
-      await kube?.sync.stop();
+      manager.close();
+      await k?.sync.stop();
       await shutdownServer();
       providers.close();
       await spcs.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer.close(() => r()));
       // With a keeper the connection outlives this process: the next driver serves it.
       if (keeper?.connected) {
-        sendSnapshot();
+        state.persist();
         fs.detach();
       } else {
-        const published = running.list().map((v) => v.targetPath);
+        const published = state.list().map((v) => v.targetPath);
         const aborted = await fs.close();
         if (aborted || published.length > 0) {
           log.warn({ published: published.length, targets: published, abort: aborted?.method ?? 'not needed', ...(aborted?.error ? { err: aborted.error } : {}) },
@@ -226,6 +166,65 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
             'a driver started again mounts a volume anew at its next republish, which only containers with mountPropagation HostToContainer see');
         }
       }
+    },
+  };
+}
+
+/**
+ * With a keeper, takes over the connection a previous driver left there
+ * (crash or upgrade); otherwise, or when there is none, mounts afresh.
+ */
+async function openFilesystem(keeper: KeeperClient | null, log: Logger, o: FilesystemOptions): Promise<{ fs: SecretsFilesystem; inherited: DriverState | null }> {
+  const hello = keeper ? await keeper.hello() : { kind: 'empty' as const };
+  if (hello.kind !== 'state') {
+    const fs = await SecretsFilesystem.mount(o);
+    keeper?.register(fs.session.fd);
+    return { fs, inherited: null };
+  }
+  const started = performance.now();
+  const decoded = decodeState(hello.state);
+  const fs = await SecretsFilesystem.adopt(o, hello.fd, decoded.state.fs, decoded.blob);
+  hello.state.fill(0);
+  log.info({ volumes: decoded.state.volumes.length, ms: Math.round(performance.now() - started) }, 'took over the FUSE connection from the previous driver');
+  return { fs, inherited: decoded.state };
+}
+
+/**
+ * Without a cluster (--secret-provider-class-dir) there are no status
+ * objects, Secrets or Events; with one, all three, as upstream. Secret sync
+ * reads the served bytes from the volume registry.
+ */
+async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeState): Promise<{ spcs: SpcSource; kube: KubeParts | null }> {
+  if (flags.secretProviderClassDir) return { spcs: new DirSpcSource(flags.secretProviderClassDir), kube: null };
+  const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
+    import('../kube/api.js'), import('../spc/kube-source.js'), import('../kube/pod-status.js'), import('../kube/secret-sync.js'), import('../kube/events.js'),
+  ]);
+  const api = new KubeApi(loadKubeConfig(flags.kubeconfig || undefined));
+  const spcs = await KubeSpcSource.start({ kc: api.kc, log });
+  const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
+  const sync = new SecretSync({
+    api, nodeId: flags.nodeId, driverName: flags.driverName, spcs, events, log,
+    readFile: (targetPath, objectName) => volumes.readFile(targetPath, objectName),
+  });
+  await sync.start();
+  return { spcs, kube: { api, podStatus: new PodStatusWriter(api, flags.nodeId), sync, events, reasons: EventReason } };
+}
+
+/** Status objects, Secret sync and Events for what the volume manager does. */
+function kubeHooks(k: KubeParts): Pick<VolumeManagerOptions, 'onVersion' | 'onDeadMountRepaired' | 'onRotationError'> {
+  return {
+    onVersion: async (st: VolumeStatus, first: boolean) => {
+      const written = await k.podStatus.write(st);
+      k.sync.enqueue(written.metadata.namespace, written.metadata.name);
+      if (!first) await k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Normal', k.reasons.MountRotationComplete, `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`);
+    },
+    onDeadMountRepaired: (st: VolumeStatus) => {
+      void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.SecretsMountRepaired,
+        `the secrets volume ${st.targetPath} had died with a previous driver; a new mount was stacked over it. Containers that mount it with mountPropagation HostToContainer see it again; others keep failing with "Transport endpoint is not connected" until the pod is restarted`);
+    },
+    onRotationError: (st: VolumeStatus, err: DriverError, failures: number) => {
+      // One event per failure streak, not one per retry.
+      if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.MountRotationFailed, err.message);
     },
   };
 }

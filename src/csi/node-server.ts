@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { NodeServiceCapability_RPC_Type, type NodeServer } from '../gen/csi/v1/csi.js';
 import { DriverError, isDriverError } from '../errors.js';
 import type { DriverMetrics } from '../observability/metrics.js';
-import { POD_NAME, POD_NAMESPACE, type VolumeManager } from '../volume/manager.js';
+import type { VolumeManager } from '../volume/manager.js';
+import { POD_NAME, POD_NAMESPACE } from './volume-context.js';
 import { callDeadline, unary } from './handler.js';
 import { checkPublish, checkStage, checkUnpublish, checkUnstage } from './validate.js';
 
@@ -23,18 +24,21 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
     nodePublishVolume: unary(async (req, call) => {
       const started = performance.now();
       const pod = `${req.volumeContext[POD_NAMESPACE] ?? ''}/${req.volumeContext[POD_NAME] ?? ''}`;
+      // Known once the SecretProviderClass is resolved: a publish failing after that is counted with it.
+      let provider = '';
       try {
         const invalid = checkPublish(req);
         if (invalid) throw invalid;
         await o.manager.publish({
           volumeId: req.volumeId, targetPath: req.targetPath, readonly: req.readonly,
           volumeContext: req.volumeContext, secrets: req.secrets, deadline: callDeadline(call),
+          onProvider: (p) => { provider = p; },
         });
-        o.metrics.publishOk(o.manager.status(req.targetPath)?.provider ?? '');
+        o.metrics.publishOk(provider);
         return {};
       } catch (e) {
         const err = isDriverError(e) ? e : null;
-        o.metrics.publishError(o.manager.status(req.targetPath)?.provider ?? '', err?.errorType ?? 'FailedToMount');
+        o.metrics.publishError(provider, err?.errorType ?? 'FailedToMount');
         o.log.error({ targetPath: req.targetPath, volumeId: req.volumeId, pod, code: err?.code, err: (e as Error).message,
           ms: Math.round(performance.now() - started) }, 'node publish volume failed');
         throw e;

@@ -1,7 +1,7 @@
 // One FUSE connection per node (docs/fuse-design.md says why): the connection
 // root is mounted once in a directory only the driver sees, each volume is a
-// directory of it, and that directory is bind-mounted read-only onto the
-// kubelet's target path.
+// directory of it, and that directory (sourcePath) is bind-mounted read-only
+// onto the kubelet's target path (src/mount/target-lifecycle.ts).
 
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, realpath } from 'node:fs/promises';
@@ -10,7 +10,8 @@ import { InodeTable, ROOT_ID, type Inode, type TableState } from './inode-table.
 import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
 import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState, type EntryInvalidation, type RotationStep } from './volume-tree.js';
-import { mountFuse, bindMount, unmount, readMountInfo, remountBind } from './mount.js';
+import { mountFuse, unmount } from '../mount/commands.js';
+import { readMountInfo } from '../mount/mountinfo.js';
 import { abortFuseConnection, fuseConnectionId, type AbortResult } from './connection-abort.js';
 import { WriteWindow, type WindowResult } from './write-window.js';
 import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
@@ -320,16 +321,6 @@ export class SecretsFilesystem {
     }, due + 5);
     timer.unref();
     this.sweepTimers.set(v.name, timer);
-  }
-
-  /** Bind-mounts the volume at `target`, read-only unless a provider is about to write into it. */
-  bind(v: VolumeHandle, target: string, writable = false): Promise<void> {
-    return bindMount(v.sourcePath, target, writable);
-  }
-
-  /** Flips a target's bind mount between read-only and writable (for a write window). */
-  setWritable(target: string, writable: boolean): Promise<void> {
-    return remountBind(target, writable);
   }
 
   /**

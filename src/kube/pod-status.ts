@@ -4,7 +4,7 @@
 // garbage-collected with it), status.objects sorted by id. Written after a
 // successful mount and after every rotation.
 
-import type { VolumeStatus } from '../volume/manager.js';
+import type { VolumeStatus } from '../volume/types.js';
 import { apiErrorText, apiStatus, type KubeApi } from './api.js';
 
 export const NODE_LABEL = 'internal.secrets-store.csi.k8s.io/node-name';

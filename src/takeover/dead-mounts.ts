@@ -10,7 +10,7 @@
 // would block a statfs forever, and must not tie up a threadpool thread.
 
 import { spawn } from 'node:child_process';
-import { readMountInfo, type MountInfoEntry } from '../fuse/mount.js';
+import { readMountInfo, type MountInfoEntry } from '../mount/mountinfo.js';
 import { fuseSource, SUBTYPE } from '../fuse/filesystem.js';
 
 const TARGET_RE = /\/pods\/([^/]+)\/volumes\/kubernetes\.io~csi\/([^/]+)\/mount$/;

@@ -5,7 +5,7 @@
 // non-dumpable memory; never written anywhere.
 
 import type { FilesystemState } from '../fuse/filesystem.js';
-import type { VolumeRecordState } from '../volume/manager.js';
+import type { VolumeRecordState } from '../volume/types.js';
 
 export interface DriverState {
   readonly version: 1;

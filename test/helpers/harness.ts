@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { parseMountInfo } from '../../src/fuse/mount.js';
+import { parseMountInfo } from '../../src/mount/mountinfo.js';
 import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../../src/gen/csi/v1/csi.js';
 
 export const execFileP = promisify(execFile);

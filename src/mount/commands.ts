@@ -1,48 +1,8 @@
-// Mount-table operations, always through child processes (mount(8), umount(8))
+// Mount-table changes, always through child processes (mount(8), umount(8))
 // so the JS thread never makes a blocking syscall that could need an answer
 // from our own FUSE server.
 
 import { spawn } from 'node:child_process';
-import { readFile, stat, statfs } from 'node:fs/promises';
-import { dirname } from 'node:path';
-
-export interface MountInfoEntry {
-  readonly mountId: number;
-  readonly root: string;
-  readonly mountPoint: string;
-  readonly fsType: string;
-  readonly source: string;
-  readonly options: string;
-}
-
-/** Undoes the octal escapes mountinfo uses for space, tab, newline and backslash. */
-function unescape(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-export function parseMountInfo(text: string): MountInfoEntry[] {
-  const out: MountInfoEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const a = line.slice(0, sep).split(' ');
-    const b = line.slice(sep + 3).split(' ');
-    out.push({
-      mountId: Number(a[0]),
-      root: unescape(a[3] ?? ''),
-      mountPoint: unescape(a[4] ?? ''),
-      fsType: b[0] ?? '',
-      source: unescape(b[1] ?? ''),
-      options: b[2] ?? '',
-    });
-  }
-  return out;
-}
-
-export async function readMountInfo(): Promise<MountInfoEntry[]> {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
-}
 
 export class MountError extends Error {
   constructor(message: string, readonly exitCode: number | null, readonly stderr: string) {
@@ -99,42 +59,4 @@ export function remountBind(target: string, writable: boolean): Promise<void> {
 
 export async function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {
   await run('umount', opts.lazy ? ['-n', '-l', target] : ['-n', target]);
-}
-
-export function isMountPoint(table: readonly MountInfoEntry[], path: string): boolean {
-  return table.some((m) => m.mountPoint === path);
-}
-
-export type MountPointState = 'missing' | 'plain' | 'mounted' | 'stale';
-
-/** What a syscall on a FUSE mount whose server is gone fails with. */
-const isDeadMountError = (e: unknown): boolean =>
-  ['ENOTCONN', 'ECONNABORTED', 'ESTALE', 'EIO'].includes((e as NodeJS.ErrnoException).code ?? '');
-
-/**
- * Whether `path` is a mount point, without reading the whole mount table
- * (which grows with every volume): a different device than its parent means
- * mounted; ENOTCONN and friends mean a FUSE mount whose server is gone.
- * Async (threadpool), so it is safe on our own mounts.
- */
-export async function probeMountPoint(path: string): Promise<MountPointState> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
-    if (isDeadMountError(e)) return 'stale';
-    throw e;
-  }
-  const parent = await stat(dirname(path));
-  if (st.dev === parent.dev && st.ino !== parent.ino) return 'plain';
-  // A FUSE mount's stat is answered from the kernel's cached attributes for a
-  // while after its server died; statfs always asks the server.
-  try {
-    await statfs(path);
-  } catch (e) {
-    if (isDeadMountError(e)) return 'stale';
-    throw e;
-  }
-  return 'mounted';
 }

@@ -1,0 +1,42 @@
+// Sends the keeper the whole driver state (filesystem and volume records)
+// synchronously after every change, so a process taking over after a crash
+// knows every node id the kernel may ask about and every served volume.
+
+import type { Logger } from 'pino';
+import type { SecretsFilesystem } from '../fuse/filesystem.js';
+import type { KeeperClient } from './keeper-client.js';
+import { encodeState } from './state.js';
+import type { VolumeRecordState } from '../volume/types.js';
+
+export interface SnapshotSources {
+  readonly fs: SecretsFilesystem;
+  readonly volumes: { export(): VolumeRecordState[] };
+}
+
+export class KeeperSnapshots {
+  private sources: SnapshotSources | null = null;
+
+  constructor(
+    private readonly keeper: KeeperClient | null,
+    /** Memory for the encoded state (locked, non-dumpable). */
+    private readonly alloc: (size: number) => Buffer,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * What snapshots are made of from now on. Until the driver serves (while a
+   * connection is adopted and its volumes restored) nothing is sent: the
+   * keeper keeps the previous driver's state, which is still the truth.
+   */
+  serve(sources: SnapshotSources): void {
+    this.sources = sources;
+  }
+
+  send(): void {
+    if (!this.keeper?.connected || !this.sources) return;
+    const { state, data } = this.sources.fs.exportState();
+    const buf = encodeState({ version: 1, fs: state, volumes: this.sources.volumes.export() }, data, this.alloc);
+    if (!this.keeper.snapshot(buf)) this.log.warn({ bytes: buf.length }, 'the keeper did not take the state in time; a crash now could lose the newest version');
+    buf.fill(0);
+  }
+}

@@ -1,0 +1,170 @@
+// NodePublishVolume for one target path (the caller holds its lock): a
+// republish refreshes what the next poll sends; a first publish is one
+// transaction that creates the volume's FUSE directory, binds it at the
+// target, fills it from the provider (with a write window when the provider
+// may write its files itself) and records it, and undoes all of that in one
+// place when any step fails.
+
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { errors, isDriverError } from '../errors.js';
+import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
+import type { TargetLifecycle } from '../mount/target-lifecycle.js';
+import type { DriverMetrics } from '../observability/metrics.js';
+import { scrubResponse } from '../provider/client.js';
+import { MOCK_PROVIDER, POD_NAME, POD_NAMESPACE, POD_UID, PROVIDER_NAME_ATTRIBUTE, SPC_ATTRIBUTE } from '../csi/volume-context.js';
+import type { ProviderCall, ProviderCaller } from './provider-call.js';
+import { toStatus, type VolumeState } from './state.js';
+import type { PublishRequest, Volume, VolumeOwner, VolumeStatus } from './types.js';
+import type { CallOutcome, WritePolicy } from './write-policy.js';
+
+/** FUSE directory name of a volume: stable for a target path, so a takeover finds the same names. */
+export function volumeDirName(targetPath: string): string {
+  return `v-${createHash('sha256').update(targetPath).digest('hex').slice(0, 24)}`;
+}
+
+export interface PublisherOptions {
+  readonly fs: SecretsFilesystem;
+  readonly targets: TargetLifecycle;
+  readonly state: VolumeState;
+  readonly caller: ProviderCaller;
+  readonly policy: WritePolicy;
+  readonly metrics: DriverMetrics;
+  readonly log: Logger;
+  /**
+   * Called after a first publish has its content (first=true). A failure
+   * fails the publish and undoes it, as upstream does when it cannot write
+   * the status object.
+   */
+  readonly onVersion?: (status: VolumeStatus, first: boolean) => Promise<void>;
+  /** Called when a publish stacked a new mount over a dead one of a previous driver (events). */
+  readonly onDeadMountRepaired?: (status: VolumeStatus) => void;
+  /** Called with each newly served volume that has a provider to poll (rotation). */
+  readonly onServed?: (targetPath: string) => void;
+}
+
+/** How a first publish fills its volume: the provider call (none for csi-sanity's mock) and the window's pid. */
+interface FillPlan {
+  readonly who: VolumeOwner;
+  readonly mock: boolean;
+  readonly call: ProviderCall | null;
+  /** Set: the provider may write into the volume, a window opens for this process. */
+  readonly windowPid: number | null;
+}
+
+const NOTHING: CallOutcome = { result: { objectVersions: [], files: [], responseBytes: 0 }, files: [] };
+
+export class Publisher {
+  constructor(private readonly o: PublisherOptions) {}
+
+  async publish(req: PublishRequest): Promise<void> {
+    const existing = this.o.state.get(req.targetPath);
+    if (existing) return this.refresh(existing, req);
+    const plan = await this.plan(req);
+    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(req.targetPath, plan.windowPid !== null, (handle) => this.fill(req, plan, handle));
+    if (!plan.mock) this.o.onServed?.(req.targetPath);
+    if (stackedOverDead) this.o.onDeadMountRepaired?.(toStatus(vol));
+    this.o.log.info({ targetPath: req.targetPath, pod: `${plan.who.podNamespace}/${plan.who.podName}`, provider: plan.who.provider, files: fileCount },
+      'node publish volume complete');
+  }
+
+  /** kubelet's periodic republish: keep what is served, refresh what the next poll sends. */
+  private refresh(existing: Volume, req: PublishRequest): void {
+    req.onProvider?.(existing.provider);
+    this.o.state.update(req.targetPath, { volumeContext: { ...req.volumeContext }, secrets: { ...req.secrets } });
+    this.o.log.debug({ targetPath: req.targetPath, pod: `${existing.podNamespace}/${existing.podName}` }, 'target path is already mounted; refreshed attributes');
+  }
+
+  /** Everything decided before the target is touched: SecretProviderClass, provider, attributes, window. */
+  private async plan(req: PublishRequest): Promise<FillPlan> {
+    const vc = req.volumeContext;
+    const podName = vc[POD_NAME] ?? '';
+    const podNamespace = vc[POD_NAMESPACE] ?? '';
+    const spcName = vc[SPC_ATTRIBUTE] ?? '';
+    if (vc[PROVIDER_NAME_ATTRIBUTE] === MOCK_PROVIDER) {
+      // mock_provider (csi-sanity, which publishes with readonly=false) skips the
+      // readonly check as upstream's hook does; the bind mount is read-only anyway.
+      req.onProvider?.(MOCK_PROVIDER);
+      return { who: { podName, podNamespace, spcName, provider: MOCK_PROVIDER }, mock: true, call: null, windowPid: null };
+    }
+    if (spcName === '') throw errors.spcNotSet('secretProviderClass is not set');
+    const spc = await this.o.caller.resolve(podNamespace, spcName);
+    req.onProvider?.(spc.provider);
+    if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
+    const call = this.o.caller.prepare(spc, {
+      targetPath: req.targetPath, podNamespace, podName, volumeContext: vc, secrets: req.secrets, currentObjectVersions: [], deadline: req.deadline,
+    });
+    const windowPid = await this.o.policy.windowPid(spc.provider);
+    return { who: { podName, podNamespace, spcName, provider: spc.provider }, mock: false, call, windowPid };
+  }
+
+  /**
+   * Calls the provider into the freshly bound volume, serves the answer and
+   * records the volume. The target is mounted before the provider is called,
+   * as upstream mounts its tmpfs first: read-only, so a provider that writes
+   * although it returned files last time gets EROFS and its bytes never land
+   * on the node's disk; or writable inside a window for the provider's
+   * process, whose files are published before the mount turns read-only.
+   */
+  private async fill(req: PublishRequest, plan: FillPlan, handle: VolumeHandle): Promise<{ fileCount: number; vol: Volume }> {
+    const { fs, policy } = this.o;
+    const { who, call, windowPid } = plan;
+    const out = !call ? NOTHING
+      : windowPid !== null ? await policy.inWindow(handle, who.provider, windowPid, call, [])
+        : await policy.callWithoutWindow(who.provider, call);
+    try {
+      await fs.publish(handle, out.files);
+      if (windowPid !== null) {
+        await fs.releaseWindow(handle);
+        await this.o.targets.setWritable(req.targetPath, false);
+      }
+    } finally {
+      scrubResponse(out.result.files);
+    }
+    const vc = req.volumeContext;
+    const vol: Volume = {
+      targetPath: req.targetPath, volumeId: req.volumeId, podName: who.podName, podNamespace: who.podNamespace, podUid: vc[POD_UID] ?? '',
+      spcName: who.spcName, provider: who.provider, volumeContext: { ...vc }, secrets: { ...req.secrets },
+      objectVersions: out.result.objectVersions, handle, mock: plan.mock, lastPolledAt: Date.now(),
+    };
+    this.o.state.add(vol);
+    this.o.metrics.versions.inc();
+    if (!plan.mock && this.o.onVersion) {
+      try {
+        await this.o.onVersion(toStatus(vol), true);
+      } catch (e) {
+        throw errors.mountFailed((e as Error).message, e);
+      }
+    }
+    return { fileCount: out.files.length, vol };
+  }
+
+  /**
+   * The publish transaction: a new volume directory bound at `target`
+   * (writable for a window) for `body` to fill and record. On any failure
+   * the target is undone here, once: window dropped, bind detached,
+   * directory destroyed, record removed.
+   */
+  private async withNewTarget<T>(target: string, writable: boolean, body: (handle: VolumeHandle) => Promise<T>): Promise<T & { stackedOverDead: boolean }> {
+    const { fs, targets, state } = this.o;
+    let handle: VolumeHandle | null = null;
+    let bound = false;
+    try {
+      const { stackedOverDead } = await targets.prepare(target);
+      handle = fs.createVolume(volumeDirName(target));
+      await targets.bind(handle.sourcePath, target, { writable });
+      bound = true;
+      return { ...await body(handle), stackedOverDead };
+    } catch (e) {
+      if (handle) await fs.releaseWindow(handle);
+      if (bound) await targets.detach(target);
+      if (handle) {
+        await fs.destroyVolume(handle);
+        // After the directory went, so the snapshot this persists has neither.
+        if (state.get(target)?.handle === handle) state.delete(target);
+      }
+      if (isDriverError(e)) throw e;
+      throw errors.mountFailed(`failed to mount ${target}: ${(e as Error).message}`, e);
+    }
+  }
+}
