@@ -5,11 +5,9 @@
 import { join } from 'node:path';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { VolumeCapability_AccessMode_Mode, type NodePublishVolumeRequest } from '../src/gen/csi/v1/csi.js';
+import type { PodRef as Pod } from '../src/kube/events.js';
 
-export interface PodRef {
-  readonly name: string;
-  readonly namespace: string;
-  readonly uid: string;
+export interface PodRef extends Pod {
   /** Its service account (default: `default`). */
   readonly serviceAccount?: string;
 }
