@@ -4,6 +4,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { basename } from 'node:path';
+import { sleep } from './wait.js';
 
 export class Proc {
   /** Everything it wrote to stdout and stderr so far, interleaved as it arrived. */
@@ -28,7 +29,7 @@ export class Proc {
     };
     child.stdout?.setEncoding('utf8').on('data', reader());
     child.stderr?.setEncoding('utf8').on('data', reader());
-    child.on('error', () => undefined); // a failed spawn shows as its exit
+    child.on('error', (e) => { this.out += `${e.message}\n`; }); // a failed spawn: its exit follows
     this.exited = new Promise((r) => child.on('close', (code) => r(code)));
   }
 
@@ -72,9 +73,14 @@ export class Proc {
     });
   }
 
-  /** Resolves once its output so far matches `re`. */
+  /** Resolves once its output so far matches `re` (looked at every 20 ms); rejects when it ends first or on timeout. */
   async waitFor(re: RegExp, ms = 10_000): Promise<void> {
-    if (!re.test(this.out)) await this.waitForLine(() => re.test(this.out), ms, String(re));
+    const end = Date.now() + ms;
+    while (!re.test(this.out)) {
+      if (Date.now() > end) throw new Error(`${this.name}: timed out after ${ms} ms waiting for ${re}\n${this.recentOutput()}`);
+      if (!this.running) throw new Error(`${this.name} exited (${this.child.signalCode ?? this.child.exitCode}) before ${re}\n${this.recentOutput()}`);
+      await sleep(20);
+    }
   }
 
   /** `signal`, then SIGKILL if it is still alive after `graceMs`. */

@@ -11,7 +11,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../../src/gen/csi/v1/csi.js';
-import { nodePublishRequest, unary } from '../../testkit/csi.js';
+import { kubeletTarget, nodePublishRequest, unary } from '../../testkit/csi.js';
 import { atOrUnder, deepestFirst, mountPointsIn, umountAllWhere } from '../../testkit/mounts.js';
 import { Proc as ChildProc } from '../../testkit/proc.js';
 import { execFileP } from '../../testkit/run.js';
@@ -228,7 +228,7 @@ export class Harness {
   }
 
   target(name: string): string {
-    return join(this.dir, 'pods', `uid-${name}`, 'volumes', 'kubernetes.io~csi', name, 'mount');
+    return kubeletTarget(this.dir, `uid-${name}`, name);
   }
 
   publishRequest(target: string, spcName: string, extra: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest {
