@@ -14,6 +14,7 @@ COPY tsconfig.json ./
 COPY proto ./proto
 COPY src ./src
 COPY bench ./bench
+COPY testkit ./testkit
 RUN npx tsc -p . && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:24-bookworm-slim

@@ -3,15 +3,13 @@
 // one run. Run as root: `node dist/bench/mount-strategy.js [volumes]`.
 // It serves the mounts itself, so it reads them only from child processes.
 
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { SecretsFilesystem } from '../src/fuse/filesystem.js';
 import { bindMount, unmount } from '../src/mount/commands.js';
-import { summarize, round } from './stats.js';
+import { execFileP as run } from '../testkit/run.js';
+import { summarize, round } from './lib/stats.js';
 
-const run = promisify(execFile);
 const log = { warn: () => undefined, debug: () => undefined };
 const files = (i: number) => [1, 2, 3].map((k) => ({ path: `s${k}`, mode: 0o444, contents: Buffer.alloc(1024, 65 + ((i + k) % 26)) }));
 const fds = async (): Promise<number> => (await readdir('/proc/self/fd')).length;

@@ -1,5 +1,6 @@
-// Benchmark reader, run by bench/run.ts as a separate process (never read a
-// FUSE mount synchronously from the process that serves it).
+// Benchmark reader, run by the bench (bench/lib/readloop.ts) as a separate
+// process (never read a FUSE mount synchronously from the process that
+// serves it).
 //
 //   readloop lat <path> <iterations> <warmup> <expect-file>
 //       Times open + read-to-EOF + close of <path>, <iterations> times after

@@ -23,7 +23,8 @@ import { encodeState } from '../src/takeover/state.js';
 import { KeeperClient } from '../src/takeover/keeper-client.js';
 import { nativeForkSyscalls, type ForkSyscalls } from '../src/fuse/vfs-steps.js';
 import { loadNative } from '../src/native/addon.js';
-import { summarize, round } from './stats.js';
+import { sleep } from '../testkit/wait.js';
+import { summarize, round } from './lib/stats.js';
 
 const log = { warn: () => undefined, debug: () => undefined };
 const OPNAMES = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()]));
@@ -74,8 +75,6 @@ class Counter {
   }
 }
 
-const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 async function measureMode(dir: string, vfsSteps: boolean, rotations: number, volumes: number): Promise<ModeFigures> {
   const name = vfsSteps ? 'vfs' : 'table';
   const forkSyscalls: ForkSyscalls | undefined = vfsSteps ? nativeForkSyscalls(loadNative()) : undefined;
@@ -88,7 +87,7 @@ async function measureMode(dir: string, vfsSteps: boolean, rotations: number, vo
     const v = fs.createVolume('one');
     await fs.publish(v, files(0));
     for (let i = 1; i <= 20; i++) await fs.publish(v, files(i)); // warm-up
-    await settle(50);
+    await sleep(50);
     c.on = true;
     const us: number[] = [];
     for (let i = 0; i < rotations; i++) {
@@ -104,12 +103,12 @@ async function measureMode(dir: string, vfsSteps: boolean, rotations: number, vo
     const w = fs2.createVolume('rm');
     await fs2.publish(w, files(0));
     await fs2.publish(w, files(1));
-    await settle(50);
+    await sleep(50);
     c2.on = true;
     const n2 = 50;
     for (let i = 0; i < n2; i++) {
       await fs2.publish(w, files(200 + i));
-      await settle(30);
+      await sleep(30);
     }
     c2.on = false;
     const withRemovalRequests = c2.per(n2);
@@ -162,7 +161,7 @@ async function measureSnapshots(dir: string, sizes: number[]): Promise<SwitchCos
         encode.push(t1 - t0);
         bytes = buf.length;
         buf.fill(0);
-        await new Promise((r) => setTimeout(r, 30)); // as between rotations: the keeper has read the last one
+        await sleep(30); // as between rotations: the keeper has read the last one
       }
       const e = summarize(encode.slice(5)).median;
       const w = summarize(send.slice(5)).median;

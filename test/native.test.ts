@@ -19,6 +19,7 @@ import {
   loadNative,
   type NativeAddon,
 } from '../src/native/addon.js';
+import { sleep } from '../testkit/wait.js';
 
 const EBADF = osConstants.errno.EBADF;
 const EMSGSIZE = osConstants.errno.EMSGSIZE;
@@ -318,7 +319,7 @@ t.test('forkSyscalls: a child makes the script\'s syscalls in order, stops at th
   let status = -1;
   for (let i = 0; i < 200 && status === -1; i++) {
     status = native.reapChild(pid);
-    if (status === -1) await new Promise((r) => setTimeout(r, 5));
+    if (status === -1) await sleep(5);
   }
   t.equal(status, 0, 'the child exited 0 and is reaped');
   t.equal(readdirSync('/proc/self/fd').length, fds, 'no descriptor left behind in the parent');

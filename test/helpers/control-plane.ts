@@ -8,17 +8,17 @@
 // (tap's `after` hook). No kubelet: tests create Pod objects and play the
 // kubelet's part against the driver's CSI socket.
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { openSync, closeSync, readFileSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { get as httpsGet } from 'node:https';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { freePort } from '../../testkit/net.js';
+import { execFileP as run } from '../../testkit/run.js';
+import { sleep, waitUntil } from '../../testkit/wait.js';
 
-const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // One control plane per checkout: the tap run of one checkout stops its own
 // (package.json's `after` hook) and never one that another checkout's run uses.
@@ -35,13 +35,6 @@ export interface ControlPlane {
   readonly dir: string;
   readonly pids: number[];
 }
-
-const freePort = (): Promise<number> => new Promise((res) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => res(port));
-  });
-});
 
 function alive(pid: number): boolean {
   try {
@@ -87,15 +80,8 @@ function readyz(url: string, ca: string): Promise<boolean> {
   });
 }
 
-async function waitReady(url: string, ca: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await readyz(url, ca)) return;
-    {
-      if (Date.now() > end) throw new Error(`kube-apiserver not ready at ${url} after ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
+function waitReady(url: string, ca: string, ms: number): Promise<void> {
+  return waitUntil(() => readyz(url, ca), ms, `kube-apiserver to be ready at ${url}`, 300);
 }
 
 async function pki(dir: string): Promise<void> {
@@ -183,7 +169,7 @@ export async function controlPlane(): Promise<ControlPlane> {
     } catch {
       const s = readState();
       if (s) return s;
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
   }
   try {
@@ -227,7 +213,7 @@ export async function stopControlPlane(): Promise<void> {
     try { process.kill(p, 'SIGTERM'); } catch { /* already gone */ }
   }
   const end = Date.now() + 10_000;
-  while (s.pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  while (s.pids.some(alive) && Date.now() < end) await sleep(100);
   for (const p of s.pids) {
     try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
   }

@@ -4,18 +4,23 @@
 // directory is removed in teardown, even when the test failed or a process
 // was killed.
 
-import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rename, writeFile, rm } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { createServer } from 'node:net';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { parseMountInfo } from '../../src/mount/mountinfo.js';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../../src/gen/csi/v1/csi.js';
+import { kubeletTarget, nodePublishRequest, unary } from '../../testkit/csi.js';
+import { atOrUnder, deepestFirst, mountPointsIn, umountAllWhere } from '../../testkit/mounts.js';
+import { Proc as ChildProc } from '../../testkit/proc.js';
+import { execFileP } from '../../testkit/run.js';
 
-export const execFileP = promisify(execFile);
+export { canary } from '../../testkit/canary.js';
+export { freePort } from '../../testkit/net.js';
+export { execFileP };
+export { sleep, waitUntil } from '../../testkit/wait.js';
+
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const NODE = process.execPath;
 const DRIVER_BIN = join(ROOT, 'dist/src/bin/driver.js');
@@ -33,7 +38,7 @@ const liveDirs = new Set<string>();
 process.once('exit', () => {
   for (const c of liveChildren) c.kill('SIGKILL');
   if (liveDirs.size === 0) return;
-  for (const p of deepestFirst(mountPointsUnder(readFileSync('/proc/self/mountinfo', 'utf8'), liveDirs))) {
+  for (const p of deepestFirst([...new Set(mountPointsUnder(readFileSync('/proc/self/mountinfo', 'utf8'), liveDirs))])) {
     try { execFileSync('umount', ['-l', p], { stdio: 'ignore' }); } catch { /* already gone */ }
   }
 });
@@ -47,20 +52,13 @@ export function track(child: ChildProcess): ChildProcess {
 
 /** Mount points (one per mount table entry, stacked ones repeated) at or below any of `dirs`. */
 function mountPointsUnder(mountinfo: string, dirs: Iterable<string>): string[] {
-  const within = [...dirs];
-  return parseMountInfo(mountinfo).map((m) => m.mountPoint).filter((p) => within.some((d) => p === d || p.startsWith(`${d}/`)));
+  const within = [...dirs].map(atOrUnder);
+  return mountPointsIn(mountinfo, (p) => within.some((f) => f(p)));
 }
 
-/** Each mount point once, deepest first: the order to unmount in. */
-function deepestFirst(points: readonly string[]): string[] {
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
-/** Lazily unmounts everything mounted at or below `dir`, deepest first. */
-export async function cleanupMounts(dir: string): Promise<string[]> {
-  const sorted = deepestFirst(mountPointsUnder(await readFile('/proc/self/mountinfo', 'utf8'), [dir]));
-  for (const p of sorted) await execFileP('umount', ['-l', p]).catch(() => undefined);
-  return sorted;
+/** Lazily unmounts everything mounted at or below `dir`, deepest first; returns what it unmounted. */
+export function cleanupMounts(dir: string): Promise<string[]> {
+  return umountAllWhere(atOrUnder(dir));
 }
 
 export async function mountsUnder(dir: string): Promise<string[]> {
@@ -92,52 +90,10 @@ export async function tempDir(t: Tap, prefix = 'sscsi-'): Promise<string> {
   return dir;
 }
 
-export class Proc {
-  out = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly child: ChildProcess) {
-    track(child);
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { this.out += d; });
-    // 'close', not 'exit': only then has all of the child's output arrived.
-    this.exited = new Promise((r) => child.on('close', (code) => r(code)));
-  }
-
-  async waitFor(re: RegExp, ms = 10_000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!re.test(this.out)) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${re} in:\n${this.out.slice(-2000)}`);
-      if (this.child.exitCode !== null) throw new Error(`process exited (${this.child.exitCode}) before ${re}:\n${this.out.slice(-2000)}`);
-      await sleep(20);
-    }
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill(signal);
-      const killer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-      await this.exited;
-      clearTimeout(killer);
-    }
-  }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export async function waitUntil(fn: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
+/** A child process whose output is kept (testkit/proc.ts), killed if the test file exits while it runs. */
+export class Proc extends ChildProc {
+  constructor(child: ChildProcess) {
+    super(track(child));
   }
 }
 
@@ -272,26 +228,15 @@ export class Harness {
   }
 
   target(name: string): string {
-    return join(this.dir, 'pods', `uid-${name}`, 'volumes', 'kubernetes.io~csi', name, 'mount');
+    return kubeletTarget(this.dir, `uid-${name}`, name);
   }
 
   publishRequest(target: string, spcName: string, extra: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest {
     return {
-      volumeId: `csi-${target.length}-${spcName}`,
-      targetPath: target,
-      readonly: true,
-      volumeCapability: { accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } }, accessMode: { mode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY } },
-      volumeContext: {
-        secretProviderClass: spcName,
-        'csi.storage.k8s.io/pod.name': 'pod-a',
-        'csi.storage.k8s.io/pod.namespace': 'default',
-        'csi.storage.k8s.io/pod.uid': 'uid-1',
-        'csi.storage.k8s.io/serviceAccount.name': 'default',
-        'csi.storage.k8s.io/ephemeral': 'true',
-      },
-      secrets: {},
-      publishContext: {},
-      stagingTargetPath: '',
+      ...nodePublishRequest({
+        volumeId: `csi-${target.length}-${spcName}`, targetPath: target, spc: spcName,
+        pod: { name: 'pod-a', namespace: 'default', uid: 'uid-1' }, accessMode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY,
+      }),
       ...extra,
     };
   }
@@ -299,8 +244,7 @@ export class Harness {
   /** Like kubelet: the volume's directory exists (0755), the `mount` dir inside it is the driver's to create. */
   async publish(req: NodePublishVolumeRequest, timeoutMs = 30_000): Promise<void> {
     if (req.targetPath.startsWith('/')) await mkdir(dirname(req.targetPath), { recursive: true, mode: 0o755 });
-    return new Promise((res, rej) => this.node.nodePublishVolume(req, new Metadata(), { deadline: Date.now() + timeoutMs },
-      (e) => (e ? rej(e) : res())));
+    await unary(this.node.nodePublishVolume.bind(this.node), req, timeoutMs);
   }
 
   unpublish(targetPath: string, volumeId = 'vol'): Promise<void> {
@@ -320,11 +264,6 @@ export function grpcCode(e: unknown): number | undefined {
 /** The driver's log lines at warn level or above (pino: 40 warn, 50 error, 60 fatal). */
 export function warningLines(out: string): string[] {
   return out.split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-}
-
-/** A canary value: unique, greppable, never a real secret. */
-export function canary(label: string): string {
-  return `CANARY-${label}-${Math.random().toString(36).slice(2, 10)}${Date.now().toString(36)}`;
 }
 
 /** Files on disk (not other filesystems, so never our FUSE mounts) below `dir` containing `needle`. */

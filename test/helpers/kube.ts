@@ -8,6 +8,7 @@ import {
   ApiextensionsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { sleep } from '../../testkit/wait.js';
 import { kubeconfigYaml, type ControlPlane } from './control-plane.js';
 
 export function adminConfig(cp: ControlPlane): KubeConfig {
@@ -74,7 +75,7 @@ export async function eventually<T>(fn: () => Promise<T | null | undefined | fal
       last = e;
     }
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 
