@@ -143,16 +143,17 @@ spec:
 
   // What the driver does with these hooks (src/cli/driver.ts): onVersion(first=false) writes the
   // SecretProviderClassPodStatus, queues a Secret sync and adds a MountRotationComplete Event;
-  // onChange and the filesystem's onMutation send the keeper a snapshot.
+  // the registry's persist hook (its changes and the filesystem's) sends the keeper a snapshot.
   const lines: string[] = [];
   const log = pino({ level: 'debug' }, { write: (l: string) => { lines.push(l); } });
   let snapshots = 0;
   const published: VolumeStatus[] = [];
   const rotations: VolumeStatus[] = [];
-  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => { snapshots++; } });
+  // Wired as src/cli/driver.ts does: every filesystem change persists through the registry's one hook.
+  const state = new VolumeState({ persist: () => { snapshots++; } });
+  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => state.persist() });
   const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024 });
   const metrics = new DriverMetrics();
-  const state = new VolumeState({ persist: () => { snapshots++; } });
   const manager = new VolumeManager({
     fs, state, spcs: new DirSpcSource(spcDir), providers, metrics, log,
     onVersion: async (st, first) => { (first ? published : rotations).push(st); },
