@@ -13,9 +13,9 @@ const syntax = (m: string) => new DerError(`asn1: syntax error: ${m}`);
 
 export const UNIVERSAL = 0;
 export const CONTEXT = 2;
-export const INTEGER = 2;
-export const OCTET_STRING = 4;
-export const OBJECT_IDENTIFIER = 6;
+const INTEGER = 2;
+const OCTET_STRING = 4;
+const OBJECT_IDENTIFIER = 6;
 export const SEQUENCE = 16;
 export const SET = 17;
 
