@@ -1,7 +1,7 @@
 // Secret sync data for `type: kubernetes.io/tls` (upstream pkg/util/secretutil/secret.go:
 // GetCertPart, getCert, getPrivateKey, GetSecretType, and the TLS branch of GetSecretData).
 //
-// Upstream's rules, reproduced byte for byte:
+// Upstream's rules (byte for byte, but for the key-reading differences noted in private-key.ts):
 //   - Only a secret object whose type is exactly `kubernetes.io/tls` is special. Every other type
 //     (including empty, which means Opaque) gets the mounted file's bytes unchanged.
 //   - For the TLS type only the keys `tls.key` and `tls.crt` are allowed.

@@ -4,6 +4,11 @@
 // and ECDSA on the curves Go's crypto/x509 parses (the NIST curves P-224, P-256, P-384, P-521),
 // with named (not explicit) parameters. PKCS#8 Ed25519 and X25519 keys parse in Go but upstream
 // then refuses them, which callers report as an error of its own.
+//
+// Known differences from Go's hand-rolled checks, accepted to keep key material out of JS strings
+// and bigints: an RSA key whose values are inconsistent (Go's crypto/rsa validation fails, so
+// upstream writes an empty block) is re-encoded as OpenSSL holds it; an EC key stored without its
+// public point, or with a compressed one, keeps that form (Go recomputes an uncompressed point).
 
 import { type KeyObject, createPrivateKey, createPublicKey } from 'node:crypto';
 
