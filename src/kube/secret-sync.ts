@@ -23,7 +23,7 @@ import { WorkQueue, type ReconcileResult } from '../util/work-queue.js';
 import { apiErrorText, apiStatus, type KubeApi } from './api.js';
 import { EventReason, type EventRecorder, type PodRef } from './events.js';
 import { GROUP, NODE_LABEL, SPCPS_PLURAL, type PodStatusObject } from './pod-status.js';
-import { secretDataFor } from './tls-secret.js';
+import { secretDataFor } from './tls/index.js';
 
 export const MANAGED_LABEL = 'secrets-store.csi.k8s.io/managed';
 export const SYNC_FORBIDDEN_WARNING =
