@@ -44,7 +44,8 @@ t.teardown(() => rm(helmHome, { recursive: true, force: true }));
 const helmEnv = { ...process.env, HELM_CACHE_HOME: join(helmHome, 'cache'), HELM_CONFIG_HOME: join(helmHome, 'config'), HELM_DATA_HOME: join(helmHome, 'data') };
 const runHelm = async (args: string[]): Promise<string> => (await execFileP(helm, args, { env: helmEnv, maxBuffer: 64 << 20 })).stdout;
 
-type Obj = KubernetesObject & { spec?: any; rules?: any; subjects?: any; roleRef?: any };
+interface Meta { labels?: Record<string, string>; annotations?: Record<string, string> }
+type Obj = KubernetesObject & { spec?: { template?: { metadata?: Meta }; tokenRequests?: unknown[]; requiresRepublish?: boolean }; subjects?: unknown[] };
 
 /** `helm template` (release csi-secrets-store in kube-system, as deploy/ names them) parsed into objects. */
 async function render(extra: string[] = []): Promise<Obj[]> {
@@ -105,8 +106,8 @@ t.test('deploy/ is the default render (release csi-secrets-store, fullnameOverri
 t.test('default values: names as upstream chart, no sync RBAC, empty token audiences, CRDs kept on uninstall', async (t) => {
   const objs = await render();
   t.same(names(objs, 'DaemonSet'), ['csi-secrets-store-secrets-store-csi-driver', 'csi-secrets-store-secrets-store-csi-driver-keeper'], 'fullname as upstream\'s chart');
-  t.strictSame(find(objs, 'CSIDriver')!.spec.tokenRequests, []);
-  t.equal(find(objs, 'CSIDriver')!.spec.requiresRepublish, true);
+  t.strictSame(find(objs, 'CSIDriver')!.spec?.tokenRequests, []);
+  t.equal(find(objs, 'CSIDriver')!.spec?.requiresRepublish, true);
   t.notOk(find(objs, 'ClusterRole', 'secretprovidersyncing-role'), 'no secret-sync role by default (upstream: syncSecret.enabled false)');
   t.same(names(objs, 'CustomResourceDefinition'), ['secretproviderclasses.secrets-store.csi.x-k8s.io', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io']);
   for (const crd of objs.filter((o) => o.kind === 'CustomResourceDefinition')) {
@@ -164,7 +165,7 @@ t.test('an upstream-shaped values file: flags, images, scheduling, audiences, sy
   t.equal(keeper.spec!.template.spec!.containers[0]!.image, 'mirror.example.com/sscsi/driver:v0.1.0');
   t.same(keeper.spec!.template.spec!.tolerations, pod.spec!.tolerations, 'the keeper follows the driver\'s scheduling');
 
-  t.strictSame(find(objs, 'CSIDriver')!.spec.tokenRequests, [{ audience: 'api://AzureADTokenExchange' }, { audience: 'vault', expirationSeconds: 3600 }]);
+  t.strictSame(find(objs, 'CSIDriver')!.spec?.tokenRequests, [{ audience: 'api://AzureADTokenExchange' }, { audience: 'vault', expirationSeconds: 3600 }]);
   t.ok(find(objs, 'ClusterRole', 'secretprovidersyncing-role'), 'syncSecret.enabled: the secret-sync role');
   t.same(find(objs, 'ClusterRoleBinding', 'secretprovidersyncing-rolebinding')!.subjects, [{ kind: 'ServiceAccount', name: 'secrets-store-csi-driver', namespace: 'kube-system' }]);
   t.equal(names(objs, 'CustomResourceDefinition').length, 2);
