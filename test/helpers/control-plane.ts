@@ -209,14 +209,35 @@ export async function stopControlPlane(): Promise<void> {
   } catch {
     return;
   }
-  for (const p of s.pids.reverse()) {
+  await stopPids(s.pids);
+  await run('rm', ['-rf', STATE_DIR]);
+}
+
+async function stopPids(pids: number[]): Promise<void> {
+  for (const p of [...pids].reverse()) {
     try { process.kill(p, 'SIGTERM'); } catch { /* already gone */ }
   }
   const end = Date.now() + 10_000;
-  while (s.pids.some(alive) && Date.now() < end) await sleep(100);
-  for (const p of s.pids) {
+  while (pids.some(alive) && Date.now() < end) await sleep(100);
+  for (const p of pids) {
     try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
   }
-  await run('rm', ['-rf', STATE_DIR]);
+}
+
+/**
+ * A control plane of the caller's own, outside the run's shared one: for a
+ * test that installs and deletes cluster-wide objects with fixed names (the
+ * Helm chart's CSIDriver, ClusterRoles), which would collide with the other
+ * test files applying deploy/ to the shared one. Stop it with
+ * stopPrivateControlPlane. Throws ControlPlaneUnavailable when not built.
+ */
+export async function startPrivateControlPlane(): Promise<ControlPlane> {
+  mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 });
+  return start();
+}
+
+export async function stopPrivateControlPlane(cp: ControlPlane): Promise<void> {
+  await stopPids(cp.pids);
+  await run('rm', ['-rf', cp.dir]);
 }
 
