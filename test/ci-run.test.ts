@@ -9,6 +9,9 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROOT, NODE, execFileP, type Tap } from './helpers/harness.js';
 
+// Four nested tap runs, each starting a node per fixture file: slow on a busy machine.
+t.setTimeout(360_000);
+
 const SKIP_HELPER = join(ROOT, 'test/helpers/skip.js');
 const FIXTURES: Record<string, string> = {
   'whole.test.ts': `import { skipFile } from '${SKIP_HELPER}';

@@ -197,7 +197,11 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   });
 
   return {
-    exit: async () => (keeper?.connected ? exitNow() : process.exit(0)),
+    // Always _exit: process.exit() joins the libuv threadpool, and a thread
+    // parked in read(2) of /dev/fuse returns only when the connection ends,
+    // which a bind mount elsewhere (a container's view) or the keeper outlives:
+    // the main thread would then wait in a futex forever.
+    exit: exitNow,
     log, fs, manager: running,
     async stop() {
       ready = false;
