@@ -37,9 +37,11 @@ import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { ApiException, CoreV1Api } from '@kubernetes/client-node';
 import {
-  Harness, NODE, Proc, ROOT, canary, execFileP, mountsUnder, tempDir, waitUntil, type Tap,
+  Harness, NODE, Proc, canary, execFileP, mountsUnder, tempDir, waitUntil, type Tap,
 } from './helpers/harness.js';
 import { controlPlaneOrSkip } from './helpers/control-plane.js';
+import { checkPeer } from './helpers/peers.js';
+import { skipFile } from './helpers/skip.js';
 import { adminConfig, eventually, token } from './helpers/kube.js';
 
 const BUILD_SCRIPT = 'test/peers/aws/build.sh';
@@ -51,37 +53,20 @@ const NS = 'aws-provider';
 const NODE_NAME = 'aws-node-1';
 const VOLUME = 'aws-secrets';
 
-class PeerUnavailable extends Error {}
-
 async function hasCommand(cmd: string): Promise<boolean> {
   return execFileP('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
 }
 
-async function peersDir(): Promise<string> {
-  let dir: string;
-  try {
-    dir = (await execFileP('bash', [join(ROOT, BUILD_SCRIPT), '--check'])).stdout.trim().split('\n').pop()!;
-  } catch {
-    throw new PeerUnavailable(`the AWS provider and moto are not built: run ${BUILD_SCRIPT} (Go 1.26+ and Python 3.10+; see the script for its sources)`);
+const peer = await checkPeer(BUILD_SCRIPT, 'the AWS provider and moto (Go 1.26+, Python 3.10+)');
+if (!peer.built) skipFile('SSCSI_REQUIRE_AWS', `the AWS provider test needs its peers: ${peer.why}`);
+for (const cmd of ['unshare', 'nsenter', 'ip', 'mount']) {
+  if (!(await hasCommand(cmd))) {
+    skipFile('SSCSI_REQUIRE_AWS', `the AWS provider test runs its peers in namespaces of its own: ${cmd} is missing (util-linux, iproute2)`);
   }
-  for (const cmd of ['unshare', 'nsenter', 'ip', 'mount']) {
-    if (!(await hasCommand(cmd))) throw new PeerUnavailable(`${cmd} is missing: the AWS provider test runs its peers in namespaces of its own (util-linux, iproute2)`);
-  }
-  return dir;
 }
+const peers = peer.stdout.trim().split('\n').pop()!;
 
-let peers: string;
-try {
-  peers = await peersDir();
-} catch (e) {
-  if (!(e instanceof PeerUnavailable)) throw e;
-  if (process.env.SSCSI_REQUIRE_AWS === '1') throw new Error(`${e.message} (SSCSI_REQUIRE_AWS=1)`);
-  t.comment(`SKIP: ${e.message}`);
-  t.pass(`skipped: the AWS provider test needs the AWS provider and moto (${BUILD_SCRIPT})`, { skip: e.message });
-  process.exit(0);
-}
-
-const cp = await controlPlaneOrSkip(t, 'the AWS provider test mints the pod\'s token with the control plane');
+const cp = await controlPlaneOrSkip('the AWS provider test mints the pod\'s token with the control plane');
 
 const PROVIDER_BIN = join(peers, 'bin/secrets-store-csi-driver-provider-aws');
 const MOTO_SERVER = join(peers, 'venv/bin/moto_server');

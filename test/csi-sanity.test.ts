@@ -17,33 +17,16 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, ROOT, Proc, execFileP, mountsUnder, type Tap } from './helpers/harness.js';
+import { Harness, Proc, execFileP, mountsUnder, type Tap } from './helpers/harness.js';
 import { startFakeController } from './fixtures/fake-controller.js';
+import { checkPeer } from './helpers/peers.js';
+import { skipFile } from './helpers/skip.js';
 
-const BUILD_SCRIPT = join(ROOT, 'test/peers/csi-sanity/build.sh');
+const BUILD_SCRIPT = 'test/peers/csi-sanity/build.sh';
 
-class PeerUnavailable extends Error {}
-
-async function csiSanityBinary(): Promise<string> {
-  try {
-    const { stdout } = await execFileP('bash', [BUILD_SCRIPT, '--check']);
-    return stdout.trim().split('\n').pop()!;
-  } catch {
-    throw new PeerUnavailable(`csi-sanity is not built: run ${BUILD_SCRIPT} (needs Go 1.25+; .ci/run does it)`);
-  }
-}
-
-let bin: string;
-try {
-  bin = await csiSanityBinary();
-} catch (e) {
-  if (e instanceof PeerUnavailable && process.env.SSCSI_REQUIRE_PEERS !== '1') {
-    t.comment(`SKIP: ${e.message}`);
-    t.pass('skipped: the csi-sanity test needs csi-sanity (test/peers/csi-sanity/build.sh)', { skip: e.message });
-    process.exit(0);
-  }
-  throw e;
-}
+const peer = await checkPeer(BUILD_SCRIPT, 'csi-sanity (Go 1.25+; .ci/run builds it)');
+if (!peer.built) skipFile('SSCSI_REQUIRE_PEERS', `the csi-sanity test needs csi-sanity: ${peer.why}`);
+const bin = peer.stdout.trim().split('\n').pop()!;
 
 interface TestCase {
   readonly name: string;

@@ -16,7 +16,7 @@ const NODE = 'fallback-node';
 const NS = 'team-c';
 const GROUP = 'secrets-store.csi.x-k8s.io';
 
-const cp = await controlPlaneOrSkip(t, 'needs the control plane');
+const cp = await controlPlaneOrSkip('the dead-mount fallback test needs the control plane');
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);
 

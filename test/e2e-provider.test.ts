@@ -21,22 +21,17 @@ import {
   CSIDriverProviderClient, CSIDriverProviderService, type CSIDriverProviderServer, type MountRequest, type MountResponse, type ObjectVersion,
 } from '../src/gen/provider/v1alpha1/service.js';
 import {
-  Harness, NODE, Proc, ROOT, canary, execFileP, grpcCode, mountsUnder, sleep, waitUntil, type Tap,
+  Harness, NODE, Proc, canary, execFileP, grpcCode, mountsUnder, sleep, waitUntil, type Tap,
 } from './helpers/harness.js';
+import { checkPeer } from './helpers/peers.js';
+import { skipFile } from './helpers/skip.js';
 
 const BUILD_SCRIPT = 'test/peers/e2e-provider/build.sh';
 const PEM = '-----BEGIN PUBLIC KEY-----\nThis is mock key\n-----END PUBLIC KEY-----';
 
-let bin: string;
-try {
-  bin = (await execFileP('bash', [join(ROOT, BUILD_SCRIPT), '--check'])).stdout.trim();
-} catch {
-  const msg = `upstream's e2e provider is not built: run ${BUILD_SCRIPT} (Go 1.26+; see the script for its sources)`;
-  if (process.env.SSCSI_REQUIRE_E2E_PROVIDER === '1') throw new Error(`${msg} (SSCSI_REQUIRE_E2E_PROVIDER=1)`);
-  t.comment(`SKIP: ${msg}`);
-  t.pass('skipped: the e2e provider test needs the upstream e2e provider binary', { skip: msg });
-  process.exit(0);
-}
+const peer = await checkPeer(BUILD_SCRIPT, "upstream's e2e provider");
+if (!peer.built) skipFile('SSCSI_REQUIRE_E2E_PROVIDER', peer.why);
+const bin = peer.stdout.trim();
 
 async function hasCommand(cmd: string): Promise<boolean> {
   return execFileP('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);

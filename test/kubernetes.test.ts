@@ -26,7 +26,7 @@ const NS = 'team-a';
 const GROUP = 'secrets-store.csi.x-k8s.io';
 const VOLUME = 'secrets-store-inline';
 
-const cp = await controlPlaneOrSkip(t, 'the Kubernetes tests need the control plane');
+const cp = await controlPlaneOrSkip('the Kubernetes tests need the control plane');
 
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);

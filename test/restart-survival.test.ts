@@ -10,7 +10,7 @@ import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Harness, NODE, ROOT, containerView, execFileP, sleep, track, waitUntil, type Tap } from './helpers/harness.js';
+import { Harness, NODE, ROOT, containerView, execFileP, mountsUnder, sleep, track, waitUntil, type Tap } from './helpers/harness.js';
 
 const SIZES = [1024, 65536];
 const content = (v: number, size: number): string => {
@@ -113,8 +113,12 @@ t.test('20 SIGKILLs of the driver: 0 read errors, every read one whole version',
   t.ok(reads > 1000, `${reads} reads`);
 
   // Still a working driver: rotation and unpublish.
-  await h.unpublish(target).catch(() => undefined);
-  await execFileP('umount', ['-l', view]).catch(() => undefined);
+  const last = content(versions(), SIZES[0]!);
+  await waitUntil(async () => (await readFile(join(target, 'a'), 'latin1')) === last, 5000, `the last version (V${versions()}) served`);
+  t.pass(`after the crashes the last version written (V${versions()}) is served`);
+  await execFileP('umount', ['-l', view]); // the container is gone before kubelet unpublishes
+  await h.unpublish(target);
+  t.same(await mountsUnder(target), [], 'unpublish succeeded and unmounted the target');
 });
 
 t.test('a driver restarted more often than the poll interval still polls on schedule', async (t) => {

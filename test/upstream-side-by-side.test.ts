@@ -33,6 +33,8 @@ import {
   Harness, NODE, Proc, ROOT, execFileP, freePort, mountsUnder, sleep, tempDir, type Tap,
 } from './helpers/harness.js';
 import { controlPlaneOrSkip } from './helpers/control-plane.js';
+import { checkPeer } from './helpers/peers.js';
+import { skipFile, skipUnless } from './helpers/skip.js';
 import { adminConfig, apply, applyCrds, eventually, manifests, token } from './helpers/kube.js';
 
 const UPSTREAM_BUILD = 'test/peers/upstream-driver/build.sh';
@@ -41,20 +43,14 @@ const GROUP = 'secrets-store.csi.x-k8s.io';
 const VOLUME = 'secrets-store-inline';
 const POLL = 2; // --rotation-poll-interval, seconds, for both drivers
 
-let upstreamBin: string;
-try {
-  upstreamBin = (await execFileP('bash', [join(ROOT, UPSTREAM_BUILD), '--check'])).stdout.trim().split('\n').pop()!;
-} catch {
-  const msg = `the upstream driver is not built: run ${UPSTREAM_BUILD} (Go 1.26+, the Go module proxy)`;
-  if (process.env.SSCSI_REQUIRE_UPSTREAM === '1') throw new Error(`${msg} (SSCSI_REQUIRE_UPSTREAM=1)`);
-  t.comment(`SKIP: ${msg}`);
-  t.pass('skipped: the side-by-side test needs the upstream driver binary', { skip: msg });
-  process.exit(0);
-}
+const upstream = await checkPeer(UPSTREAM_BUILD, 'the upstream driver (Go 1.26+, the Go module proxy)');
+if (!upstream.built) skipFile('SSCSI_REQUIRE_UPSTREAM', `the side-by-side test needs the upstream driver: ${upstream.why}`);
+const upstreamBin = upstream.stdout.trim().split('\n').pop()!;
 
-const cp = await controlPlaneOrSkip(t, 'the side-by-side test needs the control plane');
+const cp = await controlPlaneOrSkip('the side-by-side test needs the control plane');
 
-const e2eBin = await execFileP('bash', [join(ROOT, E2E_BUILD), '--check']).then((r) => r.stdout.trim().split('\n').pop()!, () => null);
+const e2e = await checkPeer(E2E_BUILD, "upstream's e2e provider");
+const e2eBin = e2e.built ? e2e.stdout.trim().split('\n').pop()! : null;
 
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);
@@ -400,7 +396,7 @@ t.test('example provider: upstream v1.6.0 and ours side by side', async (t) => {
   t.notMatch(sides[1]!.proc.out, /\b403\b|forbidden/i, 'ours was never refused');
 });
 
-t.test('upstream e2e provider: upstream v1.6.0 and ours side by side', { skip: e2eBin ? false : `upstream's e2e provider is not built (${E2E_BUILD})` }, async (t) => {
+t.test('upstream e2e provider: upstream v1.6.0 and ours side by side', { skip: skipUnless(e2e.built, 'SSCSI_REQUIRE_E2E_PROVIDER', e2e.why) }, async (t) => {
   const { sides, h } = await setup(t, 'e2e');
   // Its HTTP switch listens on :8080 (hard-coded): its own network namespace, reached with nsenter.
   const sock = join(h.providerDir, 'e2e-provider.sock');

@@ -28,7 +28,9 @@ import {
 import {
   Harness, Proc, ROOT, canary, execFileP, freePort, grepDisk, mountsUnder, type Tap,
 } from './helpers/harness.js';
-import { controlPlane, ControlPlaneUnavailable, type ControlPlane } from './helpers/control-plane.js';
+import { controlPlaneOrSkip } from './helpers/control-plane.js';
+import { checkPeer } from './helpers/peers.js';
+import { skipFile } from './helpers/skip.js';
 import { adminConfig, apply, applyCrds, eventually, manifests, serviceAccountKubeconfig, token } from './helpers/kube.js';
 
 const BUILD_SCRIPT = 'test/peers/vault/build.sh';
@@ -37,35 +39,18 @@ const NODE_ID = 'vault-node-1';
 const VOLUME = 'vault-secrets';
 const SA_DIR = 'secrets/kubernetes.io/serviceaccount'; // below /var/run
 
-function skipOrFail(msg: string, requireVar: string, what: string): never {
-  if (process.env[requireVar] === '1') throw new Error(`${msg} (${requireVar}=1)`);
-  t.comment(`SKIP: ${msg}`);
-  t.pass(`skipped: ${what}`, { skip: msg });
-  process.exit(0);
-}
-
+const peer = await checkPeer(BUILD_SCRIPT, 'vault-csi-provider and OpenBao (Go 1.20+, python3 with venv)');
+if (!peer.built) skipFile('SSCSI_REQUIRE_VAULT', `the Vault provider test needs its peers: ${peer.why}`);
 let provider = '';
 let bao = '';
-try {
-  const out = (await execFileP('bash', [join(ROOT, BUILD_SCRIPT), '--check'])).stdout;
-  for (const line of out.split('\n')) {
-    const m = /^(VAULT_CSI_PROVIDER|BAO)=(.+)$/.exec(line);
-    if (m?.[1] === 'VAULT_CSI_PROVIDER') provider = m[2]!;
-    if (m?.[1] === 'BAO') bao = m[2]!;
-  }
-  if (!provider || !bao) throw new Error(`unexpected output of ${BUILD_SCRIPT} --check: ${out}`);
-} catch {
-  skipOrFail(`vault-csi-provider and OpenBao are not installed: run ${BUILD_SCRIPT} (Go, python3 with venv, and SSCSI_VAULT_CSI_PROVIDER_GIT; see the script)`,
-    'SSCSI_REQUIRE_VAULT', 'the Vault provider test needs vault-csi-provider and OpenBao');
+for (const line of peer.stdout.split('\n')) {
+  const m = /^(VAULT_CSI_PROVIDER|BAO)=(.+)$/.exec(line);
+  if (m?.[1] === 'VAULT_CSI_PROVIDER') provider = m[2]!;
+  if (m?.[1] === 'BAO') bao = m[2]!;
 }
+if (!provider || !bao) throw new Error(`unexpected output of ${BUILD_SCRIPT} --check: ${peer.stdout}`);
 
-let cp!: ControlPlane;
-try {
-  cp = await controlPlane();
-} catch (e) {
-  if (!(e instanceof ControlPlaneUnavailable)) throw e;
-  skipOrFail(`no control plane: ${e.message}`, 'SSCSI_REQUIRE_K8S', 'the Vault provider test needs the control plane (test/control-plane/build.sh)');
-}
+const cp = await controlPlaneOrSkip('the Vault provider test needs the control plane');
 
 const kc = adminConfig(cp);
 const core = kc.makeApiClient(CoreV1Api);

