@@ -103,7 +103,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   let kube: KubeParts | null = null;
   let manager: VolumeManager | null = null;
   if (flags.secretProviderClassDir) {
-    spcs = new DirSpcSource(flags.secretProviderClassDir);
+    spcs = new DirSpcSource(flags.secretProviderClassDir, log);
   } else {
     const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
       import('../kube/api.js'), import('../spc/kube-source.js'), import('../kube/pod-status.js'), import('../kube/secret-sync.js'), import('../kube/events.js'),
