@@ -23,6 +23,27 @@ t.test('a new table has only the root, a linked 0755 directory', async (t) => {
   t.equal(tab.get(2), undefined);
 });
 
+t.test('setuid, setgid and sticky bits are never served, from any source', async (t) => {
+  const tab = new InodeTable();
+  const d = tab.mkdir(0o1777, 0);
+  const f = tab.mkfile(Buffer.from('x'), 0o4755, 0);
+  const g = tab.mkfile(Buffer.from('x'), 0o6777, 0);
+  const all = tab.mkfile(Buffer.from('x'), 0o7777, 0);
+  t.equal(d.mode, 0o777, 'sticky dropped from a directory');
+  t.equal(f.mode, 0o755);
+  t.equal(g.mode, 0o777);
+  t.equal(all.mode, 0o777);
+  t.equal(tab.attr(f).mode, S_IFREG | 0o755, 'stat shows 0755 for 04755');
+  const staged = tab.mkstaged(0o2644, 0);
+  t.equal(staged.mode, 0o644, 'a file the provider creates');
+  tab.chmodStaged(staged.id, 0o4700);
+  t.equal(tab.get(staged.id)!.mode, 0o700, 'a chmod by the provider');
+  t.equal(tab.attr(tab.get(staged.id)!).mode, S_IFREG | 0o700);
+  const { state, data } = tab.exportState();
+  const old = { ...state, nodes: state.nodes.map((n) => (n.id === f.id ? { ...n, mode: 0o4755 } : n)) };
+  t.equal(InodeTable.restore(old, Buffer.concat(data)).get(f.id)!.mode, 0o755, 'nor from a taken-over state');
+});
+
 t.test('mk* create unlinked nodes with fresh ids and masked modes', async (t) => {
   const tab = new InodeTable();
   const d = tab.mkdir(0o40755, 1000);
@@ -30,7 +51,7 @@ t.test('mk* create unlinked nodes with fresh ids and masked modes', async (t) =>
   const s = tab.mksymlink('..data/x', 3000);
   t.same([d.id, f.id, s.id], [2, 3, 4]);
   t.equal(d.mode, 0o755, 'type bits dropped');
-  t.equal(f.mode, 0o4644, 'setuid kept, type bits dropped');
+  t.equal(f.mode, 0o644, 'setuid and type bits dropped');
   t.equal(s.mode, 0o777);
   t.equal(d.kind, 'dir');
   t.equal(f.kind, 'file');

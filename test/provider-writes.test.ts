@@ -46,6 +46,20 @@ t.test('files the provider writes are served, with its modes, in the atomic-writ
   await h.unpublish(target);
 });
 
+t.test('setuid, setgid and sticky bits a writing provider sets are not served', async (t) => {
+  const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=1h'] });
+  await h.source('s.json', {
+    files: [{ path: 'suid', contents: 'a', mode: 0o4755 }, { path: 'sgid', contents: 'b', mode: 0o6777 }, { path: 'all', contents: 'c', mode: 0o7777 }],
+  });
+  await h.spc('app', 's.json', { writeFiles: 'true' });
+  const target = h.target('writes-special-bits');
+  await h.publish(h.publishRequest(target, 'app'));
+  t.equal(await readFile(join(target, 'all'), 'utf8'), 'c', 'written by the provider');
+  const modes = await Promise.all(['suid', 'sgid', 'all'].map(async (n) => (await stat(join(target, n))).mode & 0o7777));
+  t.same(modes, [0o755, 0o777, 0o777], 'chmod 04755/06777/07777 served as 0755/0777/0777');
+  await h.unpublish(target);
+});
+
 t.test('during the call, only the provider may write; everyone else gets EROFS', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=1h'] });
   await h.source('s.json', { files: [{ path: 'token', contents: 'canary-slow' }], delayMs: 1500 });

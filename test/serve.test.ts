@@ -69,6 +69,25 @@ t.test('files, layout, modes and read-only mount', async (t) => {
   t.pass('unpublish is idempotent');
 });
 
+t.test('setuid, setgid and sticky bits a provider returns are not served', async (t) => {
+  const h = await Harness.start(t as Tap, { driverArgs: ['--enable-secret-rotation=false'] });
+  await h.source('s.json', {
+    files: [
+      { path: 'suid', contents: 'a', mode: 0o4755 },
+      { path: 'sgid', contents: 'b', mode: 0o6777 },
+      { path: 'dir/all', contents: 'c', mode: 0o7777 },
+      { path: 'sticky', contents: 'd', mode: 0o1640 },
+    ],
+  });
+  await h.spc('app', 's.json');
+  const target = h.target('special-bits');
+  await h.publish(h.publishRequest(target, 'app'));
+  const modes = await Promise.all(['suid', 'sgid', 'dir/all', 'sticky'].map(async (p) => (await stat(`${target}/${p}`)).mode & 0o7777));
+  t.same(modes, [0o755, 0o777, 0o777, 0o640], 'permission bits only, as upstream\'s atomic writer');
+  t.equal((await stat(`${target}/dir`)).mode & 0o7777, 0o755);
+  await h.unpublish(target);
+});
+
 t.test('republish is idempotent: same content served, the provider is not called, attributes refreshed', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--enable-secret-rotation=false'] });
   await h.source('s.json', { files: [{ path: 'a', contents: 'one' }] });

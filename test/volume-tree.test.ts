@@ -169,6 +169,17 @@ t.test('a mode change alone is a change', async (t) => {
   t.equal(now.mode, 0o600);
 });
 
+t.test('provider modes are served without setuid, setgid and sticky bits', async (t) => {
+  const { table, vol, tree } = setup();
+  tree.publish([file('suid', 'a', 0o4755), file('both', 'b', 0o6777), file('all', 'c', 0o7777), file('d/x', 'd', 0o1600)], T0);
+  t.same(['suid', 'both', 'all', 'd/x'].map((p) => resolve(table, vol.id, p)!.mode), [0o755, 0o777, 0o777, 0o600]);
+  t.same(tree.files().map((f) => f.mode).sort(), [0o600, 0o755, 0o777, 0o777]);
+  t.equal(tree.publish([file('suid', 'a', 0o4755), file('both', 'b', 0o6777), file('all', 'c', 0o7777), file('d/x', 'd', 0o1600)], T1).changed, false,
+    'the same answer again is no change');
+  t.equal(tree.publish([file('suid', 'a', 0o755), file('both', 'b', 0o777), file('all', 'c', 0o777), file('d/x', 'd', 0o600)], T1).changed, false,
+    'nor is the same answer without the special bits');
+});
+
 t.test('adding or removing a file is a change even if the rest is equal', async (t) => {
   const { tree } = setup();
   tree.publish([file('a', '1')], T0);

@@ -16,6 +16,19 @@ function setup() {
   return { table, dir, w };
 }
 
+t.test('setuid, setgid and sticky bits a provider sets are dropped', (t) => {
+  const { table, w } = setup();
+  const f = w.mknod('a', 0o4755, false, 1);
+  if (typeof f === 'number') throw new Error('mknod failed');
+  t.equal(table.get(f.id)!.mode, 0o755, 'created 04755: 0755');
+  w.setattr(f.id, { mode: 0o7777 }, 2);
+  t.equal(table.get(f.id)!.mode, 0o777, 'chmod 07777: 0777');
+  w.setattr(f.id, { mode: 0o2640 }, 3);
+  t.same(w.close().files.map((x) => [x.name, x.mode]), [['a', 0o640]]);
+  w.release();
+  t.end();
+});
+
 t.test('the AWS sequence: create temp, chmod, write, rename over the final name', (t) => {
   const { table, w } = setup();
   t.ok(w.allows(PROVIDER));

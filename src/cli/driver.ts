@@ -199,7 +199,7 @@ async function openFilesystem(keeper: KeeperClient | null, log: Logger, o: Files
  * reads the served bytes from the volume registry.
  */
 async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeState): Promise<{ spcs: SpcSource; kube: KubeParts | null }> {
-  if (flags.secretProviderClassDir) return { spcs: new DirSpcSource(flags.secretProviderClassDir), kube: null };
+  if (flags.secretProviderClassDir) return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null };
   const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
     import('../kube/api.js'), import('../spc/kube-source.js'), import('../kube/pod-status.js'), import('../kube/secret-sync.js'), import('../kube/events.js'),
   ]);

@@ -15,12 +15,22 @@ import { S_IFDIR, S_IFLNK, S_IFREG, DT_DIR, DT_LNK, DT_REG, type Attr, type Dire
 
 export const ROOT_ID = 1;
 
+/**
+ * The mode bits a node is served with: permission bits only. Setuid, setgid
+ * and sticky bits from a provider (in its response or by chmod in a write
+ * window) are dropped, as upstream's atomic writer drops them: a secret file
+ * must never become a setuid program on the node.
+ */
+export function servedMode(mode: number): number {
+  return mode & 0o777;
+}
+
 export type InodeKind = 'dir' | 'file' | 'symlink';
 
 export interface Inode {
   readonly id: number;
   readonly kind: InodeKind;
-  /** Permission bits only (07777). */
+  /** Permission bits only (0777, see servedMode). */
   readonly mode: number;
   readonly uid: number;
   readonly gid: number;
@@ -95,7 +105,7 @@ export class InodeTable {
 
   private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number): Inode {
     return {
-      id, kind, mode: mode & 0o7777, uid: 0, gid: 0, mtimeMs, data,
+      id, kind, mode: servedMode(mode), uid: 0, gid: 0, mtimeMs, data,
       children: kind === 'dir' ? new Map() : null, links: 0, nlookup: 0, scrubbed: false,
     };
   }
@@ -150,7 +160,7 @@ export class InodeTable {
   }
 
   chmodStaged(id: number, mode: number): void {
-    (this.staged(id) as { mode: number }).mode = mode & 0o7777;
+    (this.staged(id) as { mode: number }).mode = servedMode(mode);
   }
 
   /** Counts a kernel reference handed out outside LOOKUP (an entry reply for a staged file). */

@@ -11,7 +11,7 @@
 // entries the kernel must forget, and the session sends those notifications.
 
 import { randomInt } from 'node:crypto';
-import type { InodeTable, Inode } from './inode-table.js';
+import { servedMode, type InodeTable, type Inode } from './inode-table.js';
 
 export interface VolumeFile {
   /** Validated relative path, elements separated by '/'. */
@@ -219,7 +219,7 @@ export class VolumeTree {
       }
       const prevId = this.current.get(f.path);
       const prev = prevId === undefined ? undefined : t.get(prevId);
-      const reuse = prev?.data && prev.mode === (f.mode & 0o7777) && prev.data.equals(f.contents);
+      const reuse = prev?.data && prev.mode === servedMode(f.mode) && prev.data.equals(f.contents);
       const file = reuse ? prev : t.mkfile(f.contents, f.mode, ms);
       t.link(dir.id, parts[parts.length - 1]!, file.id);
       next.set(f.path, file.id);
@@ -315,7 +315,7 @@ export class VolumeTree {
     for (const f of files) {
       const id = this.current.get(f.path);
       const node = id === undefined ? undefined : this.table.get(id);
-      if (!node?.data || node.mode !== (f.mode & 0o7777) || !node.data.equals(f.contents)) return false;
+      if (!node?.data || node.mode !== servedMode(f.mode) || !node.data.equals(f.contents)) return false;
     }
     return true;
   }

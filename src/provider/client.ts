@@ -12,7 +12,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import {
-  CSIDriverProviderClient, type MountRequest, type MountResponse,
+  CSIDriverProviderClient, MountRequest, type MountResponse,
 } from '../gen/provider/v1alpha1/service.js';
 import { errors, grpcStatusText, type DriverError } from '../errors.js';
 import { validateFiles, type ProviderFile } from './paths.js';
@@ -114,7 +114,7 @@ export class ProviderClients {
     const resp = await new Promise<MountResponse>((resolve, reject) => {
       this.client(socket).mount(req, new Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
     }).catch((e: ServiceError) => {
-      throw providerCallError(e);
+      throw providerCallError(e, req, this.opts.maxRecvMsgSize);
     });
     const files: ProviderFile[] = resp.files.map((f) => ({ path: f.path, mode: f.mode, contents: f.contents }));
     try {
@@ -140,13 +140,41 @@ export class ProviderClients {
   }
 }
 
-function providerCallError(e: ServiceError): DriverError {
+function providerCallError(e: ServiceError, req: MountRequest, maxRecvMsgSize: number): DriverError {
   const code = typeof e.code === 'number' ? e.code : status.UNKNOWN;
   let details = e.details ?? e.message;
-  if (code === status.RESOURCE_EXHAUSTED && /larger than max/i.test(details)) {
-    details += ' (set --max-call-recv-msg-size to allow larger provider responses)';
-  }
+  if (code === status.RESOURCE_EXHAUSTED) details += oversizeHint(details, req, maxRecvMsgSize);
   // The provider's own status is the most useful code for the CSI caller:
   // UNAVAILABLE and DEADLINE_EXCEEDED tell kubelet to retry, the rest are final.
   return errors.providerCall(code === status.OK ? status.UNKNOWN : code, grpcStatusText(code, details), e);
+}
+
+/**
+ * What to change when a message was over a size limit. Both receivers word
+ * it alike ("received message larger than max (<size> vs <limit>)"): it is
+ * the request, refused by the provider, when the limit is not ours or the
+ * size is the request's; otherwise our limit refused the response.
+ */
+function oversizeHint(details: string, req: MountRequest, maxRecvMsgSize: number): string {
+  if (!/larger than/i.test(details)) return '';
+  const request = ' (the request is larger than the provider accepts: its attributes (SecretProviderClass parameters, pod ' +
+    'information, service account tokens), secrets (nodePublishSecretRef) and permission exceed the provider\'s maximum receive ' +
+    'message size; make them smaller or raise the provider\'s limit)';
+  const response = ` (the provider's response is larger than --max-call-recv-msg-size (${maxRecvMsgSize} bytes) allows; raise it to accept larger responses)`;
+  // grpc-js "Sent message larger than max", grpc-go "trying to send message larger than max".
+  if (/\bsen[dt] message/i.test(details)) return ' (the provider\'s response is larger than the provider\'s own maximum send message size)';
+  const sized = /\((\d+) vs\.? (\d+)\)/.exec(details);
+  if (sized) return Number(sized[2]) !== maxRecvMsgSize || Number(sized[1]) === encodedSize(req) ? request : response;
+  const limit = /larger than (?:max )?(\d+)/i.exec(details); // "decompresses to a size larger than <limit>"
+  if (limit) return Number(limit[1]) === maxRecvMsgSize ? response : request;
+  return ' (either the request (attributes, secrets, permission) exceeds the provider\'s maximum receive message size, ' +
+    `or the response exceeds --max-call-recv-msg-size (${maxRecvMsgSize} bytes))`;
+}
+
+/** The request's size on the wire; the encoding holds the publish secrets, so it is zeroed at once. */
+function encodedSize(req: MountRequest): number {
+  const bytes = MountRequest.encode(req).finish();
+  const n = bytes.length;
+  bytes.fill(0);
+  return n;
 }

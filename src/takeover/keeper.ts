@@ -12,6 +12,7 @@
 
 import { closeSync } from 'node:fs';
 import type { NativeAddon } from '../native/addon.js';
+import { bindSocketFileSync } from '../util/socket-file.js';
 import { SeqChannel, Msg, type Message } from './channel.js';
 
 export interface KeeperLogger {
@@ -41,7 +42,8 @@ export class Keeper {
   constructor(private readonly native: NativeAddon, private readonly o: KeeperOptions) {}
 
   start(): void {
-    this.listenFd = this.native.unixListen(this.o.socketPath);
+    // Whoever connects could take the FUSE connection and every secret in it: root only, from the start.
+    this.listenFd = bindSocketFileSync(this.o.socketPath, 0o600, (at) => this.native.unixListen(at), (fd) => closeSync(fd));
     this.acceptTimer = setInterval(() => {
       for (;;) {
         const fd = this.native.unixAccept(this.listenFd);
