@@ -23,6 +23,7 @@ import {
 import { ROOT } from './helpers/harness.js';
 import { ControlPlaneUnavailable, startPrivateControlPlane, stopPrivateControlPlane } from './helpers/control-plane.js';
 import { adminConfig, eventually, manifests } from './helpers/kube.js';
+import { skipFile, skipRest } from './helpers/skip.js';
 
 const execFileP = promisify(execFile);
 const CHART = join(ROOT, 'charts/secrets-store-csi-driver');
@@ -33,9 +34,7 @@ let helm: string;
 try {
   helm = (await execFileP('bash', [join(ROOT, 'test/peers/helm/build.sh'), '--check'])).stdout.trim().split('\n').pop()!;
 } catch {
-  if (process.env.SSCSI_REQUIRE_HELM === '1') throw new Error('[SSCSI_REQUIRE_HELM] helm is not built: run test/peers/helm/build.sh');
-  t.plan(0, '[SSCSI_REQUIRE_HELM] helm is not built: run test/peers/helm/build.sh');
-  process.exit(0);
+  skipFile('SSCSI_REQUIRE_HELM', 'the Helm chart test needs helm: not built (run test/peers/helm/build.sh)');
 }
 
 // Helm's own cache, config and data stay out of $HOME.
@@ -207,11 +206,9 @@ t.test('helm install, upgrade and uninstall against a real API server', async (t
   try {
     cp = await startPrivateControlPlane();
   } catch (e) {
-    if (e instanceof ControlPlaneUnavailable && process.env.SSCSI_REQUIRE_K8S !== '1') {
-      t.pass('skipped: needs the control plane (test/control-plane/build.sh)', { skip: e.message });
-      return;
-    }
-    throw e;
+    if (!(e instanceof ControlPlaneUnavailable)) throw e;
+    skipRest(t, 'helm install, upgrade and uninstall', 'SSCSI_REQUIRE_K8S', `needs the control plane (test/control-plane/build.sh): ${e.message}`);
+    return;
   }
   t.teardown(() => stopPrivateControlPlane(cp));
   const kc = adminConfig(cp);

@@ -92,6 +92,10 @@ t.test('under umask 000 the keeper and CSI sockets are never reachable by others
     t.ok(events.some((e) => e.includes('MOVED_TO')), `${name} was moved into place`);
   }
   t.same(readdirSync(dir).filter((n) => n.startsWith('.sock-')), [], 'no private directory left behind');
+
+  // The driver removes its own socket when it stops (as upstream); a socket someone else put there would stay.
+  await driver.stop('SIGTERM');
+  t.notOk(readdirSync(dir).includes('csi.sock'), 'the CSI socket is removed when the driver stops');
 });
 
 t.test('a socket that cannot be moved into place is closed again, and its private directory removed', async (t) => {

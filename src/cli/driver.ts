@@ -1,7 +1,6 @@
 // Wires the driver together from flags: logger, metrics, FUSE filesystem,
 // SecretProviderClass source, provider clients, volume manager, CSI server.
 
-import type { Server } from '@grpc/grpc-js';
 import type { Server as HttpServer } from 'node:http';
 import { createLogger, type Logger } from '../observability/log.js';
 import { DriverMetrics } from '../observability/metrics.js';
@@ -101,7 +100,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     providerTimeoutMs: flags.providerTimeoutMs,
   });
   let ready = true;
-  const server: Server = await startCsiServer(flags.endpoint,
+  const { server, removeSocket } = await startCsiServer(flags.endpoint,
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
@@ -111,10 +110,13 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     return native.exitNow(code);
   };
   /** Graceful for 2 s (calls in flight finish), then forced: idle client connections must not hold us. */
-  const shutdownServer = (): Promise<void> => new Promise<void>((resolve) => {
-    const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
-    server.tryShutdown(() => { clearTimeout(force); resolve(); });
-  });
+  const shutdownServer = async (): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
+      server.tryShutdown(() => { clearTimeout(force); resolve(); });
+    });
+    await removeSocket();
+  };
   if (inherited) manager.restoreVolumes(inherited.volumes);
   // From here on the keeper gets every change; this first snapshot has the restored volumes (or registers a fresh start).
   snapshots.serve({ fs, volumes: state });

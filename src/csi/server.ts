@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { ControllerService, IdentityService, NodeService, type IdentityServer, type NodeServer } from '../gen/csi/v1/csi.js';
-import { bindSocketFile } from '../util/socket-file.js';
+import { bindSocketFile, socketFileRemover } from '../util/socket-file.js';
 import { controllerServer } from './controller-server.js';
 import { grpcAddress, parseEndpoint } from './endpoint.js';
 
@@ -16,7 +16,13 @@ import { grpcAddress, parseEndpoint } from './endpoint.js';
  */
 export const CSI_SOCKET_MODE = 0o660;
 
-export async function startCsiServer(endpoint: string, identity: IdentityServer, node: NodeServer): Promise<Server> {
+export interface CsiServer {
+  readonly server: Server;
+  /** Removes the unix socket if it is still ours (upstream removes its socket on exit too). */
+  readonly removeSocket: () => Promise<void>;
+}
+
+export async function startCsiServer(endpoint: string, identity: IdentityServer, node: NodeServer): Promise<CsiServer> {
   const ep = parseEndpoint(endpoint);
   const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   server.addService(IdentityService, identity);
@@ -25,9 +31,10 @@ export async function startCsiServer(endpoint: string, identity: IdentityServer,
   const bind = (address: string): Promise<Server> => new Promise<Server>((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve(server)));
   });
-  if (ep.kind === 'tcp') return bind(grpcAddress(ep));
+  if (ep.kind === 'tcp') return { server: await bind(grpcAddress(ep)), removeSocket: async () => undefined };
   await mkdir(dirname(ep.path), { recursive: true });
   // Bound elsewhere and renamed over the path: this also replaces a socket a
   // previous process left (grpc-js would fail with EADDRINUSE).
-  return bindSocketFile(ep.path, CSI_SOCKET_MODE, (at) => bind(grpcAddress({ kind: 'unix', path: at })), (s) => s.forceShutdown());
+  await bindSocketFile(ep.path, CSI_SOCKET_MODE, (at) => bind(grpcAddress({ kind: 'unix', path: at })), (s) => s.forceShutdown());
+  return { server, removeSocket: await socketFileRemover(ep.path) };
 }

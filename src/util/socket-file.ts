@@ -10,7 +10,7 @@
 // previous process.
 
 import { chmodSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
-import { chmod, mkdtemp, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /** mkdtemp creates the directory 0700 whatever the umask. Kept short: socket paths are limited to 107 bytes. */
@@ -56,4 +56,17 @@ export function bindSocketFileSync<T>(path: string, mode: number, bind: (at: str
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Removes the socket at `path` on shutdown only if it is still the one this
+ * process made (same device and inode): a successor may already have renamed
+ * its own over it, and we never delete what we did not create.
+ */
+export async function socketFileRemover(path: string): Promise<() => Promise<void>> {
+  const mine = await lstat(path);
+  return async () => {
+    const now = await lstat(path).catch(() => null);
+    if (now?.isSocket() && now.dev === mine.dev && now.ino === mine.ino) await unlink(path).catch(() => undefined);
+  };
 }
