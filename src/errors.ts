@@ -64,6 +64,8 @@ export const errors = {
   mountFailed: mk('ERR_MOUNT_FAILED', status.INTERNAL, ErrorType.FailedToMount),
   mountPoint: mk('ERR_MOUNT_POINT', status.INTERNAL, ErrorType.FailedToEnsureMountPoint),
   unmountFailed: mk('ERR_UNMOUNT_FAILED', status.INTERNAL),
+  /** Unpublish found files in the target once nothing was mounted there: not ours to delete. */
+  targetNotEmpty: mk('ERR_TARGET_NOT_EMPTY', status.FAILED_PRECONDITION),
   shuttingDown: mk('ERR_SHUTTING_DOWN', status.UNAVAILABLE),
 } as const;
 

@@ -3,10 +3,10 @@
 // failed publish, and unmounted and removed at unpublish. Nothing here knows
 // about FUSE: the source is any directory.
 
-import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { bindMount, remountBind, unmount } from './commands.js';
-import { isMountPoint, readMountInfo } from './mountinfo.js';
+import { errors } from '../errors.js';
 import { probeMountPoint } from './probe.js';
 
 export type TargetLog = Pick<Logger, 'warn'>;
@@ -53,9 +53,11 @@ export class TargetLifecycle {
 
   /**
    * Unmounts whatever is at the target (ours, a dead one of a previous
-   * driver below it, a foreign one) and removes the directory, as upstream's
-   * CleanupMountPoint does. `mounted`: the caller knows its mount is there
-   * (no probe needed).
+   * driver below it, a foreign one) and removes the directory only if it is
+   * then empty, as mount-utils' CleanupMountPoint does: files under it are
+   * not ours (the driver never writes into a target's own directory), so
+   * they are reported and left. `mounted`: the caller knows its mount is
+   * there (no probe needed).
    */
   async teardown(target: string, o: { mounted: boolean }): Promise<void> {
     const state = o.mounted ? 'mounted' : await probeMountPoint(target);
@@ -76,6 +78,7 @@ export class TargetLifecycle {
     await this.removeDir(target);
   }
 
+  /** rmdir only: never a recursive delete of what someone else put there. */
   private async removeDir(target: string): Promise<void> {
     try {
       await rmdir(target);
@@ -83,10 +86,10 @@ export class TargetLifecycle {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-      // Files under the plain directory (not ours, e.g. left by an old driver's tmpfs era):
-      // remove them only once it is certain nothing is mounted there any more.
-      if (isMountPoint(await readMountInfo(), target)) throw new Error('target path is still mounted');
-      await rm(target, { recursive: true, force: true });
+      throw errors.targetNotEmpty(
+        `target path ${target} is not empty once unmounted: it holds files this driver did not create, so it is left as it is; remove them and retry`,
+        e,
+      );
     }
   }
 }

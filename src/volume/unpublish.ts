@@ -3,7 +3,7 @@
 // bytes are zeroed and its record dropped even when the unmount failed.
 
 import type { Logger } from 'pino';
-import { errors } from '../errors.js';
+import { DriverError, errors } from '../errors.js';
 import type { SecretsFilesystem } from '../fuse/filesystem.js';
 import type { TargetLifecycle } from '../mount/target-lifecycle.js';
 import type { VolumeState } from './state.js';
@@ -20,6 +20,7 @@ export async function unpublishVolume(o: UnpublishOptions, targetPath: string): 
   try {
     await o.targets.teardown(targetPath, { mounted: vol !== undefined });
   } catch (e) {
+    if (e instanceof DriverError) throw e;
     throw errors.unmountFailed(`failed to clean and unmount target path ${targetPath}: ${(e as Error).message}`, e);
   } finally {
     if (vol) {
