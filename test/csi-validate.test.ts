@@ -35,10 +35,10 @@ function pub(over: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeReq
   };
 }
 
-const tap = t;
+type Tap = typeof t;
 
 /** Asserts `e` is an INVALID_ARGUMENT DriverError with exactly `message`. */
-function checkInvalid(t: Pick<typeof tap, 'ok' | 'equal'>, e: DriverError | null, message: string): void {
+function checkInvalid(t: Pick<Tap, 'ok' | 'equal'>, e: DriverError | null, message: string): void {
   t.ok(e instanceof DriverError, `${message}: a DriverError`);
   t.equal(e?.message, message);
   t.equal(e?.grpcCode, status.INVALID_ARGUMENT, `${message}: INVALID_ARGUMENT`);

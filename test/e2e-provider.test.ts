@@ -173,7 +173,7 @@ t.test('upstream e2e provider: mount, tokens, rotation v1 → v2, unmount', asyn
 
   // Without the tokens the provider refuses; its plain Go error reaches the caller as Unknown.
   const direct = h.target('e2e-direct');
-  let e = await h.publish(request(direct, 'e2e-provider', 'uid-e2e-direct', false)).catch((x: unknown) => x);
+  const e = await h.publish(request(direct, 'e2e-provider', 'uid-e2e-direct', false)).catch((x: unknown) => x);
   t.equal(grpcCode(e), status.UNKNOWN, 'a provider error without a gRPC code: Unknown');
   t.equal((e as ServiceError).details,
     'failed to mount secrets store objects for pod default/pod-a, err: rpc error: code = Unknown desc = failed to validate token, error: service account tokens is not set',

@@ -433,6 +433,7 @@ t.test('the driver\'s own rotation steps: applied only for the matching request 
   // answered by the operations; a syscall fails if its request was refused.
   let sent: Buffer[][] = [];
   const replies: Reply[] = [];
+  // eslint-disable-next-line prefer-const -- assigned below, after the fork stand-in that closes over it
   let ops!: Operations;
   let scripts: string[] = [];
   const fork: ForkSyscalls = (script) => {

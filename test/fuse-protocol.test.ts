@@ -3,7 +3,7 @@
 
 import t from 'tap';
 
-const tap = t;
+type Tap = typeof t;
 import {
   FUSE_KERNEL_VERSION, FUSE_OUR_MINOR, IN_HEADER_SIZE, OUT_HEADER_SIZE, MIN_READ_BUFFER,
   Op, InitFlag, Notify, S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK,
@@ -25,7 +25,7 @@ const attr: Attr = {
 };
 
 /** Checks the 88-byte struct fuse_attr at `off`. */
-function checkAttr(t: Pick<typeof tap, 'equal'>, b: Buffer, off: number, a: Attr): void {
+function checkAttr(t: Pick<Tap, 'equal'>, b: Buffer, off: number, a: Attr): void {
   t.equal(b.readBigUInt64LE(off), BigInt(a.ino), 'attr.ino');
   t.equal(b.readBigUInt64LE(off + 8), BigInt(a.size), 'attr.size');
   t.equal(b.readBigUInt64LE(off + 16), BigInt(Math.ceil(a.size / 512)), 'attr.blocks (512-byte units)');

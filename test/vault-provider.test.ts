@@ -112,7 +112,7 @@ async function startOpenBao(t: Tap, home: string): Promise<OpenBao> {
       return (await execFileP(bao, args, { env: { ...env, BAO_ADDR: addr, BAO_TOKEN: rootToken } })).stdout;
     } catch (e) {
       const x = e as { stderr?: string; message: string };
-      throw new Error(`bao ${args[0]} ${args[1] ?? ''}: ${x.stderr || x.message}`);
+      throw new Error(`bao ${args[0]} ${args[1] ?? ''}: ${x.stderr || x.message}`, { cause: e });
     }
   };
   return { proc, addr, cli };

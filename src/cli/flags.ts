@@ -176,7 +176,7 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
         } catch (e) {
           // Go's flag package: `invalid value "x" for flag -name: parse error`.
           const why = /range/.test((e as Error).message) ? 'value out of range' : 'parse error';
-          throw new Error(`invalid value ${JSON.stringify(value)} for flag -${name}: ${why}`);
+          throw new Error(`invalid value ${JSON.stringify(value)} for flag -${name}: ${why}`, { cause: e });
         }
         break;
       }

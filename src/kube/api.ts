@@ -30,7 +30,7 @@ export function apiStatus(e: unknown): number | undefined {
 /** A short, secret-free description of an API error: status and the server's message. */
 export function apiErrorText(e: unknown): string {
   if (e instanceof ApiException) {
-    let msg = '';
+    let msg: string;
     try {
       msg = (JSON.parse(String(e.body)) as { message?: string }).message ?? '';
     } catch {

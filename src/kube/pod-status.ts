@@ -65,7 +65,7 @@ export class PodStatusWriter {
     try {
       return await this.api.custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: SPCPS_PLURAL, body: want }) as PodStatusObject;
     } catch (e) {
-      if (apiStatus(e) !== 409) throw new Error(`failed to create secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`);
+      if (apiStatus(e) !== 409) throw new Error(`failed to create secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, { cause: e });
     }
     for (let attempt = 0; ; attempt++) {
       try {
@@ -76,7 +76,7 @@ export class PodStatusWriter {
         return await this.api.custom.replaceNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: SPCPS_PLURAL, name: want.metadata.name, body: cur }) as PodStatusObject;
       } catch (e) {
         if (apiStatus(e) === 409 && attempt < 4) continue; // lost an update race: read again
-        throw new Error(`failed to update secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`);
+        throw new Error(`failed to update secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, { cause: e });
       }
     }
   }

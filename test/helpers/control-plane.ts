@@ -143,7 +143,7 @@ async function start(): Promise<ControlPlane> {
     await waitReady(server, ca, 90_000);
   } catch (e) {
     for (const p of pids) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
-    throw new Error(`${(e as Error).message}; log tail:\n${(await readFile(join(dir, 'control-plane.log'), 'utf8')).slice(-3000)}`);
+    throw new Error(`${(e as Error).message}; log tail:\n${(await readFile(join(dir, 'control-plane.log'), 'utf8')).slice(-3000)}`, { cause: e });
   }
   const kcmLog = openSync(join(dir, 'control-plane.log'), 'a');
   const kcm = spawn(join(bin, 'kube-controller-manager'), [
@@ -200,7 +200,7 @@ export async function controlPlaneOrSkip(why: string): Promise<ControlPlane> {
 
 /** Stops the control plane of this test run (tap's `after` hook). */
 export async function stopControlPlane(): Promise<void> {
-  let s: ControlPlane | null = null;
+  let s: ControlPlane;
   try {
     s = JSON.parse(readFileSync(STATE_FILE, 'utf8')) as ControlPlane;
   } catch {
