@@ -35,7 +35,12 @@ export interface StrategyResult {
 /** Does an ordinary threadpool call (stat) still complete within 1 s? */
 async function poolResponsive(): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const ok = await Promise.race([stat('/').then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), 1000); })]);
+  const ok = await Promise.race([
+    stat('/').then(() => true),
+    new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), 1000);
+    }),
+  ]);
   clearTimeout(timer);
   return ok;
 }
@@ -70,7 +75,10 @@ export async function measureMountStrategies(n: number): Promise<StrategyResult>
     const volTimes: number[] = [];
     let volStall: number | null = null;
     for (let i = 0; i < n; i++) {
-      if (!(await poolResponsive())) { volStall = i; break; }
+      if (!(await poolResponsive())) {
+        volStall = i;
+        break;
+      }
       const target = join(dir, 'b', String(i));
       const st = performance.now();
       const c = await SecretsFilesystem.mount({ mountDir: target, log, readers: 1 });
@@ -86,14 +94,30 @@ export async function measureMountStrategies(n: number): Promise<StrategyResult>
     return {
       volumes: n,
       threadpoolSize: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
-      perNode: { setupMedianMs: round(summarize(nodeTimes).median, 2), setupP95Ms: round(summarize(nodeTimes).p95, 2), poolThreadsHeld: 2,
-        fdsAdded: f1 - f0, teardownMs: round(nodeTeardown, 1), stalledAtVolume: nodeStall },
-      perVolume: { setupMedianMs: round(summarize(volTimes).median, 2), setupP95Ms: round(summarize(volTimes).p95, 2), poolThreadsHeld: conns.length,
-        fdsAdded: f3 - f2, teardownMs: round(volTeardown, 1), stalledAtVolume: volStall },
+      perNode: {
+        setupMedianMs: round(summarize(nodeTimes).median, 2),
+        setupP95Ms: round(summarize(nodeTimes).p95, 2),
+        poolThreadsHeld: 2,
+        fdsAdded: f1 - f0,
+        teardownMs: round(nodeTeardown, 1),
+        stalledAtVolume: nodeStall,
+      },
+      perVolume: {
+        setupMedianMs: round(summarize(volTimes).median, 2),
+        setupP95Ms: round(summarize(volTimes).p95, 2),
+        poolThreadsHeld: conns.length,
+        fdsAdded: f3 - f2,
+        teardownMs: round(volTeardown, 1),
+        stalledAtVolume: volStall,
+      },
     };
   } finally {
     const text = await run('cat', ['/proc/self/mountinfo']);
-    for (const p of text.stdout.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && p.startsWith(dir)).reverse()) {
+    for (const p of text.stdout
+      .split('\n')
+      .map((l) => l.split(' ')[4])
+      .filter((p): p is string => !!p && p.startsWith(dir))
+      .reverse()) {
       await unmount(p, { lazy: true }).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true });

@@ -60,8 +60,11 @@ async function main(sections: readonly Section[]): Promise<number> {
     interrupted = true;
     process.stderr.write(`[bench] ${sig}: cleaning up\n`);
     env.killSpawned();
-    void sleep(200).then(() => strategyDirs.cleanup([], true)).catch(() => undefined)
-      .then(() => env.cleanup()).finally(() => process.exit(130));
+    void sleep(200)
+      .then(() => strategyDirs.cleanup([], true))
+      .catch(() => undefined)
+      .then(() => env.cleanup())
+      .finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -83,7 +86,11 @@ async function main(sections: readonly Section[]): Promise<number> {
     const fixtures = await prepareFixtures(env, tmpfsDir);
     let provider: Proc | null = null;
     const ctx: SectionContext = {
-      env, report, fixtures, bin, strategyDirs,
+      env,
+      report,
+      fixtures,
+      bin,
+      strategyDirs,
       provider: () => {
         if (!provider) throw new Error('the example provider is not running');
         return provider;
@@ -116,9 +123,13 @@ async function main(sections: readonly Section[]): Promise<number> {
     for (const e of c.errors) notes.push(`cleanup: ${e}`);
     // Section 5's children mount under /tmp/ssbench-mounts-*, outside the temp dir.
     const strategyErrors: string[] = [];
-    const strategyLeft = await strategyDirs.cleanup(strategyErrors, failure !== null).catch((e: unknown) => { strategyErrors.push((e as Error).message); return []; });
+    const strategyLeft = await strategyDirs.cleanup(strategyErrors, failure !== null).catch((e: unknown) => {
+      strategyErrors.push((e as Error).message);
+      return [];
+    });
     (results.cleanup as Record<string, unknown>).mountStrategyMountsUnmounted = strategyLeft;
-    if (strategyLeft.length > 0) notes.push(`cleanup had to unmount ${strategyLeft.length} mount-strategy mount(s): ${strategyLeft.slice(0, 5).join(' ')}`);
+    if (strategyLeft.length > 0)
+      notes.push(`cleanup had to unmount ${strategyLeft.length} mount-strategy mount(s): ${strategyLeft.slice(0, 5).join(' ')}`);
     for (const e of strategyErrors) notes.push(`cleanup: ${e}`);
   }
   if (failure) notes.push(`FAILED: ${failure.message}`);

@@ -80,9 +80,21 @@ async function measureMode(dir: string, vfsSteps: boolean, rotations: number, vo
   const forkSyscalls: ForkSyscalls | undefined = vfsSteps ? nativeForkSyscalls(loadNative()) : undefined;
   const c = new Counter();
   // Old versions stay for a minute here, so the timed switches are not mixed with removals.
-  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, name), log, ...(forkSyscalls ? { forkSyscalls } : {}), retireGraceMs: 60_000, onRequest: c.hook });
+  const fs = await SecretsFilesystem.mount({
+    mountDir: join(dir, name),
+    log,
+    ...(forkSyscalls ? { forkSyscalls } : {}),
+    retireGraceMs: 60_000,
+    onRequest: c.hook,
+  });
   const c2 = new Counter();
-  const fs2 = await SecretsFilesystem.mount({ mountDir: join(dir, `${name}-rm`), log, ...(forkSyscalls ? { forkSyscalls } : {}), retireGraceMs: 0, onRequest: c2.hook });
+  const fs2 = await SecretsFilesystem.mount({
+    mountDir: join(dir, `${name}-rm`),
+    log,
+    ...(forkSyscalls ? { forkSyscalls } : {}),
+    retireGraceMs: 0,
+    onRequest: c2.hook,
+  });
   try {
     const v = fs.createVolume('one');
     await fs.publish(v, files(0));
@@ -125,7 +137,9 @@ async function measureMode(dir: string, vfsSteps: boolean, rotations: number, vo
     const s = summarize(us);
     return {
       publishUs: { median: round(s.median, 1), p95: round(s.p95, 1), mean: round(s.mean, 1) },
-      switchRequests, withRemovalRequests, concurrentMs: round(concurrentMs, 1),
+      switchRequests,
+      withRemovalRequests,
+      concurrentMs: round(concurrentMs, 1),
     };
   } finally {
     await fs.close();

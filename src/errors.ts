@@ -40,8 +40,10 @@ export class DriverError extends Error {
   }
 }
 
-const mk = (code: string, grpcCode: status, errorType: string = ErrorType.FailedToMount) =>
-  (message: string, cause?: unknown): DriverError => new DriverError(message, code, grpcCode, errorType, { cause });
+const mk =
+  (code: string, grpcCode: status, errorType: string = ErrorType.FailedToMount) =>
+  (message: string, cause?: unknown): DriverError =>
+    new DriverError(message, code, grpcCode, errorType, { cause });
 
 export const errors = {
   /** A required CSI request field is missing or malformed. */
@@ -57,8 +59,12 @@ export const errors = {
     new DriverError(message, 'ERR_PROVIDER_CALL', grpcCode, ErrorType.GRPCProviderError, { cause }),
   /** The provider answered with MountResponse.error.code set. */
   providerErrorCode: (providerCode: string) =>
-    new DriverError(`mount request failed with provider error code ${providerCode}`, 'ERR_PROVIDER_ERROR_CODE',
-      status.INTERNAL, providerCode),
+    new DriverError(
+      `mount request failed with provider error code ${providerCode}`,
+      'ERR_PROVIDER_ERROR_CODE',
+      status.INTERNAL,
+      providerCode,
+    ),
   missingObjectVersions: mk('ERR_MISSING_OBJECT_VERSIONS', status.INTERNAL, ErrorType.GRPCProviderError),
   invalidResponse: mk('ERR_INVALID_PROVIDER_RESPONSE', status.INTERNAL, ErrorType.FileWriteError),
   mountFailed: mk('ERR_MOUNT_FAILED', status.INTERNAL, ErrorType.FailedToMount),
@@ -77,7 +83,11 @@ export function isDriverError(e: unknown): e is DriverError {
 export function grpcStatusText(code: status, details: string): string {
   // grpc-go's names: CamelCase of the enum, except OK and Canceled (one l).
   const upper = status[code] ?? 'UNKNOWN';
-  const name = upper === 'OK' ? 'OK' : upper === 'CANCELLED' ? 'Canceled'
-    : upper.toLowerCase().replace(/(^|_)([a-z])/g, (_m, _u: string, c: string) => c.toUpperCase());
+  const name =
+    upper === 'OK'
+      ? 'OK'
+      : upper === 'CANCELLED'
+        ? 'Canceled'
+        : upper.toLowerCase().replace(/(^|_)([a-z])/g, (_m, _u: string, c: string) => c.toUpperCase());
   return `rpc error: code = ${name} desc = ${details}`;
 }

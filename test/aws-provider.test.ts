@@ -36,9 +36,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiException, CoreV1Api } from '@kubernetes/client-node';
-import {
-  Harness, NODE, Proc, canary, execFileP, mountsUnder, tempDir, waitUntil, type Tap,
-} from './helpers/harness.js';
+import { Harness, NODE, Proc, canary, execFileP, mountsUnder, tempDir, waitUntil, type Tap } from './helpers/harness.js';
 import { controlPlaneOrSkip } from './helpers/control-plane.js';
 import { checkPeer } from './helpers/peers.js';
 import { skipFile } from './helpers/skip.js';
@@ -54,19 +52,25 @@ const NODE_NAME = 'aws-node-1';
 const VOLUME = 'aws-secrets';
 
 async function hasCommand(cmd: string): Promise<boolean> {
-  return execFileP('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
+  return execFileP('sh', ['-c', `command -v ${cmd}`]).then(
+    () => true,
+    () => false,
+  );
 }
 
 const peer = await checkPeer(BUILD_SCRIPT, 'the AWS provider and moto (Go 1.26+, Python 3.10+)');
 if (!peer.built) skipFile('SSCSI_REQUIRE_AWS', `the AWS provider test needs its peers: ${peer.why}`);
 for (const cmd of ['unshare', 'nsenter', 'ip', 'mount']) {
   if (!(await hasCommand(cmd))) {
-    skipFile('SSCSI_REQUIRE_AWS', `the AWS provider test runs its peers in namespaces of its own: ${cmd} is missing (util-linux, iproute2)`);
+    skipFile(
+      'SSCSI_REQUIRE_AWS',
+      `the AWS provider test runs its peers in namespaces of its own: ${cmd} is missing (util-linux, iproute2)`,
+    );
   }
 }
 const peers = peer.stdout.trim().split('\n').pop()!;
 
-const cp = await controlPlaneOrSkip('the AWS provider test mints the pod\'s token with the control plane');
+const cp = await controlPlaneOrSkip("the AWS provider test mints the pod's token with the control plane");
 
 const PROVIDER_BIN = join(peers, 'bin/secrets-store-csi-driver-provider-aws');
 const MOTO_SERVER = join(peers, 'venv/bin/moto_server');
@@ -118,8 +122,13 @@ interface AwsSide {
 
 async function startAwsSide(t: Tap): Promise<AwsSide> {
   // unshare and sh exec in place: the child's pid is the agent's, inside the new netns.
-  const agent = new Proc(spawn('unshare', ['--net', '--', 'sh', '-c',
-    `ip link set lo up && ip addr add ${AGENT_IP}/32 dev lo && exec "$0" -e "$1"`, NODE, AGENT_JS], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const agent = new Proc(
+    spawn(
+      'unshare',
+      ['--net', '--', 'sh', '-c', `ip link set lo up && ip addr add ${AGENT_IP}/32 dev lo && exec "$0" -e "$1"`, NODE, AGENT_JS],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
+  );
   t.teardown(() => agent.stop());
   await agent.waitFor(/agent listening/);
   // nsenter without --pid execs in place too, so every Proc below is the program itself.
@@ -154,15 +163,37 @@ async function startProvider(t: Tap, side: AwsSide, o: { volumeDir: string; driv
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_')));
   const api = new URL(cp.server);
   Object.assign(env, {
-    AWS_REGION: REGION, AWS_ENDPOINT_URL: MOTO, AWS_EC2_METADATA_DISABLED: 'true',
-    KUBERNETES_SERVICE_HOST: api.hostname, KUBERNETES_SERVICE_PORT: api.port,
+    AWS_REGION: REGION,
+    AWS_ENDPOINT_URL: MOTO,
+    AWS_EC2_METADATA_DISABLED: 'true',
+    KUBERNETES_SERVICE_HOST: api.hostname,
+    KUBERNETES_SERVICE_PORT: api.port,
   });
   // Bound over /var/run/secrets, or over /var/run when the host has no such
   // dir: the real path is never written. Only in this mount namespace.
-  const bindInCluster = 'if [ -d /var/run/secrets ]; then mount --bind "$1/secrets" /var/run/secrets; else mount --bind "$1" /var/run; fi && shift && exec "$@"';
-  const proc = new Proc(spawn('nsenter', side.inNetns(['unshare', '--mount', '--propagation', 'slave', '--',
-    'sh', '-c', bindInCluster, 'sh', o.inCluster,
-    PROVIDER_BIN, `--provider-volume=${o.volumeDir}`, `--driver-writes-secrets=${o.driverWrites}`]), { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const bindInCluster =
+    'if [ -d /var/run/secrets ]; then mount --bind "$1/secrets" /var/run/secrets; else mount --bind "$1" /var/run; fi && shift && exec "$@"';
+  const proc = new Proc(
+    spawn(
+      'nsenter',
+      side.inNetns([
+        'unshare',
+        '--mount',
+        '--propagation',
+        'slave',
+        '--',
+        'sh',
+        '-c',
+        bindInCluster,
+        'sh',
+        o.inCluster,
+        PROVIDER_BIN,
+        `--provider-volume=${o.volumeDir}`,
+        `--driver-writes-secrets=${o.driverWrites}`,
+      ]),
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
+  );
   t.teardown(() => proc.stop());
   await proc.waitFor(/Listening for connections/, 30_000);
   return proc;
@@ -191,18 +222,30 @@ async function ensureNamespace(name: string): Promise<void> {
   await eventually(() => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }), 30_000, `default SA in ${name}`);
 }
 
-interface Pod { name: string; uid: string; tokens: string; token: string }
+interface Pod {
+  name: string;
+  uid: string;
+  tokens: string;
+  token: string;
+}
 
 /** A Pod using the SPC, and (kubelet's part) its token for the Pod Identity audience from TokenRequest. */
 async function createPod(t: Tap, spc: string): Promise<Pod> {
   const name = `aws-app-${Math.random().toString(36).slice(2, 8)}`;
-  const pod = await core.createNamespacedPod({ namespace: NS, body: {
-    metadata: { name },
-    spec: {
-      nodeName: NODE_NAME, serviceAccountName: 'default', containers: [{ name: 'app', image: 'busybox' }],
-      volumes: [{ name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spc } } }],
+  const pod = await core.createNamespacedPod({
+    namespace: NS,
+    body: {
+      metadata: { name },
+      spec: {
+        nodeName: NODE_NAME,
+        serviceAccountName: 'default',
+        containers: [{ name: 'app', image: 'busybox' }],
+        volumes: [
+          { name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spc } } },
+        ],
+      },
     },
-  } });
+  });
   // No kubelet finishes a graceful deletion: grace period 0.
   t.teardown(() => core.deleteNamespacedPod({ namespace: NS, name, gracePeriodSeconds: 0 }).catch(() => undefined));
   const uid = pod.metadata!.uid!;
@@ -215,19 +258,25 @@ function jwtClaims(jwt: string): Record<string, unknown> {
 }
 
 async function writeSpc(h: Harness, name: string, provider: string, objects: string): Promise<void> {
-  await writeFile(join(h.spcDir, `${NS}-${name}.yaml`), [
-    'apiVersion: secrets-store.csi.x-k8s.io/v1',
-    'kind: SecretProviderClass',
-    `metadata: {name: ${name}, namespace: ${NS}}`,
-    'spec:',
-    `  provider: ${provider}`,
-    '  parameters:',
-    '    usePodIdentity: "true"',
-    `    region: ${REGION}`,
-    '    objects: |',
-    ...objects.trim().split('\n').map((l) => `      ${l}`),
-    '',
-  ].join('\n'));
+  await writeFile(
+    join(h.spcDir, `${NS}-${name}.yaml`),
+    [
+      'apiVersion: secrets-store.csi.x-k8s.io/v1',
+      'kind: SecretProviderClass',
+      `metadata: {name: ${name}, namespace: ${NS}}`,
+      'spec:',
+      `  provider: ${provider}`,
+      '  parameters:',
+      '    usePodIdentity: "true"',
+      `    region: ${REGION}`,
+      '    objects: |',
+      ...objects
+        .trim()
+        .split('\n')
+        .map((l) => `      ${l}`),
+      '',
+    ].join('\n'),
+  );
 }
 
 function publishRequest(h: Harness, pods: string, pod: Pod, spc: string) {
@@ -235,8 +284,12 @@ function publishRequest(h: Harness, pods: string, pod: Pod, spc: string) {
   return h.publishRequest(target, spc, {
     volumeId: `csi-${pod.uid}`,
     volumeContext: {
-      secretProviderClass: spc, 'csi.storage.k8s.io/pod.name': pod.name, 'csi.storage.k8s.io/pod.namespace': NS,
-      'csi.storage.k8s.io/pod.uid': pod.uid, 'csi.storage.k8s.io/serviceAccount.name': 'default', 'csi.storage.k8s.io/ephemeral': 'true',
+      secretProviderClass: spc,
+      'csi.storage.k8s.io/pod.name': pod.name,
+      'csi.storage.k8s.io/pod.namespace': NS,
+      'csi.storage.k8s.io/pod.uid': pod.uid,
+      'csi.storage.k8s.io/serviceAccount.name': 'default',
+      'csi.storage.k8s.io/ephemeral': 'true',
       'csi.storage.k8s.io/serviceAccount.tokens': pod.tokens,
     },
   });
@@ -249,7 +302,9 @@ const read = (p: string) => readFile(p, 'utf8');
 const served = (p: Proc) => (p.out.match(/Servicing mount request/g) ?? []).length;
 
 for (const driverWrites of [true, false]) {
-  const how = driverWrites ? 'driver writes the files (--driver-writes-secrets=true)' : 'the provider writes the files into our mount (its default)';
+  const how = driverWrites
+    ? 'driver writes the files (--driver-writes-secrets=true)'
+    : 'the provider writes the files into our mount (its default)';
   t.test(`AWS provider, ${how}: Secrets Manager, SSM, aliases, jmesPath, version labels, rotation`, (t) => scenario(t, driverWrites));
 }
 
@@ -264,17 +319,28 @@ async function scenario(t: Test, driverWrites: boolean): Promise<void> {
 
   const side = await startAwsSide(t as Tap);
   const h = await Harness.start(t as Tap, {
-    startProvider: false, providerName: 'aws',
+    startProvider: false,
+    providerName: 'aws',
     driverArgs: ['--enable-secret-rotation=true', '--rotation-poll-interval=2s'],
   });
   const pods = await sharedPodsDir(t as Tap);
-  const provider = await startProvider(t as Tap, side, { volumeDir: h.providerDir, driverWrites, inCluster: await inClusterRoot(t as Tap) });
+  const provider = await startProvider(t as Tap, side, {
+    volumeDir: h.providerDir,
+    driverWrites,
+    inCluster: await inClusterRoot(t as Tap),
+  });
 
   const c = {
-    user1: canary('aws-db-user'), pass1: canary('aws-db-pass'), user2: canary('aws-db-user-rotated'), pass2: canary('aws-db-pass-rotated'),
-    url1: canary('aws-ssm-url'), url2: canary('aws-ssm-url-rotated'),
-    featCurrent: canary('aws-feature-current'), featBeta: canary('aws-feature-beta'),
-    mode1: canary('aws-ssm-mode-v1'), mode2: canary('aws-ssm-mode-v2'),
+    user1: canary('aws-db-user'),
+    pass1: canary('aws-db-pass'),
+    user2: canary('aws-db-user-rotated'),
+    pass2: canary('aws-db-pass-rotated'),
+    url1: canary('aws-ssm-url'),
+    url2: canary('aws-ssm-url-rotated'),
+    featCurrent: canary('aws-feature-current'),
+    featBeta: canary('aws-feature-beta'),
+    mode1: canary('aws-ssm-mode-v1'),
+    mode2: canary('aws-ssm-mode-v2'),
   };
   const db1 = JSON.stringify({ username: c.user1, password: c.pass1 });
   const seeded = await side.aws([
@@ -291,7 +357,11 @@ async function scenario(t: Test, driverWrites: boolean): Promise<void> {
 
   // As the AWS provider's README documents objects; /app/config/api-url has no
   // alias, so its file name is the object name with "/" translated to "_".
-  await writeSpc(h, spcName, 'aws', `
+  await writeSpc(
+    h,
+    spcName,
+    'aws',
+    `
 - objectName: "app/db"
   objectType: "secretsmanager"
   objectAlias: "db.json"
@@ -311,7 +381,8 @@ async function scenario(t: Test, driverWrites: boolean): Promise<void> {
   objectType: "ssmparameter"
   objectAlias: mode-stable
   objectVersionLabel: stable
-`);
+`,
+  );
 
   const req = publishRequest(h, pods, pod, spcName);
   const target = req.targetPath;
@@ -322,19 +393,34 @@ async function scenario(t: Test, driverWrites: boolean): Promise<void> {
     t.match(provider.out, /Provider is configured to write secrets/, 'the provider ran in its default mode: it writes the files');
     t.match(h.driver.out, /the provider wrote files into the volume/, 'through our write window');
     const names = (await readdir(target)).filter((n) => !n.startsWith('..')).sort();
-    t.same(names, ['_app_config_api-url', 'db-password', 'db-username', 'db.json', 'feature-beta', 'mode-stable'], 'exactly the files, no temp file left');
-    t.equal(await writeFile(join(target, 'planted'), 'x').then(() => 'ok', (e: NodeJS.ErrnoException) => e.code), 'EROFS', 'read-only again after the call');
+    t.same(
+      names,
+      ['_app_config_api-url', 'db-password', 'db-username', 'db.json', 'feature-beta', 'mode-stable'],
+      'exactly the files, no temp file left',
+    );
+    t.equal(
+      await writeFile(join(target, 'planted'), 'x').then(
+        () => 'ok',
+        (e: NodeJS.ErrnoException) => e.code,
+      ),
+      'EROFS',
+      'read-only again after the call',
+    );
   }
-  t.ok(side.agent.out.includes(`GET /v1/credentials auth-sha256=${sha256(pod.token)}`), 'the pod\'s token reached the Pod Identity agent');
+  t.ok(side.agent.out.includes(`GET /v1/credentials auth-sha256=${sha256(pod.token)}`), "the pod's token reached the Pod Identity agent");
 
   t.equal(await read(join(target, 'db.json')), db1, 'Secrets Manager secret, under its objectAlias');
-  t.equal(await mode(join(target, 'db.json')), 0o644, 'default mode: the driver\'s permission (0644)');
+  t.equal(await mode(join(target, 'db.json')), 0o644, "default mode: the driver's permission (0644)");
   t.equal(await read(join(target, 'db-username')), c.user1, 'jmesPath username');
   t.equal(await mode(join(target, 'db-username')), 0o644, 'jmesPath entry without filePermission: 0644');
   t.equal(await read(join(target, 'db-password')), c.pass1, 'jmesPath password');
   t.equal(await mode(join(target, 'db-password')), 0o400, 'jmesPath filePermission "0400" as the mode through the mount');
   t.equal(await read(join(target, '_app_config_api-url')), c.url1, 'SSM parameter, file named by path translation');
-  t.equal(await read(join(target, 'feature-beta')), c.featBeta, 'Secrets Manager objectVersionLabel BETA: the staged version, not AWSCURRENT');
+  t.equal(
+    await read(join(target, 'feature-beta')),
+    c.featBeta,
+    'Secrets Manager objectVersionLabel BETA: the staged version, not AWSCURRENT',
+  );
   t.equal(await read(join(target, 'mode-stable')), c.mode1, 'SSM objectVersionLabel stable: version 1, not the latest');
 
   // Polls with nothing changed: for current Secrets Manager versions the
@@ -353,8 +439,11 @@ async function scenario(t: Test, driverWrites: boolean): Promise<void> {
     ['secretsmanager', 'put_secret_value', { SecretId: 'app/db', SecretString: db2 }],
     ['ssm', 'put_parameter', { Name: '/app/config/api-url', Value: c.url2, Type: 'String', Overwrite: true }],
   ]);
-  await waitUntil(async () => (await read(join(target, 'db.json'))) === db2 && (await read(join(target, '_app_config_api-url'))) === c.url2,
-    10_000, 'the rotated values through the mount');
+  await waitUntil(
+    async () => (await read(join(target, 'db.json'))) === db2 && (await read(join(target, '_app_config_api-url'))) === c.url2,
+    10_000,
+    'the rotated values through the mount',
+  );
   t.comment(`rotation visible after ${Date.now() - started} ms (poll interval 2 s)`);
   t.equal(await read(join(target, 'db-username')), c.user2, 'jmesPath username rotated');
   t.equal(await read(join(target, 'db-password')), c.pass2, 'jmesPath password rotated');
@@ -365,7 +454,7 @@ async function scenario(t: Test, driverWrites: boolean): Promise<void> {
 
   await h.unpublish(target);
   t.same(await mountsUnder(pods), [], 'unmounted');
-  t.notMatch(h.driver.out, /failed to clean and unmount target path/, 'no unmount error in the driver\'s logs');
+  t.notMatch(h.driver.out, /failed to clean and unmount target path/, "no unmount error in the driver's logs");
   for (const [k, v] of Object.entries(c)) t.notOk(h.driver.out.includes(v), `canary ${k} is not in the driver's logs`);
-  t.notOk(h.driver.out.includes(pod.token), 'the pod\'s token is not in the driver\'s logs');
+  t.notOk(h.driver.out.includes(pod.token), "the pod's token is not in the driver's logs");
 }

@@ -29,7 +29,9 @@ const at = (min: number) => new Date(Date.UTC(2026, 0, 1, 0, min));
 
 /** The SPC manifests of the Azure provider's docs (Example A: workload identity; Example B: service principal). */
 async function writeSpcs(h: Harness): Promise<void> {
-  await writeFile(join(h.spcDir, 'azure-kvname-wi.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+  await writeFile(
+    join(h.spcDir, 'azure-kvname-wi.yaml'),
+    `apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata:
   name: azure-kvname-wi
@@ -56,8 +58,11 @@ spec:
           objectType: secret
           objectVersionHistory: 2
     tenantID: "${TENANT}"
-`);
-  await writeFile(join(h.spcDir, 'azure-tls.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+`,
+  );
+  await writeFile(
+    join(h.spcDir, 'azure-tls.yaml'),
+    `apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata: {name: azure-tls}
 spec:
@@ -83,11 +88,14 @@ spec:
           objectType: secret
           objectEncoding: base64
           filePermission: 0440
-`);
+`,
+  );
   // "Current" and "previous" side by side: one secret at its latest version
   // and pinned under an alias, in both orders. The provider's object id does
   // not include the alias, so each id comes twice.
-  await writeFile(join(h.spcDir, 'azure-current-previous.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+  await writeFile(
+    join(h.spcDir, 'azure-current-previous.yaml'),
+    `apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata: {name: azure-current-previous}
 spec:
@@ -113,9 +121,12 @@ spec:
         - |
           objectName: api-key
           objectType: secret
-`);
+`,
+  );
   // The deprecated tenantId spelling, still read by the provider.
-  await writeFile(join(h.spcDir, 'azure-legacy-tenant.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+  await writeFile(
+    join(h.spcDir, 'azure-legacy-tenant.yaml'),
+    `apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata: {name: azure-legacy-tenant}
 spec:
@@ -128,12 +139,14 @@ spec:
         - |
           objectName: secret1
           objectType: secret
-`);
+`,
+  );
 }
 
 /** How many times the driver logged a rotation of `target`. */
 function rotationsLogged(out: string, target: string): number {
-  return out.split('\n').filter((l) => l.includes('"rotated volume content"') && l.includes(`"targetPath":${JSON.stringify(target)}`)).length;
+  return out.split('\n').filter((l) => l.includes('"rotated volume content"') && l.includes(`"targetPath":${JSON.stringify(target)}`))
+    .length;
 }
 
 async function rotatedTotal(port: number): Promise<number> {
@@ -144,7 +157,11 @@ async function rotatedTotal(port: number): Promise<number> {
 
 t.test('Azure provider wire: workload identity, service principal, versions, rotation, errors', async (t) => {
   const port = await freePort();
-  const h = await Harness.start(t as Tap, { startProvider: false, providerName: 'azure', driverArgs: ['--rotation-poll-interval=1s', `--metrics-addr=127.0.0.1:${port}`] });
+  const h = await Harness.start(t as Tap, {
+    startProvider: false,
+    providerName: 'azure',
+    driverArgs: ['--rotation-poll-interval=1s', `--metrics-addr=127.0.0.1:${port}`],
+  });
   await writeSpcs(h);
 
   const wiToken = canary('wi-token');
@@ -177,8 +194,14 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
         ],
         mycert: [{ version: 'c3c3', value: tlsPem, created: at(1) }],
         'api-token': [{ version: 'a7a7', value: Buffer.from(apiToken).toString('base64'), created: at(1) }],
-        'db-password': [{ version: 'db-v1', value: dbPw1, created: at(1) }, { version: 'db-v2', value: dbPw2, created: at(2) }],
-        'api-key': [{ version: 'api-v1', value: apiKey1, created: at(1) }, { version: 'api-v2', value: apiKey2, created: at(2) }],
+        'db-password': [
+          { version: 'db-v1', value: dbPw1, created: at(1) },
+          { version: 'db-v2', value: dbPw2, created: at(2) },
+        ],
+        'api-key': [
+          { version: 'api-v1', value: apiKey1, created: at(1) },
+          { version: 'api-v2', value: apiKey2, created: at(2) },
+        ],
       },
       keys: { key1: [{ version: 'k1k1', value: KEY_PEM, created: at(1) }] },
     },
@@ -204,20 +227,66 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     t.equal(call.authority, 'localhost');
     t.equal(call.request.secrets, 'null', 'no nodePublishSecretRef: secrets is null, as upstream sends');
     t.equal(call.request.permission, '420');
-    t.strictSame(call.parsed, {
-      keyvaultName: 'kvname', cloudName: '', tenantID: TENANT, podName: 'pod-a', podNamespace: 'default', defaultFilePermission: 0o644,
-      usePodIdentity: false, useVMManagedIdentity: false, useAzureTokenProxy: false, identityMode: 'None', clientID: WI_CLIENT,
-      credential: { kind: 'workload-identity', clientID: WI_CLIENT, token: wiToken },
-      objects: [
-        { objectName: 'secret1', objectAlias: '', objectVersion: '', objectVersionHistory: 0, objectType: 'secret', objectFormat: '', objectEncoding: '', filePermission: '' },
-        { objectName: 'key1', objectAlias: '', objectVersion: '', objectVersionHistory: 0, objectType: 'key', objectFormat: '', objectEncoding: '', filePermission: '' },
-        { objectName: 'dbpass', objectAlias: 'db', objectVersion: '', objectVersionHistory: 2, objectType: 'secret', objectFormat: '', objectEncoding: '', filePermission: '' },
+    t.strictSame(
+      call.parsed,
+      {
+        keyvaultName: 'kvname',
+        cloudName: '',
+        tenantID: TENANT,
+        podName: 'pod-a',
+        podNamespace: 'default',
+        defaultFilePermission: 0o644,
+        usePodIdentity: false,
+        useVMManagedIdentity: false,
+        useAzureTokenProxy: false,
+        identityMode: 'None',
+        clientID: WI_CLIENT,
+        credential: { kind: 'workload-identity', clientID: WI_CLIENT, token: wiToken },
+        objects: [
+          {
+            objectName: 'secret1',
+            objectAlias: '',
+            objectVersion: '',
+            objectVersionHistory: 0,
+            objectType: 'secret',
+            objectFormat: '',
+            objectEncoding: '',
+            filePermission: '',
+          },
+          {
+            objectName: 'key1',
+            objectAlias: '',
+            objectVersion: '',
+            objectVersionHistory: 0,
+            objectType: 'key',
+            objectFormat: '',
+            objectEncoding: '',
+            filePermission: '',
+          },
+          {
+            objectName: 'dbpass',
+            objectAlias: 'db',
+            objectVersion: '',
+            objectVersionHistory: 2,
+            objectType: 'secret',
+            objectFormat: '',
+            objectEncoding: '',
+            filePermission: '',
+          },
+        ],
+      },
+      'the provider parsed exactly the SPC parameters, the pod and the workload identity token',
+    );
+    t.strictSame(
+      call.objectVersion,
+      [
+        { id: 'secret/secret1', version: '6d0f5c5e8a9b4b1c9f2d3e4a5b6c7d8e' },
+        { id: 'key/key1', version: 'k1k1' },
+        { id: 'secret/dbpass/0', version: '0bb2' },
+        { id: 'secret/dbpass/1', version: '0aa1' },
       ],
-    }, 'the provider parsed exactly the SPC parameters, the pod and the workload identity token');
-    t.strictSame(call.objectVersion, [
-      { id: 'secret/secret1', version: '6d0f5c5e8a9b4b1c9f2d3e4a5b6c7d8e' }, { id: 'key/key1', version: 'k1k1' },
-      { id: 'secret/dbpass/0', version: '0bb2' }, { id: 'secret/dbpass/1', version: '0aa1' },
-    ], 'the provider\'s object ids and versions');
+      "the provider's object ids and versions",
+    );
 
     t.equal(await readFile(join(target, 'secret1'), 'utf8'), secret1);
     t.equal(await readFile(join(target, 'key1'), 'utf8'), KEY_PEM);
@@ -226,15 +295,22 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     t.ok((await lstat(join(target, 'db'))).isSymbolicLink(), 'db is a top-level symlink');
     t.equal(await readlink(join(target, 'db')), '..data/db');
     t.ok((await stat(join(target, 'db'))).isDirectory(), 'to a directory');
-    for (const f of ['secret1', 'key1', 'db/0', 'db/1']) t.equal((await stat(join(target, f))).mode & 0o7777, 0o644, `${f}: mode 0644 (the request's permission)`);
+    for (const f of ['secret1', 'key1', 'db/0', 'db/1'])
+      t.equal((await stat(join(target, f))).mode & 0o7777, 0o644, `${f}: mode 0644 (the request's permission)`);
 
     // Polls send what is served, sorted by id.
     const n = azure.calls.length;
     await waitUntil(() => azure.calls.length > n, 10_000, 'a poll');
-    t.strictSame(lastCall().request.currentObjectVersion, [
-      { id: 'key/key1', version: 'k1k1' }, { id: 'secret/dbpass/0', version: '0bb2' },
-      { id: 'secret/dbpass/1', version: '0aa1' }, { id: 'secret/secret1', version: '6d0f5c5e8a9b4b1c9f2d3e4a5b6c7d8e' },
-    ], 'current_object_version on polls');
+    t.strictSame(
+      lastCall().request.currentObjectVersion,
+      [
+        { id: 'key/key1', version: 'k1k1' },
+        { id: 'secret/dbpass/0', version: '0bb2' },
+        { id: 'secret/dbpass/1', version: '0aa1' },
+        { id: 'secret/secret1', version: '6d0f5c5e8a9b4b1c9f2d3e4a5b6c7d8e' },
+      ],
+      'current_object_version on polls',
+    );
     t.match(lastCall().request.attributes, `"csi.storage.k8s.io/serviceAccount.tokens":`, 'polls carry the tokens again');
 
     // A new version in Key Vault is served by the next poll.
@@ -242,8 +318,11 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     await waitUntil(async () => (await readFile(join(target, 'secret1'), 'utf8')) === secret1b, 10_000, 'the rotated secret1');
     const m = azure.calls.length;
     await waitUntil(() => azure.calls.length > m, 10_000, 'a poll after the rotation');
-    t.same(lastCall().request.currentObjectVersion.find((v) => v.id === 'secret/secret1'), { id: 'secret/secret1', version: 'ffff0002' },
-      'the rotated version is the one served');
+    t.same(
+      lastCall().request.currentObjectVersion.find((v) => v.id === 'secret/secret1'),
+      { id: 'secret/secret1', version: 'ffff0002' },
+      'the rotated version is the one served',
+    );
     t.equal(await readFile(join(target, 'db/0'), 'utf8'), db2, 'the rest is unchanged');
     await h.unpublish(target);
   });
@@ -255,16 +334,50 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     const call = lastCall();
     t.equal(call.error, undefined, 'the provider answered');
     t.equal(call.request.secrets, `{"ClientID":"${SP_CLIENT}","ClientSecret":"${spSecret}"}`, 'the publish secrets, as Go marshals them');
-    t.strictSame(call.parsed, {
-      keyvaultName: 'kvname', cloudName: '', tenantID: TENANT, podName: 'pod-a', podNamespace: 'default', defaultFilePermission: 0o644,
-      usePodIdentity: false, useVMManagedIdentity: false, useAzureTokenProxy: false, identityMode: 'None', clientID: '',
-      credential: { kind: 'service-principal', clientID: SP_CLIENT, clientSecret: spSecret },
-      objects: [
-        { objectName: 'mycert', objectAlias: '', objectVersion: '', objectVersionHistory: 0, objectType: 'secret', objectFormat: 'pem', objectEncoding: '', filePermission: '' },
-        { objectName: 'api-token', objectAlias: 'API_TOKEN', objectVersion: '', objectVersionHistory: 0, objectType: 'secret', objectFormat: '', objectEncoding: 'base64', filePermission: '0440' },
-      ],
-    }, 'the provider parsed the parameters and the service principal');
-    t.strictSame(call.objectVersion, [{ id: 'secret/mycert', version: 'c3c3' }, { id: 'secret/api-token', version: 'a7a7' }]);
+    t.strictSame(
+      call.parsed,
+      {
+        keyvaultName: 'kvname',
+        cloudName: '',
+        tenantID: TENANT,
+        podName: 'pod-a',
+        podNamespace: 'default',
+        defaultFilePermission: 0o644,
+        usePodIdentity: false,
+        useVMManagedIdentity: false,
+        useAzureTokenProxy: false,
+        identityMode: 'None',
+        clientID: '',
+        credential: { kind: 'service-principal', clientID: SP_CLIENT, clientSecret: spSecret },
+        objects: [
+          {
+            objectName: 'mycert',
+            objectAlias: '',
+            objectVersion: '',
+            objectVersionHistory: 0,
+            objectType: 'secret',
+            objectFormat: 'pem',
+            objectEncoding: '',
+            filePermission: '',
+          },
+          {
+            objectName: 'api-token',
+            objectAlias: 'API_TOKEN',
+            objectVersion: '',
+            objectVersionHistory: 0,
+            objectType: 'secret',
+            objectFormat: '',
+            objectEncoding: 'base64',
+            filePermission: '0440',
+          },
+        ],
+      },
+      'the provider parsed the parameters and the service principal',
+    );
+    t.strictSame(call.objectVersion, [
+      { id: 'secret/mycert', version: 'c3c3' },
+      { id: 'secret/api-token', version: 'a7a7' },
+    ]);
     t.equal(await readFile(join(target, 'mycert'), 'utf8'), tlsPem);
     t.equal(await readFile(join(target, 'API_TOKEN'), 'utf8'), apiToken, 'base64 decoded by the provider');
     t.equal((await stat(join(target, 'mycert'))).mode & 0o7777, 0o644);
@@ -282,21 +395,32 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     const target = h.target('azure-current-previous');
     await h.publish(h.publishRequest(target, 'azure-current-previous', { secrets: { clientid: SP_CLIENT, clientsecret: spSecret } }));
     t.equal(lastCall().error, undefined, 'the provider answered');
-    t.strictSame(lastCall().objectVersion, [
-      { id: 'secret/db-password', version: 'db-v2' }, { id: 'secret/db-password', version: 'db-v1' },
-      { id: 'secret/api-key', version: 'api-v1' }, { id: 'secret/api-key', version: 'api-v2' },
-    ], 'the provider sends each id twice');
+    t.strictSame(
+      lastCall().objectVersion,
+      [
+        { id: 'secret/db-password', version: 'db-v2' },
+        { id: 'secret/db-password', version: 'db-v1' },
+        { id: 'secret/api-key', version: 'api-v1' },
+        { id: 'secret/api-key', version: 'api-v2' },
+      ],
+      'the provider sends each id twice',
+    );
     t.equal(await readFile(join(target, 'db-password'), 'utf8'), dbPw2, 'current: the latest');
     t.equal(await readFile(join(target, 'db-password-previous'), 'utf8'), dbPw1, 'previous: the pinned one');
     t.equal(await readFile(join(target, 'api-key'), 'utf8'), apiKey2);
     t.equal(await readFile(join(target, 'api-key-previous'), 'utf8'), apiKey1);
 
-    const polls = (): AzureCall[] => azure.calls.filter((c) => c.request.targetPath === target && c.request.currentObjectVersion.length > 0);
+    const polls = (): AzureCall[] =>
+      azure.calls.filter((c) => c.request.targetPath === target && c.request.currentObjectVersion.length > 0);
     const rotatedBefore = await rotatedTotal(port);
     await waitUntil(() => polls().length >= 3, 15_000, 'three polls');
     // One version per id, the one sent last, as upstream's map keeps it.
-    const oneEach = [{ id: 'secret/api-key', version: 'api-v2' }, { id: 'secret/db-password', version: 'db-v1' }];
-    for (const [i, c] of polls().entries()) t.strictSame(c.request.currentObjectVersion, oneEach, `poll ${i + 1}: current_object_version has each id once`);
+    const oneEach = [
+      { id: 'secret/api-key', version: 'api-v2' },
+      { id: 'secret/db-password', version: 'db-v1' },
+    ];
+    for (const [i, c] of polls().entries())
+      t.strictSame(c.request.currentObjectVersion, oneEach, `poll ${i + 1}: current_object_version has each id once`);
     t.equal(rotationsLogged(h.driver.out, target), 0, 'unchanged polls: no rotation logged');
     t.equal(await rotatedTotal(port), rotatedBefore, 'unchanged polls: no rotated="true" poll');
 
@@ -313,25 +437,43 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
 
     const n = polls().length;
     await waitUntil(() => polls().length >= n + 3, 15_000, 'three more polls');
-    t.strictSame(polls().at(-1)!.request.currentObjectVersion, [{ id: 'secret/api-key', version: 'api-v3' }, { id: 'secret/db-password', version: 'db-v1' }],
-      'the new versions are sent, still one per id');
+    t.strictSame(
+      polls().at(-1)!.request.currentObjectVersion,
+      [
+        { id: 'secret/api-key', version: 'api-v3' },
+        { id: 'secret/db-password', version: 'db-v1' },
+      ],
+      'the new versions are sent, still one per id',
+    );
     t.equal(rotationsLogged(h.driver.out, target), 2, 'no rotation after the changes were served');
     t.equal(await rotatedTotal(port), rotatedBefore + 2, 'no rotated="true" poll after them either');
     await h.unpublish(target);
   });
 
-  await t.test('provider errors reach the caller with its code and upstream\'s prefix', async (t) => {
+  await t.test("provider errors reach the caller with its code and upstream's prefix", async (t) => {
     const target = h.target('azure-err');
     const wrongSecret = canary('wrong-secret');
     const cases: Array<[string, ReturnType<typeof h.publishRequest>, string]> = [
-      ['neither auth mode', h.publishRequest(target, 'azure-tls'),
-        'failed to mount objects, error: failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set'],
-      ['no client secret', h.publishRequest(target, 'azure-tls', { secrets: { clientid: SP_CLIENT } }),
-        'failed to mount objects, error: failed to build auth config for mode None: could not find clientsecret in secrets'],
-      ['workload identity without its token', h.publishRequest(target, 'azure-kvname-wi'),
-        'failed to mount objects, error: failed to build auth config for mode None: failed to parse workload identity tokens, error: service account tokens not found'],
-      ['a wrong client secret', h.publishRequest(target, 'azure-tls', { secrets: { clientid: SP_CLIENT, clientsecret: wrongSecret } }),
-        'failed to mount objects, error: failed to get objectType:secret, objectName:mycert, objectVersion:: ClientSecretCredential: authentication failed'],
+      [
+        'neither auth mode',
+        h.publishRequest(target, 'azure-tls'),
+        'failed to mount objects, error: failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set',
+      ],
+      [
+        'no client secret',
+        h.publishRequest(target, 'azure-tls', { secrets: { clientid: SP_CLIENT } }),
+        'failed to mount objects, error: failed to build auth config for mode None: could not find clientsecret in secrets',
+      ],
+      [
+        'workload identity without its token',
+        h.publishRequest(target, 'azure-kvname-wi'),
+        'failed to mount objects, error: failed to build auth config for mode None: failed to parse workload identity tokens, error: service account tokens not found',
+      ],
+      [
+        'a wrong client secret',
+        h.publishRequest(target, 'azure-tls', { secrets: { clientid: SP_CLIENT, clientsecret: wrongSecret } }),
+        'failed to mount objects, error: failed to get objectType:secret, objectName:mycert, objectVersion:: ClientSecretCredential: authentication failed',
+      ],
     ];
     for (const [name, req, msg] of cases) {
       const e = await h.publish(req).catch((x: unknown) => x);
@@ -343,7 +485,23 @@ t.test('Azure provider wire: workload identity, service principal, versions, rot
     t.notOk(h.driver.out.includes(wrongSecret), 'the wrong secret is not in the logs either');
   });
 
-  for (const [name, value] of Object.entries({ wiToken, otherToken, spSecret, secret1, secret1b, db1, db2, tlsKey, apiToken, dbPw1, dbPw2, dbPw3, apiKey1, apiKey2, apiKey3 })) {
+  for (const [name, value] of Object.entries({
+    wiToken,
+    otherToken,
+    spSecret,
+    secret1,
+    secret1b,
+    db1,
+    db2,
+    tlsKey,
+    apiToken,
+    dbPw1,
+    dbPw2,
+    dbPw3,
+    apiKey1,
+    apiKey2,
+    apiKey3,
+  })) {
     t.notOk(h.driver.out.includes(value), `the driver's logs do not contain ${name}`);
   }
   t.ok(h.driver.out.length > 200, 'the driver did log');

@@ -10,10 +10,28 @@ import { join } from 'node:path';
 import { NODE, Proc, ROOT, sleep, tempDir, type Tap } from './helpers/harness.js';
 
 const bins = [
-  { bin: 'keeper.js', name: 'secrets-store-csi-keeper', socketFlag: '--socket', defaultSocket: () => '/var/run/secrets-store-csi-driver/keeper.sock', flags: ['--socket', '--lock-memory'] },
-  { bin: 'example-provider.js', name: 'secrets-store-example-provider', socketFlag: '--endpoint=unix://', defaultSocket: () => '/var/run/secrets-store-csi-providers/example.sock', flags: ['--endpoint', '--secrets-file'] },
+  {
+    bin: 'keeper.js',
+    name: 'secrets-store-csi-keeper',
+    socketFlag: '--socket',
+    defaultSocket: () => '/var/run/secrets-store-csi-driver/keeper.sock',
+    flags: ['--socket', '--lock-memory'],
+  },
+  {
+    bin: 'example-provider.js',
+    name: 'secrets-store-example-provider',
+    socketFlag: '--endpoint=unix://',
+    defaultSocket: () => '/var/run/secrets-store-csi-providers/example.sock',
+    flags: ['--endpoint', '--secrets-file'],
+  },
   // The driver's default endpoint, unix://tmp/csi.sock, is relative (as upstream's): each run's cwd is the test's directory.
-  { bin: 'driver.js', name: 'secrets-store-csi-driver', socketFlag: '--endpoint=unix://', defaultSocket: (cwd: string) => join(cwd, 'tmp/csi.sock'), flags: ['--endpoint', '--keeper-socket'] },
+  {
+    bin: 'driver.js',
+    name: 'secrets-store-csi-driver',
+    socketFlag: '--endpoint=unix://',
+    defaultSocket: (cwd: string) => join(cwd, 'tmp/csi.sock'),
+    flags: ['--endpoint', '--keeper-socket'],
+  },
 ];
 
 /** Runs a binary; a process still running after 10 s is killed and reported as 'still running'. */

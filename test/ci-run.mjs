@@ -17,8 +17,7 @@ const SUBTEST = /^# Subtest: (.*)$/;
 const SUMMARY = /^# \{ total: (\d+)(.*)\}$/;
 const TAG = /^\[(SSCSI_REQUIRE_[A-Z0-9_]+)\]/;
 
-const child = spawn(process.execPath, [TAP_RUN, '--reporter=tap', ...process.argv.slice(2)],
-  { stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawn(process.execPath, [TAP_RUN, '--reporter=tap', ...process.argv.slice(2)], { stdio: ['ignore', 'pipe', 'inherit'] });
 
 /** @type {{ file: string, name: string, kind: string, reason: string }[]} */
 const skips = [];

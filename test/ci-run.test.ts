@@ -51,8 +51,13 @@ async function ciRun(dir: string, args: string[], extra: Record<string, string> 
     if (v !== undefined && !/^(_?TAP|NODE_OPTIONS$|SSCSI_REQUIRE_)/.test(k)) env[k] = v;
   }
   const res = await execFileP(NODE, [join(ROOT, 'test/ci-run.mjs'), '--disable-coverage', ...args], {
-    cwd: dir, env: { ...env, ...extra }, maxBuffer: 16 << 20,
-  }).then((r) => ({ code: 0, stdout: r.stdout }), (e: { code?: number; stdout?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? '' }));
+    cwd: dir,
+    env: { ...env, ...extra },
+    maxBuffer: 16 << 20,
+  }).then(
+    (r) => ({ code: 0, stdout: r.stdout }),
+    (e: { code?: number; stdout?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? '' }),
+  );
   return { code: res.code, lines: res.stdout.trimEnd().split('\n') };
 }
 
@@ -63,10 +68,14 @@ t.test('skipped files and subtests are counted and listed; the run passes', asyn
   t.equal(lines.at(-1), '2 passed, 0 failed, 2 skipped', 'the closing line counts the skipped file and the skipped subtest');
   const list = lines.slice(lines.indexOf('# skipped (2):') + 1, -1);
   t.ok(lines.includes('# skipped (2):'), 'a skipped list before the closing line');
-  t.same(list.sort(), [
-    '#   sub.test.ts > needs B: [SSCSI_REQUIRE_FIXTURE_B] fixture B is missing',
-    '#   whole.test.ts: [SSCSI_REQUIRE_FIXTURE_A] fixture A is missing',
-  ], 'file: reason for each (in tap\'s order of files)');
+  t.same(
+    list.sort(),
+    [
+      '#   sub.test.ts > needs B: [SSCSI_REQUIRE_FIXTURE_B] fixture B is missing',
+      '#   whole.test.ts: [SSCSI_REQUIRE_FIXTURE_A] fixture A is missing',
+    ],
+    "file: reason for each (in tap's order of files)",
+  );
 });
 
 t.test('nothing skipped: the closing line still says 0 skipped, and there is no list', async (t) => {
@@ -79,13 +88,19 @@ t.test('nothing skipped: the closing line still says 0 skipped, and there is no 
 
 t.test('a required skip, an untagged skip and a helper refusing to skip all fail the run', async (t) => {
   const dir = await fixtures(t as Tap);
-  const { code, lines } = await ciRun(dir, ['whole.test.ts', 'sub.test.ts', 'raw-tagged.test.ts', 'untagged.test.ts'],
-    { SSCSI_REQUIRE_FIXTURE_A: '1', SSCSI_REQUIRE_FIXTURE_C: '1' });
+  const { code, lines } = await ciRun(dir, ['whole.test.ts', 'sub.test.ts', 'raw-tagged.test.ts', 'untagged.test.ts'], {
+    SSCSI_REQUIRE_FIXTURE_A: '1',
+    SSCSI_REQUIRE_FIXTURE_C: '1',
+  });
   t.not(code, 0, 'exit non-zero');
-  t.ok(lines.includes('# FAIL: skipped but counted as failed: raw-tagged.test.ts > needs C: SSCSI_REQUIRE_FIXTURE_C=1 requires it'),
-    'the required skip is named');
-  t.ok(lines.some((l) => l.startsWith('# FAIL: skipped but counted as failed: untagged.test.ts > quiet: its reason does not start with')),
-    'the untagged skip is named');
+  t.ok(
+    lines.includes('# FAIL: skipped but counted as failed: raw-tagged.test.ts > needs C: SSCSI_REQUIRE_FIXTURE_C=1 requires it'),
+    'the required skip is named',
+  );
+  t.ok(
+    lines.some((l) => l.startsWith('# FAIL: skipped but counted as failed: untagged.test.ts > quiet: its reason does not start with')),
+    'the untagged skip is named',
+  );
   // whole.test.ts fails itself (SSCSI_REQUIRE_FIXTURE_A=1); B stays a plain skip.
   t.equal(lines.at(-1), '2 passed, 3 failed, 1 skipped');
 });

@@ -18,15 +18,18 @@ const log = { warn: () => undefined, debug: () => undefined };
 t.test('fuseConnectionId reads the minor device number of the FUSE mount at a path', async (t) => {
   const dir = await tempDir(t as Tap);
   const info = join(dir, 'mountinfo');
-  await writeFile(info, [
-    '25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
-    '40 25 0:52 / /var/lib/fuse\\040dir rw,nosuid - fuse.secrets-store-csi secrets-store@/var/lib/fuse\\040dir rw,user_id=0',
-    '41 25 0:60 / /plain rw - tmpfs tmpfs rw',
-    '42 25 0:53 / /stacked rw - fuse.secrets-store-csi a rw',
-    '43 42 0:54 / /stacked rw - fuse.secrets-store-csi b rw',
-    '44 25 0:270 / /big rw - fuse.other c rw',
-    '',
-  ].join('\n'));
+  await writeFile(
+    info,
+    [
+      '25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
+      '40 25 0:52 / /var/lib/fuse\\040dir rw,nosuid - fuse.secrets-store-csi secrets-store@/var/lib/fuse\\040dir rw,user_id=0',
+      '41 25 0:60 / /plain rw - tmpfs tmpfs rw',
+      '42 25 0:53 / /stacked rw - fuse.secrets-store-csi a rw',
+      '43 42 0:54 / /stacked rw - fuse.secrets-store-csi b rw',
+      '44 25 0:270 / /big rw - fuse.other c rw',
+      '',
+    ].join('\n'),
+  );
   t.equal(await fuseConnectionId('/var/lib/fuse dir', info), 52, 'an escaped path');
   t.equal(await fuseConnectionId('/stacked', info), 54, 'the top one of stacked mounts');
   t.equal(await fuseConnectionId('/big', info), 270, 'a minor above 255');
@@ -48,7 +51,11 @@ t.test('close() aborts a connection held by a mount in another namespace and rel
 
   // A pod's view: a copy of the mounts in a mount namespace of its own, which
   // our unmounts do not reach. unshare execs in place, so killing it ends the namespace.
-  const holder = new Proc(spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'echo ready; exec sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const holder = new Proc(
+    spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'echo ready; exec sleep 600'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   t.teardown(() => holder.stop('SIGKILL'));
   await holder.waitFor(/ready/);
   await unmount(target, { lazy: true });
@@ -60,7 +67,9 @@ t.test('close() aborts a connection held by a mount in another namespace and rel
   const done = await Promise.race([fs.session.done.then(() => true), sleep(5000).then(() => false)]);
   t.ok(done, `every reader of /dev/fuse returned (${Date.now() - started} ms)`);
   // The namespace's copy of the mount is dead now, not hung.
-  const probe = await execFileP('nsenter', ['-t', String(holder.child.pid), '-m', '--', 'cat', join(target, 'a')], { timeout: 5000 })
-    .then(() => 'read', (e: NodeJS.ErrnoException & { stderr?: string; killed?: boolean }) => (e.killed ? 'hung' : e.stderr ?? ''));
+  const probe = await execFileP('nsenter', ['-t', String(holder.child.pid), '-m', '--', 'cat', join(target, 'a')], { timeout: 5000 }).then(
+    () => 'read',
+    (e: NodeJS.ErrnoException & { stderr?: string; killed?: boolean }) => (e.killed ? 'hung' : (e.stderr ?? '')),
+  );
   t.match(probe, /Transport endpoint is not connected|Software caused connection abort/, 'a read in the other namespace fails at once');
 });

@@ -35,16 +35,23 @@ interface TestCase {
   readonly skipped: string | null;
 }
 
-const unescapeXml = (s: string): string => s.replace(/&(#x?[0-9a-fA-F]+|lt|gt|amp|quot|apos);/g, (_m, e: string) => {
-  switch (e) {
-    case 'lt': return '<';
-    case 'gt': return '>';
-    case 'amp': return '&';
-    case 'quot': return '"';
-    case 'apos': return "'";
-    default: return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
-  }
-});
+const unescapeXml = (s: string): string =>
+  s.replace(/&(#x?[0-9a-fA-F]+|lt|gt|amp|quot|apos);/g, (_m, e: string) => {
+    switch (e) {
+      case 'lt':
+        return '<';
+      case 'gt':
+        return '>';
+      case 'amp':
+        return '&';
+      case 'quot':
+        return '"';
+      case 'apos':
+        return "'";
+      default:
+        return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
+    }
+  });
 
 function attrs(s: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -64,7 +71,7 @@ function parseJunit(xml: string): TestCase[] {
       name: (a.name ?? '').replace(/^\[It\]\s*/, ''),
       status: a.status ?? (failure ? 'failed' : skipped ? 'skipped' : 'passed'),
       failure: failure ? `${attrs(failure[2]!).message ?? failure[1]}` : null,
-      skipped: skipped ? attrs(skipped[1]!).message ?? '' : null,
+      skipped: skipped ? (attrs(skipped[1]!).message ?? '') : null,
     });
   }
   return out;
@@ -79,49 +86,71 @@ const SKIP_REGEX = '\\[Controller Server\\]';
 // expand, modify or snapshot volumes.
 const CONTROLLER_SERVER =
   'skipped by us (--ginkgo.skip): [Controller Server] specs call the controller endpoint, which here is our fake ' +
-  'controller, so they would test the test fixture. The driver\'s own Controller service is upstream\'s: no capability, ' +
+  "controller, so they would test the test fixture. The driver's own Controller service is upstream's: no capability, " +
   'every RPC Unimplemented, since an ephemeral inline volume is never provisioned by a controller';
-const group = (prefix: string, why: string, specs: string[]): Array<readonly [string, string]> => specs.map((s) => [`${prefix} ${s}`, why] as const);
+const group = (prefix: string, why: string, specs: string[]): Array<readonly [string, string]> =>
+  specs.map((s) => [`${prefix} ${s}`, why] as const);
 const SKIPPED = new Map<string, string>([
   // Skipped by csi-sanity itself: capabilities the driver does not advertise.
-  ...group('Node Service NodeGetVolumeStats', 'no GET_VOLUME_STATS (as upstream): the volume holds a few secret files, kubelet needs no usage figures for it', [
-    'should fail when no volume id is provided',
-    'should fail when no volume path is provided',
-    'should fail when volume is not found',
-    'should fail when volume does not exist on the specified path',
-  ]),
+  ...group(
+    'Node Service NodeGetVolumeStats',
+    'no GET_VOLUME_STATS (as upstream): the volume holds a few secret files, kubelet needs no usage figures for it',
+    [
+      'should fail when no volume id is provided',
+      'should fail when no volume path is provided',
+      'should fail when volume is not found',
+      'should fail when volume does not exist on the specified path',
+    ],
+  ),
   ...group('Node Service NodeExpandVolume', 'no EXPAND_VOLUME (as upstream): a secrets volume has no size to grow', [
     'should fail when no volume id is provided',
     'should fail when no volume path is provided',
     'should fail when volume is not found',
     'should work if node-expand is called after node-publish',
   ]),
-  ...group('Node Service NodeGetVolumeHealth', 'no GET_VOLUME_HEALTH (CSI 1.13): health is reported through rotation errors, metrics and Events', [
-    'should fail when no volume id is provided',
-    'should return health for a valid volume',
-  ]),
-  ['Node Service NodeGetStorageHealth should return appropriate response', 'no GET_STORAGE_HEALTH (CSI 1.13): there is no backing storage, only the driver\'s memory'],
-  ['Node Service NodePublishVolume with single node multi writer capability should fail when volume with single node single writer access mode is already mounted at a different target path',
-    'no SINGLE_NODE_MULTI_WRITER: an inline volume belongs to one pod and one target path, and is read-only'],
-  ['GroupController Service [GroupController Server] GroupControllerGetCapabilities should return appropriate capabilities', 'no GROUP_CONTROLLER_SERVICE: no volume group snapshots of ephemeral volumes'],
-  ...group('GroupController Service [GroupController VolumeGroupSnapshots]', 'no GROUP_CONTROLLER_SERVICE: no volume group snapshots of ephemeral volumes', [
-    'CreateVolumeGroupSnapshot should fail when no name is provided',
-    'GetVolumeGroupSnapshot should fail when no volume id is provided',
-    'GetVolumeGroupSnapshot should fail when an invalid volume id is used',
-    'DeleteVolumeGroupSnapshot should fail when no volume id is provided',
-    'DeleteVolumeGroupSnapshot should succeed when an invalid volume id is used',
-  ]),
+  ...group(
+    'Node Service NodeGetVolumeHealth',
+    'no GET_VOLUME_HEALTH (CSI 1.13): health is reported through rotation errors, metrics and Events',
+    ['should fail when no volume id is provided', 'should return health for a valid volume'],
+  ),
+  [
+    'Node Service NodeGetStorageHealth should return appropriate response',
+    "no GET_STORAGE_HEALTH (CSI 1.13): there is no backing storage, only the driver's memory",
+  ],
+  [
+    'Node Service NodePublishVolume with single node multi writer capability should fail when volume with single node single writer access mode is already mounted at a different target path',
+    'no SINGLE_NODE_MULTI_WRITER: an inline volume belongs to one pod and one target path, and is read-only',
+  ],
+  [
+    'GroupController Service [GroupController Server] GroupControllerGetCapabilities should return appropriate capabilities',
+    'no GROUP_CONTROLLER_SERVICE: no volume group snapshots of ephemeral volumes',
+  ],
+  ...group(
+    'GroupController Service [GroupController VolumeGroupSnapshots]',
+    'no GROUP_CONTROLLER_SERVICE: no volume group snapshots of ephemeral volumes',
+    [
+      'CreateVolumeGroupSnapshot should fail when no name is provided',
+      'GetVolumeGroupSnapshot should fail when no volume id is provided',
+      'GetVolumeGroupSnapshot should fail when an invalid volume id is used',
+      'DeleteVolumeGroupSnapshot should fail when no volume id is provided',
+      'DeleteVolumeGroupSnapshot should succeed when an invalid volume id is used',
+    ],
+  ),
   // Skipped by us: the [Controller Server] containers.
-  ['Controller Service [Controller Server] ControllerGetCapabilities should return appropriate capabilities',
-    `${CONTROLLER_SERVER} (the driver's own empty list passes this spec: see the second test below)`],
+  [
+    'Controller Service [Controller Server] ControllerGetCapabilities should return appropriate capabilities',
+    `${CONTROLLER_SERVER} (the driver's own empty list passes this spec: see the second test below)`,
+  ],
   ['Controller Service [Controller Server] GetCapacity should return capacity (no optional values added)', CONTROLLER_SERVER],
   ...group('Controller Service [Controller Server] ListVolumes', CONTROLLER_SERVER, [
     'should return appropriate values (no optional values added)',
     'should fail when an invalid starting_token is passed',
     'check the presence of new volumes and absence of deleted ones in the volume list',
   ]),
-  ['Controller Service [Controller Server] ListVolumes pagination should detect volumes added between pages and accept tokens when the last volume from a page is deleted',
-    'pending: disabled (XIt) in csi-sanity itself; also a [Controller Server] spec'],
+  [
+    'Controller Service [Controller Server] ListVolumes pagination should detect volumes added between pages and accept tokens when the last volume from a page is deleted',
+    'pending: disabled (XIt) in csi-sanity itself; also a [Controller Server] spec',
+  ],
   ...group('Controller Service [Controller Server] CreateVolume', CONTROLLER_SERVER, [
     'should fail when no name is provided',
     'should fail when no volume capabilities are provided',
@@ -224,15 +253,20 @@ interface Run {
 
 async function runSanity(t: Tap, dir: string, args: string[]): Promise<Run> {
   const junit = join(dir, 'junit.xml');
-  const sanity = new Proc(spawn(bin, [...args, `--ginkgo.junit-report=${junit}`, '--ginkgo.no-color', '--ginkgo.timeout=100s'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } }));
+  const sanity = new Proc(
+    spawn(bin, [...args, `--ginkgo.junit-report=${junit}`, '--ginkgo.no-color', '--ginkgo.timeout=100s'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TMPDIR: dir },
+    }),
+  );
   t.teardown(() => sanity.stop('SIGKILL'));
   const code = await sanity.exited;
   const xml = existsSync(junit) ? await readFile(junit, 'utf8') : '';
   return { code, out: sanity.out, cases: parseJunit(xml), seed: /name="RandomSeed" value="(\d+)"/.exec(xml)?.[1] ?? '?' };
 }
 
-const failedOf = (cases: readonly TestCase[]): TestCase[] => cases.filter((c) => c.failure !== null || !['passed', 'skipped', 'pending'].includes(c.status));
+const failedOf = (cases: readonly TestCase[]): TestCase[] =>
+  cases.filter((c) => c.failure !== null || !['passed', 'skipped', 'pending'].includes(c.status));
 
 t.test('csi-sanity against the driver, with a fake controller for the positive node specs', async (t) => {
   const h = await Harness.start(t as Tap, { startProvider: false });
@@ -261,7 +295,11 @@ t.test('csi-sanity against the driver, with a fake controller for the positive n
   t.ok(run.cases.length > 0, 'the JUnit report lists the specs');
 
   const failed = failedOf(run.cases);
-  t.same(failed.map((c) => `${c.name}: ${c.failure ?? c.status}`), [], 'no spec failed');
+  t.same(
+    failed.map((c) => `${c.name}: ${c.failure ?? c.status}`),
+    [],
+    'no spec failed',
+  );
 
   const byName = new Map(run.cases.map((c) => [c.name, c]));
   for (const name of POSITIVE) t.equal(byName.get(name)?.status, 'passed', `ran and passed: ${name}`);
@@ -275,14 +313,21 @@ t.test('csi-sanity against the driver, with a fake controller for the positive n
   const pending = notRun.filter((c) => c.status === 'pending');
   const skipped = notRun.filter((c) => c.status === 'skipped');
   const ours = skipped.filter((c) => /\[Controller Server\]/.test(c.name));
-  t.comment(`csi-sanity ${version.trim().replace(/^Version = /, '')} (seed ${run.seed}): ${passed.length} passed, ` +
-    `${skipped.length} skipped (${ours.length} [Controller Server] by --ginkgo.skip, ${skipped.length - ours.length} by csi-sanity for capabilities not advertised), ` +
-    `${pending.length} pending (disabled in csi-sanity), ${failed.length} failed`);
+  t.comment(
+    `csi-sanity ${version.trim().replace(/^Version = /, '')} (seed ${run.seed}): ${passed.length} passed, ` +
+      `${skipped.length} skipped (${ours.length} [Controller Server] by --ginkgo.skip, ${skipped.length - ours.length} by csi-sanity for capabilities not advertised), ` +
+      `${pending.length} pending (disabled in csi-sanity), ${failed.length} failed`,
+  );
 
   // The positive specs went through the driver's real publish path: FUSE bind mounts at <mountdir>/target.
   const target = join(mountDir, 'target');
-  const published = h.driver.out.split('\n').filter((l) => l.includes('"msg":"node publish volume complete"') && l.includes(`"targetPath":"${target}"`));
-  t.ok(published.length >= 3, `the driver published ${target} (should work, should be idempotent, should remove target path): ${published.length} times`);
+  const published = h.driver.out
+    .split('\n')
+    .filter((l) => l.includes('"msg":"node publish volume complete"') && l.includes(`"targetPath":"${target}"`));
+  t.ok(
+    published.length >= 3,
+    `the driver published ${target} (should work, should be idempotent, should remove target path): ${published.length} times`,
+  );
   t.ok(controller.calls.createVolume >= POSITIVE.length, `the fake controller created ${controller.calls.createVolume} volumes`);
   t.equal(controller.volumes.size, 0, 'csi-sanity deleted every volume it created');
   t.same(await mountsUnder(work), [], 'no mount left under the csi-sanity directories');
@@ -302,7 +347,9 @@ t.test("the driver's own Controller service passes csi-sanity's ControllerGetCap
     '--ginkgo.focus=Controller Service \\[Controller Server\\] ControllerGetCapabilities',
   ]);
   t.equal(run.code, 0, 'csi-sanity exits 0', run.code === 0 ? {} : { output: run.out.slice(-8000) });
-  t.same(run.cases.filter((c) => c.status === 'passed').map((c) => c.name),
-    ['Controller Service [Controller Server] ControllerGetCapabilities should return appropriate capabilities']);
+  t.same(
+    run.cases.filter((c) => c.status === 'passed').map((c) => c.name),
+    ['Controller Service [Controller Server] ControllerGetCapabilities should return appropriate capabilities'],
+  );
   t.same(failedOf(run.cases), []);
 });

@@ -6,8 +6,17 @@ import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { ControllerClient, NodeServiceCapability_RPC_Type, PluginCapability_Service_Type, type GetPluginInfoResponse, type GetPluginCapabilitiesResponse,
-  type ProbeResponse, type NodeGetInfoResponse, type NodeGetCapabilitiesResponse, type ControllerGetCapabilitiesResponse } from '../src/gen/csi/v1/csi.js';
+import {
+  ControllerClient,
+  NodeServiceCapability_RPC_Type,
+  PluginCapability_Service_Type,
+  type GetPluginInfoResponse,
+  type GetPluginCapabilitiesResponse,
+  type ProbeResponse,
+  type NodeGetInfoResponse,
+  type NodeGetCapabilitiesResponse,
+  type ControllerGetCapabilitiesResponse,
+} from '../src/gen/csi/v1/csi.js';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { Harness, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
 
@@ -23,8 +32,11 @@ t.test('identity and node service', async (t) => {
   t.match(info.vendorVersion, /^v\d+\.\d+\.\d+/);
 
   const caps = await u<GetPluginCapabilitiesResponse>((cb) => h.identity.getPluginCapabilities({}, cb));
-  t.same(caps.capabilities, [{ type: { $case: 'service', value: { type: PluginCapability_Service_Type.CONTROLLER_SERVICE } } }],
-    'CONTROLLER_SERVICE is advertised, as upstream does');
+  t.same(
+    caps.capabilities,
+    [{ type: { $case: 'service', value: { type: PluginCapability_Service_Type.CONTROLLER_SERVICE } } }],
+    'CONTROLLER_SERVICE is advertised, as upstream does',
+  );
 
   const probe = await u<ProbeResponse>((cb) => h.identity.probe({}, cb));
   t.equal(probe.ready, true);
@@ -33,11 +45,18 @@ t.test('identity and node service', async (t) => {
   t.equal(ni.nodeId, 'test-node');
 
   const nc = await u<NodeGetCapabilitiesResponse>((cb) => h.node.nodeGetCapabilities({}, cb));
-  t.same(nc.capabilities.map((c) => c.type?.$case === 'rpc' ? c.type.value.type : null), [NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME]);
+  t.same(
+    nc.capabilities.map((c) => (c.type?.$case === 'rpc' ? c.type.value.type : null)),
+    [NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME],
+  );
 
-  const stats = await u<unknown>((cb) => h.node.nodeGetVolumeStats({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '' }, cb)).catch((e: unknown) => e);
+  const stats = await u<unknown>((cb) => h.node.nodeGetVolumeStats({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '' }, cb)).catch(
+    (e: unknown) => e,
+  );
   t.equal(grpcCode(stats), status.UNIMPLEMENTED);
-  const expand = await u<unknown>((cb) => h.node.nodeExpandVolume({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '', secrets: {} }, cb)).catch((e: unknown) => e);
+  const expand = await u<unknown>((cb) =>
+    h.node.nodeExpandVolume({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '', secrets: {} }, cb),
+  ).catch((e: unknown) => e);
   t.equal(grpcCode(expand), status.UNIMPLEMENTED);
   t.match((expand as Error).message, /NodeExpandVolume is not implemented/);
 
@@ -46,23 +65,37 @@ t.test('identity and node service', async (t) => {
   // Upstream lists one RPC_UNKNOWN capability, which csi-sanity rejects; an empty list says the same.
   const cc = await u<ControllerGetCapabilitiesResponse>((cb) => controller.controllerGetCapabilities({}, cb));
   t.same(cc.capabilities, [], 'the controller has no capabilities');
-  const cv = await u<unknown>((cb) => controller.createVolume({ name: 'x', parameters: {}, secrets: {}, volumeCapabilities: [], mutableParameters: {} }, cb)).catch((e: unknown) => e);
+  const cv = await u<unknown>((cb) =>
+    controller.createVolume({ name: 'x', parameters: {}, secrets: {}, volumeCapabilities: [], mutableParameters: {} }, cb),
+  ).catch((e: unknown) => e);
   t.equal(grpcCode(cv), status.UNIMPLEMENTED, 'every other controller RPC answers Unimplemented');
   t.match((cv as Error).message, /CreateVolume is not implemented/);
   const dv = await u<unknown>((cb) => controller.deleteVolume({ volumeId: 'x', secrets: {} }, cb)).catch((e: unknown) => e);
   t.equal(grpcCode(dv), status.UNIMPLEMENTED);
-  const cp = await u<unknown>((cb) => controller.controllerPublishVolume({ volumeId: 'x', nodeId: 'n', readonly: true, secrets: {}, volumeContext: {} }, cb)).catch((e: unknown) => e);
+  const cp = await u<unknown>((cb) =>
+    controller.controllerPublishVolume({ volumeId: 'x', nodeId: 'n', readonly: true, secrets: {}, volumeContext: {} }, cb),
+  ).catch((e: unknown) => e);
   t.equal(grpcCode(cp), status.UNIMPLEMENTED);
 
   const vc = { accessType: { $case: 'mount' as const, value: { fsType: '', mountFlags: [], volumeMountGroup: '' } } };
-  t.same(await u<unknown>((cb) => h.node.nodeStageVolume({ volumeId: 'v', stagingTargetPath: '/s', volumeCapability: vc, publishContext: {}, secrets: {}, volumeContext: {} }, cb)), {});
+  t.same(
+    await u<unknown>((cb) =>
+      h.node.nodeStageVolume(
+        { volumeId: 'v', stagingTargetPath: '/s', volumeCapability: vc, publishContext: {}, secrets: {}, volumeContext: {} },
+        cb,
+      ),
+    ),
+    {},
+  );
   t.same(await u<unknown>((cb) => h.node.nodeUnstageVolume({ volumeId: 'v', stagingTargetPath: '/s' }, cb)), {});
   for (const [req, msg] of [
     [{ volumeId: '', stagingTargetPath: '/s', volumeCapability: vc }, 'Volume ID missing in request'],
     [{ volumeId: 'v', stagingTargetPath: '', volumeCapability: vc }, 'Target path missing in request'],
     [{ volumeId: 'v', stagingTargetPath: '/s' }, 'Volume capability missing in request'],
   ] as const) {
-    const e = await u<unknown>((cb) => h.node.nodeStageVolume({ publishContext: {}, secrets: {}, volumeContext: {}, ...req }, cb)).catch((x: unknown) => x);
+    const e = await u<unknown>((cb) => h.node.nodeStageVolume({ publishContext: {}, secrets: {}, volumeContext: {}, ...req }, cb)).catch(
+      (x: unknown) => x,
+    );
     t.equal(grpcCode(e), status.INVALID_ARGUMENT, `stage: ${msg}`);
     t.match((e as Error).message, msg);
   }

@@ -9,10 +9,12 @@ import { parseEndpoint, grpcAddress } from '../src/csi/endpoint.js';
 import { DriverError, ErrorType, errors, grpcStatusText, isDriverError } from '../src/errors.js';
 import {
   VolumeCapability_AccessMode_Mode,
-  type NodePublishVolumeRequest, type NodeUnpublishVolumeRequest, type NodeStageVolumeRequest,
-  type NodeUnstageVolumeRequest, type VolumeCapability,
+  type NodePublishVolumeRequest,
+  type NodeUnpublishVolumeRequest,
+  type NodeStageVolumeRequest,
+  type NodeUnstageVolumeRequest,
+  type VolumeCapability,
 } from '../src/gen/csi/v1/csi.js';
-
 
 const TARGET = '/var/lib/kubelet/pods/0d1c/volumes/kubernetes.io~csi/secrets/mount';
 
@@ -47,8 +49,11 @@ function checkInvalid(t: Pick<Tap, 'ok' | 'equal'>, e: DriverError | null, messa
 
 t.test('checkPublish: a valid request passes', async (t) => {
   t.equal(checkPublish(pub()), null);
-  t.equal(checkPublish(pub({ volumeCapability: { accessType: undefined, accessMode: undefined } })), null,
-    'a capability without access type is not block');
+  t.equal(
+    checkPublish(pub({ volumeCapability: { accessType: undefined, accessMode: undefined } })),
+    null,
+    'a capability without access type is not block',
+  );
   t.equal(checkPublish(pub({ targetPath: '/a/..b/c' })), null, "'..b' is not a '..' element");
 });
 
@@ -58,19 +63,23 @@ t.test('checkPublish: upstream messages in upstream order', async (t) => {
   checkInvalid(t, checkPublish(pub({ targetPath: '' })), 'Target path missing in request');
   checkInvalid(t, checkPublish(pub({ volumeContext: {} })), 'Volume attributes missing in request');
   // With everything missing, the first upstream check wins.
-  checkInvalid(t, checkPublish(pub({ volumeCapability: undefined, volumeId: '', targetPath: '', volumeContext: {} })),
-    'Volume capability missing in request');
+  checkInvalid(
+    t,
+    checkPublish(pub({ volumeCapability: undefined, volumeId: '', targetPath: '', volumeContext: {} })),
+    'Volume capability missing in request',
+  );
   checkInvalid(t, checkPublish(pub({ volumeId: '', targetPath: '', volumeContext: {} })), 'Volume ID missing in request');
   checkInvalid(t, checkPublish(pub({ targetPath: '', volumeContext: {} })), 'Target path missing in request');
 });
 
 t.test('checkPublish: target path must be absolute and plain', async (t) => {
-  checkInvalid(t, checkPublish(pub({ targetPath: 'relative/mount' })),
-    "Target path must be an absolute path without '..': relative/mount");
-  checkInvalid(t, checkPublish(pub({ targetPath: '/var/lib/../../etc' })),
-    "Target path must be an absolute path without '..': /var/lib/../../etc");
-  checkInvalid(t, checkPublish(pub({ targetPath: '/var/lib/..' })),
-    "Target path must be an absolute path without '..': /var/lib/..");
+  checkInvalid(t, checkPublish(pub({ targetPath: 'relative/mount' })), "Target path must be an absolute path without '..': relative/mount");
+  checkInvalid(
+    t,
+    checkPublish(pub({ targetPath: '/var/lib/../../etc' })),
+    "Target path must be an absolute path without '..': /var/lib/../../etc",
+  );
+  checkInvalid(t, checkPublish(pub({ targetPath: '/var/lib/..' })), "Target path must be an absolute path without '..': /var/lib/..");
   const nul = checkPublish(pub({ targetPath: '/var/lib/x\0y' }));
   t.ok(nul, 'NUL rejected');
   t.equal(nul?.grpcCode, status.INVALID_ARGUMENT);
@@ -82,8 +91,7 @@ t.test('checkPublish: block access is rejected', async (t) => {
   const block: VolumeCapability = { accessType: { $case: 'block', value: {} }, accessMode: undefined };
   checkInvalid(t, checkPublish(pub({ volumeCapability: block })), 'Block access type is not supported, only mount');
   // A bad path is reported before the access type.
-  checkInvalid(t, checkPublish(pub({ volumeCapability: block, targetPath: 'x' })),
-    "Target path must be an absolute path without '..': x");
+  checkInvalid(t, checkPublish(pub({ volumeCapability: block, targetPath: 'x' })), "Target path must be an absolute path without '..': x");
 });
 
 t.test('checkUnpublish', async (t) => {
@@ -92,16 +100,19 @@ t.test('checkUnpublish', async (t) => {
   checkInvalid(t, checkUnpublish({ volumeId: '', targetPath: TARGET }), 'Volume ID missing in request');
   checkInvalid(t, checkUnpublish({ volumeId: 'v', targetPath: '' }), 'Target path missing in request');
   checkInvalid(t, checkUnpublish({ volumeId: '', targetPath: '' }), 'Volume ID missing in request');
-  checkInvalid(t, checkUnpublish({ volumeId: 'v', targetPath: 'rel/path' }),
-    "Target path must be an absolute path without '..': rel/path");
-  checkInvalid(t, checkUnpublish({ volumeId: 'v', targetPath: '/a/../b' }),
-    "Target path must be an absolute path without '..': /a/../b");
+  checkInvalid(t, checkUnpublish({ volumeId: 'v', targetPath: 'rel/path' }), "Target path must be an absolute path without '..': rel/path");
+  checkInvalid(t, checkUnpublish({ volumeId: 'v', targetPath: '/a/../b' }), "Target path must be an absolute path without '..': /a/../b");
 });
 
 t.test('checkStage and checkUnstage', async (t) => {
   const stage = (o: Partial<NodeStageVolumeRequest>): NodeStageVolumeRequest => ({
-    volumeId: 'v', publishContext: {}, stagingTargetPath: '/staging', volumeCapability: mountCap(),
-    secrets: {}, volumeContext: {}, ...o,
+    volumeId: 'v',
+    publishContext: {},
+    stagingTargetPath: '/staging',
+    volumeCapability: mountCap(),
+    secrets: {},
+    volumeContext: {},
+    ...o,
   });
   t.equal(checkStage(stage({})), null, 'volume context is not required for staging');
   checkInvalid(t, checkStage(stage({ volumeId: '' })), 'Volume ID missing in request');
@@ -110,7 +121,9 @@ t.test('checkStage and checkUnstage', async (t) => {
   checkInvalid(t, checkStage(stage({ volumeId: '', volumeCapability: undefined })), 'Volume ID missing in request');
 
   const unstage = (o: Partial<NodeUnstageVolumeRequest>): NodeUnstageVolumeRequest => ({
-    volumeId: 'v', stagingTargetPath: '/staging', ...o,
+    volumeId: 'v',
+    stagingTargetPath: '/staging',
+    ...o,
   });
   t.equal(checkUnstage(unstage({})), null);
   checkInvalid(t, checkUnstage(unstage({ volumeId: '' })), 'Volume ID missing in request');
@@ -124,8 +137,11 @@ t.test('parseEndpoint', async (t) => {
   t.strictSame(parseEndpoint('UNIX:///x.sock'), { kind: 'unix', path: '/x.sock' }, 'scheme is case-insensitive');
   t.strictSame(parseEndpoint('Tcp://[::1]:9000'), { kind: 'tcp', address: '[::1]:9000' });
   for (const bad of ['', '/csi/csi.sock', 'unix://', 'tcp://', 'http://x:1', 'unix:/csi.sock', 'csi.sock', 'unix//x']) {
-    t.equal(errMsg(() => parseEndpoint(bad)),
-      `invalid endpoint: ${bad} (want unix:///path/to/csi.sock or tcp://host:port)`, JSON.stringify(bad));
+    t.equal(
+      errMsg(() => parseEndpoint(bad)),
+      `invalid endpoint: ${bad} (want unix:///path/to/csi.sock or tcp://host:port)`,
+      JSON.stringify(bad),
+    );
   }
 });
 
@@ -141,11 +157,19 @@ t.test('grpcStatusText uses grpc-go code names', async (t) => {
   t.equal(grpcStatusText(status.DEADLINE_EXCEEDED, 'x'), 'rpc error: code = DeadlineExceeded desc = x');
   t.equal(grpcStatusText(status.OK, 'x'), 'rpc error: code = OK desc = x');
   const names: Array<[status, string]> = [
-    [status.UNKNOWN, 'Unknown'], [status.INVALID_ARGUMENT, 'InvalidArgument'], [status.NOT_FOUND, 'NotFound'],
-    [status.ALREADY_EXISTS, 'AlreadyExists'], [status.PERMISSION_DENIED, 'PermissionDenied'],
-    [status.RESOURCE_EXHAUSTED, 'ResourceExhausted'], [status.FAILED_PRECONDITION, 'FailedPrecondition'],
-    [status.ABORTED, 'Aborted'], [status.OUT_OF_RANGE, 'OutOfRange'], [status.UNIMPLEMENTED, 'Unimplemented'],
-    [status.INTERNAL, 'Internal'], [status.DATA_LOSS, 'DataLoss'], [status.UNAUTHENTICATED, 'Unauthenticated'],
+    [status.UNKNOWN, 'Unknown'],
+    [status.INVALID_ARGUMENT, 'InvalidArgument'],
+    [status.NOT_FOUND, 'NotFound'],
+    [status.ALREADY_EXISTS, 'AlreadyExists'],
+    [status.PERMISSION_DENIED, 'PermissionDenied'],
+    [status.RESOURCE_EXHAUSTED, 'ResourceExhausted'],
+    [status.FAILED_PRECONDITION, 'FailedPrecondition'],
+    [status.ABORTED, 'Aborted'],
+    [status.OUT_OF_RANGE, 'OutOfRange'],
+    [status.UNIMPLEMENTED, 'Unimplemented'],
+    [status.INTERNAL, 'Internal'],
+    [status.DATA_LOSS, 'DataLoss'],
+    [status.UNAUTHENTICATED, 'Unauthenticated'],
   ];
   for (const [code, name] of names) t.equal(grpcStatusText(code, 'd'), `rpc error: code = ${name} desc = d`, name);
   t.equal(grpcStatusText(status.INTERNAL, ''), 'rpc error: code = Internal desc = ', 'empty details');

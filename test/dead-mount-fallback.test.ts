@@ -23,8 +23,19 @@ const core = kc.makeApiClient(CoreV1Api);
 t.test('keeper and driver killed together: dead mount found, Event recorded, rslave view repaired', async (t) => {
   await apply(kc, await manifests(join(ROOT, 'deploy')));
   await core.createNamespace({ body: { metadata: { name: NS } } }).catch(() => undefined);
-  const driverKubeconfig = await serviceAccountKubeconfig(cp, kc, 'kube-system', 'secrets-store-csi-driver', join(cp.dir, `driver-fb-${Date.now()}.kubeconfig`));
-  const h = await Harness.start(t as Tap, { keeper: true, kubeconfig: driverKubeconfig, nodeId: NODE, driverArgs: ['--rotation-poll-interval=2m'] });
+  const driverKubeconfig = await serviceAccountKubeconfig(
+    cp,
+    kc,
+    'kube-system',
+    'secrets-store-csi-driver',
+    join(cp.dir, `driver-fb-${Date.now()}.kubeconfig`),
+  );
+  const h = await Harness.start(t as Tap, {
+    keeper: true,
+    kubeconfig: driverKubeconfig,
+    nodeId: NODE,
+    driverArgs: ['--rotation-poll-interval=2m'],
+  });
 
   // Like /var/lib/kubelet: a shared mount, so mounts below it propagate to slaves.
   const pods = join(h.dir, 'pods');
@@ -33,14 +44,37 @@ t.test('keeper and driver killed together: dead mount found, Event recorded, rsl
   await execFileP('mount', ['--make-rshared', pods]);
 
   await h.source('s.json', { files: [{ path: 'token', contents: 'before-the-crash' }] });
-  await apply(kc, [{ apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name: 'app', namespace: NS },
-    spec: { provider: 'example', parameters: { secretsFile: join(h.sourceDir, 's.json') } } } as KubernetesObject]);
-  const pod = await core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'web' }, spec: { nodeName: NODE, containers: [{ name: 'c', image: 'busybox' }],
-    volumes: [{ name: 'sec', csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'app' } } }] } } });
+  await apply(kc, [
+    {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'SecretProviderClass',
+      metadata: { name: 'app', namespace: NS },
+      spec: { provider: 'example', parameters: { secretsFile: join(h.sourceDir, 's.json') } },
+    } as KubernetesObject,
+  ]);
+  const pod = await core.createNamespacedPod({
+    namespace: NS,
+    body: {
+      metadata: { name: 'web' },
+      spec: {
+        nodeName: NODE,
+        containers: [{ name: 'c', image: 'busybox' }],
+        volumes: [
+          { name: 'sec', csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'app' } } },
+        ],
+      },
+    },
+  });
   const uid = pod.metadata!.uid!;
   const target = join(pods, uid, 'volumes', 'kubernetes.io~csi', 'sec', 'mount');
-  const req = h.publishRequest(target, 'app', { volumeContext: {
-    secretProviderClass: 'app', 'csi.storage.k8s.io/pod.name': 'web', 'csi.storage.k8s.io/pod.namespace': NS, 'csi.storage.k8s.io/pod.uid': uid } });
+  const req = h.publishRequest(target, 'app', {
+    volumeContext: {
+      secretProviderClass: 'app',
+      'csi.storage.k8s.io/pod.name': 'web',
+      'csi.storage.k8s.io/pod.namespace': NS,
+      'csi.storage.k8s.io/pod.uid': uid,
+    },
+  });
   await h.publish(req);
 
   // Two containers' views, made while everything works.
@@ -60,8 +94,14 @@ t.test('keeper and driver killed together: dead mount found, Event recorded, rsl
   await h.startDriver();
   await h.driver.waitFor(/found secrets mounts that died with a previous driver/);
   t.pass('the new driver found the dead mount (looked for in the background, after it listens)');
-  const ev = await eventually(async () => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=web' }))
-    .items.find((e) => e.reason === 'DeadSecretsMount'), 20_000, 'a DeadSecretsMount event');
+  const ev = await eventually(
+    async () =>
+      (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=web' })).items.find(
+        (e) => e.reason === 'DeadSecretsMount',
+      ),
+    20_000,
+    'a DeadSecretsMount event',
+  );
   t.equal(ev.type, 'Warning');
   t.match(ev.message, /HostToContainer/, 'the event names what repairs it');
   t.match(ev.message, /--delete-pods-with-dead-mounts/);
@@ -71,8 +111,14 @@ t.test('keeper and driver killed together: dead mount found, Event recorded, rsl
   t.equal(await readFile(join(target, 'token'), 'utf8'), 'after-the-repair', 'the host path works again');
   t.equal(await readFile(join(rslave, 'token'), 'utf8'), 'after-the-repair', 'a HostToContainer (rslave) view works again');
   await t.rejects(stat(join(priv, 'token')), { code: 'ENOTCONN' }, 'a private view cannot be repaired');
-  await eventually(async () => (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=web' }))
-    .items.find((e) => e.reason === 'SecretsMountRepaired'), 20_000, 'a SecretsMountRepaired event');
+  await eventually(
+    async () =>
+      (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=web' })).items.find(
+        (e) => e.reason === 'SecretsMountRepaired',
+      ),
+    20_000,
+    'a SecretsMountRepaired event',
+  );
   t.pass('the repair is recorded on the pod');
 
   await h.unpublish(target);

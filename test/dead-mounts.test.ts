@@ -13,18 +13,23 @@ import { parseMountInfo } from '../src/mount/mountinfo.js';
 import { fuseSource, SUBTYPE } from '../src/fuse/filesystem.js';
 import { execFileP, tempDir, type Tap } from './helpers/harness.js';
 
-t.test('candidateMounts: only binds of this driver\'s connection, not the root, not another driver\'s', (t) => {
+t.test("candidateMounts: only binds of this driver's connection, not the root, not another driver's", (t) => {
   const ours = fuseSource('/run/a/fuse');
   const line = (id: number, mp: string, type: string, source: string): string =>
     `${id} 1 0:99 /x ${mp} ro,nosuid - ${type} ${source.replace(/ /g, '\\040')} ro,user_id=0`;
-  const table = parseMountInfo([
-    line(1, '/run/a/fuse', `fuse.${SUBTYPE}`, ours),
-    line(2, '/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/v/mount', `fuse.${SUBTYPE}`, ours),
-    line(3, '/var/lib/kubelet/pods/u2/volumes/kubernetes.io~csi/v/mount', `fuse.${SUBTYPE}`, fuseSource('/run/b/fuse')),
-    line(4, '/var/lib/kubelet/pods/u3/volumes/kubernetes.io~csi/v/mount', 'tmpfs', ours),
-    line(5, '/tmp/with space', `fuse.${SUBTYPE}`, fuseSource('/run/a/fuse')),
-  ].join('\n'));
-  t.same(candidateMounts(table, '/run/a/fuse').map((m) => m.mountId), [2, 5]);
+  const table = parseMountInfo(
+    [
+      line(1, '/run/a/fuse', `fuse.${SUBTYPE}`, ours),
+      line(2, '/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/v/mount', `fuse.${SUBTYPE}`, ours),
+      line(3, '/var/lib/kubelet/pods/u2/volumes/kubernetes.io~csi/v/mount', `fuse.${SUBTYPE}`, fuseSource('/run/b/fuse')),
+      line(4, '/var/lib/kubelet/pods/u3/volumes/kubernetes.io~csi/v/mount', 'tmpfs', ours),
+      line(5, '/tmp/with space', `fuse.${SUBTYPE}`, fuseSource('/run/a/fuse')),
+    ].join('\n'),
+  );
+  t.same(
+    candidateMounts(table, '/run/a/fuse').map((m) => m.mountId),
+    [2, 5],
+  );
   t.same(candidateMounts(table, '/run/c/fuse'), []);
   t.end();
 });

@@ -18,11 +18,14 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { credentials, Metadata, Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
 import {
-  CSIDriverProviderClient, CSIDriverProviderService, type CSIDriverProviderServer, type MountRequest, type MountResponse, type ObjectVersion,
+  CSIDriverProviderClient,
+  CSIDriverProviderService,
+  type CSIDriverProviderServer,
+  type MountRequest,
+  type MountResponse,
+  type ObjectVersion,
 } from '../src/gen/provider/v1alpha1/service.js';
-import {
-  Harness, NODE, Proc, canary, execFileP, grpcCode, mountsUnder, sleep, waitUntil, type Tap,
-} from './helpers/harness.js';
+import { Harness, NODE, Proc, canary, execFileP, grpcCode, mountsUnder, sleep, waitUntil, type Tap } from './helpers/harness.js';
 import { checkPeer } from './helpers/peers.js';
 import { skipFile } from './helpers/skip.js';
 
@@ -34,12 +37,17 @@ if (!peer.built) skipFile('SSCSI_REQUIRE_E2E_PROVIDER', peer.why);
 const bin = peer.stdout.trim();
 
 async function hasCommand(cmd: string): Promise<boolean> {
-  return execFileP('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false);
+  return execFileP('sh', ['-c', `command -v ${cmd}`]).then(
+    () => true,
+    () => false,
+  );
 }
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((res) => {
-    const s = createServer().once('error', () => res(false)).listen(port, () => s.close(() => res(true)));
+    const s = createServer()
+      .once('error', () => res(false))
+      .listen(port, () => s.close(() => res(true)));
   });
 }
 
@@ -54,10 +62,16 @@ async function startE2EProvider(t: Tap, socket: string): Promise<E2EProvider> {
   let proc: Proc;
   if (isolated) {
     // unshare and sh exec in place, so the child's pid is the provider's, in its own netns.
-    proc = new Proc(spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', bin, `--endpoint=unix://${socket}`],
-      { stdio: ['ignore', 'pipe', 'pipe'] }));
+    proc = new Proc(
+      spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', bin, `--endpoint=unix://${socket}`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
   } else {
-    if (!(await portFree(8080))) throw new Error('the e2e provider listens on :8080 (hard-coded), which is in use, and no network namespace is possible (unshare and ip are needed)');
+    if (!(await portFree(8080)))
+      throw new Error(
+        'the e2e provider listens on :8080 (hard-coded), which is in use, and no network namespace is possible (unshare and ip are needed)',
+      );
     proc = new Proc(spawn(bin, [`--endpoint=unix://${socket}`], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
   t.teardown(() => proc.stop());
@@ -68,8 +82,15 @@ async function startE2EProvider(t: Tap, socket: string): Promise<E2EProvider> {
     for (let i = 0; ; i++) {
       try {
         if (isolated) {
-          await execFileP('nsenter', [`--target=${proc.child.pid}`, '--net', '--', NODE, '-e',
-            'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), (e) => { console.error(String(e)); process.exit(2); })', url]);
+          await execFileP('nsenter', [
+            `--target=${proc.child.pid}`,
+            '--net',
+            '--',
+            NODE,
+            '-e',
+            'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), (e) => { console.error(String(e)); process.exit(2); })',
+            url,
+          ]);
         } else {
           const r = await fetch(url);
           if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
@@ -84,7 +105,12 @@ async function startE2EProvider(t: Tap, socket: string): Promise<E2EProvider> {
   return { proc, http };
 }
 
-interface Relayed { req: MountRequest; authority: string; res?: MountResponse; err?: string }
+interface Relayed {
+  req: MountRequest;
+  authority: string;
+  res?: MountResponse;
+  err?: string;
+}
 
 /**
  * A transparent relay in front of the e2e provider, so the object versions
@@ -116,7 +142,9 @@ async function relay(t: Tap, socket: string, upstream: string): Promise<Relayed[
   };
   const server = new Server();
   server.addService(CSIDriverProviderService, impl);
-  await new Promise<void>((res, rej) => server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+  await new Promise<void>((res, rej) =>
+    server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())),
+  );
   t.teardown(async () => {
     for (const c of clients.values()) c.close();
     await new Promise<void>((r) => server.tryShutdown(() => r()));
@@ -126,31 +154,37 @@ async function relay(t: Tap, socket: string, upstream: string): Promise<Relayed[
 
 /** upstream's test/bats/tests/e2e_provider/e2e_provider_v1_secretproviderclass.yaml, with its default values. */
 async function writeSpc(h: Harness, name: string, provider: string): Promise<void> {
-  await writeFile(join(h.spcDir, `${name}.yaml`), [
-    'apiVersion: secrets-store.csi.x-k8s.io/v1',
-    'kind: SecretProviderClass',
-    'metadata:',
-    `  name: ${name}`,
-    'spec:',
-    `  provider: ${provider}`,
-    '  parameters:',
-    '    objects: |',
-    '      array:',
-    '        - |',
-    '          objectName: foo',
-    '          objectVersion: v1',
-    '        - |',
-    '          objectName: fookey',
-    '          objectVersion: v1',
-    '',
-  ].join('\n'));
+  await writeFile(
+    join(h.spcDir, `${name}.yaml`),
+    [
+      'apiVersion: secrets-store.csi.x-k8s.io/v1',
+      'kind: SecretProviderClass',
+      'metadata:',
+      `  name: ${name}`,
+      'spec:',
+      `  provider: ${provider}`,
+      '  parameters:',
+      '    objects: |',
+      '      array:',
+      '        - |',
+      '          objectName: foo',
+      '          objectVersion: v1',
+      '        - |',
+      '          objectName: fookey',
+      '          objectVersion: v1',
+      '',
+    ].join('\n'),
+  );
 }
 
-const versions = (v: readonly ObjectVersion[] | undefined) =>
-  (v ?? []).map((o) => `${o.id}=${o.version}`).sort();
+const versions = (v: readonly ObjectVersion[] | undefined) => (v ?? []).map((o) => `${o.id}=${o.version}`).sort();
 
 t.test('upstream e2e provider: mount, tokens, rotation v1 → v2, unmount', async (t) => {
-  const h = await Harness.start(t as Tap, { startProvider: false, providerName: 'e2e-provider', driverArgs: ['--rotation-poll-interval=1s'] });
+  const h = await Harness.start(t as Tap, {
+    startProvider: false,
+    providerName: 'e2e-provider',
+    driverArgs: ['--rotation-poll-interval=1s'],
+  });
   const e2e = await startE2EProvider(t as Tap, join(h.providerDir, 'e2e-provider.sock'));
   const relayed = await relay(t as Tap, join(h.providerDir, 'e2e-relay.sock'), join(h.providerDir, 'e2e-provider.sock'));
   await writeSpc(h, 'e2e-provider', 'e2e-provider');
@@ -175,9 +209,11 @@ t.test('upstream e2e provider: mount, tokens, rotation v1 → v2, unmount', asyn
   const direct = h.target('e2e-direct');
   const e = await h.publish(request(direct, 'e2e-provider', 'uid-e2e-direct', false)).catch((x: unknown) => x);
   t.equal(grpcCode(e), status.UNKNOWN, 'a provider error without a gRPC code: Unknown');
-  t.equal((e as ServiceError).details,
+  t.equal(
+    (e as ServiceError).details,
     'failed to mount secrets store objects for pod default/pod-a, err: rpc error: code = Unknown desc = failed to validate token, error: service account tokens is not set',
-    'upstream\'s message around the provider\'s');
+    "upstream's message around the provider's",
+  );
   t.same(await mountsUnder(direct), [], 'nothing mounted');
 
   await h.publish(request(direct, 'e2e-provider', 'uid-e2e-direct'));
@@ -189,7 +225,7 @@ t.test('upstream e2e provider: mount, tokens, rotation v1 → v2, unmount', asyn
   for (const target of [direct, viaRelay]) {
     t.equal(await readFile(join(target, 'foo'), 'utf8'), 'secret', 'foo reads "secret"');
     t.equal(await readFile(join(target, 'fookey'), 'utf8'), PEM, 'fookey reads the PEM block');
-    t.ok((await lstat(join(target, 'foo'))).isSymbolicLink(), 'foo is a top-level symlink, as upstream\'s atomic writer makes');
+    t.ok((await lstat(join(target, 'foo'))).isSymbolicLink(), "foo is a top-level symlink, as upstream's atomic writer makes");
     t.equal(await readlink(join(target, 'foo')), '..data/foo');
     // The provider sends no mode: upstream writes such files with mode 0000 (root still reads them).
     t.equal((await stat(join(target, 'foo'))).mode & 0o7777, 0, 'mode 0 as the provider sent it');
@@ -213,17 +249,25 @@ t.test('upstream e2e provider: mount, tokens, rotation v1 → v2, unmount', asyn
     await waitUntil(async () => (await readFile(join(target, 'foo'), 'utf8')) === 'rotated', 10_000, `${target} foo rotated`);
     t.equal(await readFile(join(target, 'fookey'), 'utf8'), 'rotated', 'fookey rotated too');
   }
-  const rotatedAt = relayed.findIndex((r, i) => i >= turnedOn && versions(r.res?.objectVersion).join() === 'secret/foo=v2,secret/fookey=v2');
+  const rotatedAt = relayed.findIndex(
+    (r, i) => i >= turnedOn && versions(r.res?.objectVersion).join() === 'secret/foo=v2,secret/fookey=v2',
+  );
   t.ok(rotatedAt >= turnedOn, 'the provider answered v2');
   await waitUntil(() => relayed.length > rotatedAt + 1, 10_000, 'a poll after the rotation');
-  t.same(versions(relayed[rotatedAt + 1]!.req.currentObjectVersion), ['secret/foo=v2', 'secret/fookey=v2'],
-    'the next poll sends v2 as the served versions');
-  t.notOk(relayed.some((r) => r.err), 'no relayed call failed');
+  t.same(
+    versions(relayed[rotatedAt + 1]!.req.currentObjectVersion),
+    ['secret/foo=v2', 'secret/fookey=v2'],
+    'the next poll sends v2 as the served versions',
+  );
+  t.notOk(
+    relayed.some((r) => r.err),
+    'no relayed call failed',
+  );
 
   await e2e.http('/rotation?rotated=false');
   await h.unpublish(direct);
   await h.unpublish(viaRelay);
   t.same(await mountsUnder(join(h.dir, 'pods')), [], 'unmounted');
-  t.notMatch(h.driver.out, /failed to clean and unmount target path/, 'no unmount error in the driver\'s logs');
-  t.notOk(h.driver.out.includes(token), 'the token is not in the driver\'s logs');
+  t.notMatch(h.driver.out, /failed to clean and unmount target path/, "no unmount error in the driver's logs");
+  t.notOk(h.driver.out.includes(token), "the token is not in the driver's logs");
 });

@@ -5,7 +5,6 @@ import t from 'tap';
 import { errMsg } from './helpers/errors.js';
 import { parseGoInt, parseFlags, parseDuration, defaultFlags, usage, type DriverFlags } from '../src/cli/flags.js';
 
-
 t.test('defaults', async (t) => {
   const d = parseFlags([]);
   t.strictSame(d, defaultFlags(), 'no arguments: the defaults');
@@ -56,10 +55,19 @@ t.test('Go flag syntax for booleans', async (t) => {
   t.equal(parseFlags(['--enable-secret-rotation']).enableSecretRotation, true);
   for (const v of ['1', 't', 'T', 'true', 'TRUE', 'True']) t.equal(parseFlags([`--lock-memory=${v}`]).lockMemory, true, v);
   for (const v of ['0', 'f', 'F', 'false', 'FALSE', 'False']) t.equal(parseFlags([`--lock-memory=${v}`]).lockMemory, false, v);
-  t.equal(errMsg(() => parseFlags(['--lock-memory=yes'])), 'invalid boolean value "yes" for -lock-memory');
-  t.equal(errMsg(() => parseFlags(['--version='])), 'invalid boolean value "" for -version');
+  t.equal(
+    errMsg(() => parseFlags(['--lock-memory=yes'])),
+    'invalid boolean value "yes" for -lock-memory',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--version='])),
+    'invalid boolean value "" for -version',
+  );
   // A bool never takes the next argument: "false" is then a stray argument.
-  t.equal(errMsg(() => parseFlags(['--enable-secret-rotation', 'false'])), 'unexpected argument "false"');
+  t.equal(
+    errMsg(() => parseFlags(['--enable-secret-rotation', 'false'])),
+    'unexpected argument "false"',
+  );
   const f = parseFlags(['--version', '--nodeid', 'n1']);
   t.equal(f.version, true);
   t.equal(f.nodeId, 'n1', 'the argument after a bool is parsed as a flag');
@@ -103,17 +111,38 @@ t.test('every upstream flag is accepted', async (t) => {
   t.equal(f.version, false);
   // The ignored flags leave everything else at its default.
   const ignoredOnly = parseFlags([
-    '--log-format-json=false', '--metrics-backend', 'opentelemetry', '--enable-pprof', '--pprof-port', '1',
-    '--provider-health-check=false', '--provider-health-check-interval', '10s', '-v', '2',
+    '--log-format-json=false',
+    '--metrics-backend',
+    'opentelemetry',
+    '--enable-pprof',
+    '--pprof-port',
+    '1',
+    '--provider-health-check=false',
+    '--provider-health-check-interval',
+    '10s',
+    '-v',
+    '2',
   ]);
   t.strictSame(ignoredOnly, defaultFlags());
 });
 
 t.test("klog's flags, which upstream registers, are accepted and ignored", async (t) => {
   const klog = parseFlags([
-    '-alsologtostderr', '-logtostderr=false', '-vmodule=nodeserver=4', '-stderrthreshold', 'ERROR', '-log_dir=/var/log/x',
-    '-log_file', '/x.log', '-log_file_max_size=1800', '-log_backtrace_at=file.go:10', '-add_dir_header', '-skip_headers',
-    '-skip_log_headers=true', '-one_output', '-v=3',
+    '-alsologtostderr',
+    '-logtostderr=false',
+    '-vmodule=nodeserver=4',
+    '-stderrthreshold',
+    'ERROR',
+    '-log_dir=/var/log/x',
+    '-log_file',
+    '/x.log',
+    '-log_file_max_size=1800',
+    '-log_backtrace_at=file.go:10',
+    '-add_dir_header',
+    '-skip_headers',
+    '-skip_log_headers=true',
+    '-one_output',
+    '-v=3',
   ]);
   t.strictSame(klog, defaultFlags(), 'nothing changes');
   t.throws(() => parseFlags(['-log_file_max_size=big']), /invalid/, 'an int flag still needs an int, as in Go');
@@ -121,8 +150,12 @@ t.test("klog's flags, which upstream registers, are accepted and ignored", async
 
 t.test('flags of this driver', async (t) => {
   const f = parseFlags([
-    '--rotation-concurrency=8', '--provider-timeout=90s', '--secret-provider-class-dir=/spc',
-    '--fuse-mount-dir=/fuse', '--log-level=debug', '--lock-memory=false',
+    '--rotation-concurrency=8',
+    '--provider-timeout=90s',
+    '--secret-provider-class-dir=/spc',
+    '--fuse-mount-dir=/fuse',
+    '--log-level=debug',
+    '--lock-memory=false',
   ]);
   t.equal(f.rotationConcurrency, 8);
   t.equal(f.providerTimeoutMs, 90_000);
@@ -134,8 +167,11 @@ t.test('flags of this driver', async (t) => {
 
 t.test('list flag', async (t) => {
   t.strictSame(parseFlags(['--additional-provider-volume-paths=']).additionalProviderVolumePaths, [], 'empty: none');
-  t.strictSame(parseFlags(['--additional-provider-volume-paths', '/x,,/y,']).additionalProviderVolumePaths, ['/x', '/y'],
-    'empty elements dropped');
+  t.strictSame(
+    parseFlags(['--additional-provider-volume-paths', '/x,,/y,']).additionalProviderVolumePaths,
+    ['/x', '/y'],
+    'empty elements dropped',
+  );
   t.strictSame(parseFlags(['--additional-provider-volume-paths=/only']).additionalProviderVolumePaths, ['/only']);
 });
 
@@ -156,35 +192,105 @@ t.test('int flags take Go integer syntax (strconv.ParseInt base 0)', async (t) =
 
 t.test('int flags', async (t) => {
   t.equal(parseFlags(['--max-call-recv-msg-size', '8388608']).maxCallRecvMsgSize, 8388608);
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=4MB'])), 'invalid value "4MB" for flag -max-call-recv-msg-size: parse error');
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=1.5'])), 'invalid value "1.5" for flag -max-call-recv-msg-size: parse error');
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size='])), 'invalid value "" for flag -max-call-recv-msg-size: parse error');
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=0'])), '--max-call-recv-msg-size must be positive');
-  t.equal(errMsg(() => parseFlags(['--max-call-recv-msg-size=-1'])), '--max-call-recv-msg-size must be positive');
-  t.equal(errMsg(() => parseFlags(['--rotation-concurrency=0'])), '--rotation-concurrency must be positive');
-  t.equal(errMsg(() => parseFlags(['-v=x'])), 'invalid value "x" for flag -v: parse error', 'ignored flags are still checked');
+  t.equal(
+    errMsg(() => parseFlags(['--max-call-recv-msg-size=4MB'])),
+    'invalid value "4MB" for flag -max-call-recv-msg-size: parse error',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--max-call-recv-msg-size=1.5'])),
+    'invalid value "1.5" for flag -max-call-recv-msg-size: parse error',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--max-call-recv-msg-size='])),
+    'invalid value "" for flag -max-call-recv-msg-size: parse error',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--max-call-recv-msg-size=0'])),
+    '--max-call-recv-msg-size must be positive',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--max-call-recv-msg-size=-1'])),
+    '--max-call-recv-msg-size must be positive',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--rotation-concurrency=0'])),
+    '--rotation-concurrency must be positive',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['-v=x'])),
+    'invalid value "x" for flag -v: parse error',
+    'ignored flags are still checked',
+  );
 });
 
 t.test('duration flags', async (t) => {
   t.equal(parseFlags(['--rotation-poll-interval', '1h30m']).rotationPollIntervalMs, 5_400_000);
-  t.equal(errMsg(() => parseFlags(['--rotation-poll-interval=0'])), '--rotation-poll-interval must be positive');
-  t.equal(errMsg(() => parseFlags(['--rotation-poll-interval=0s'])), '--rotation-poll-interval must be positive');
-  t.equal(errMsg(() => parseFlags(['--rotation-poll-interval=2x'])), 'invalid duration "2x"');
-  t.equal(errMsg(() => parseFlags(['--provider-health-check-interval=soon'])), 'invalid duration "soon"');
+  t.equal(
+    errMsg(() => parseFlags(['--rotation-poll-interval=0'])),
+    '--rotation-poll-interval must be positive',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--rotation-poll-interval=0s'])),
+    '--rotation-poll-interval must be positive',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--rotation-poll-interval=2x'])),
+    'invalid duration "2x"',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--provider-health-check-interval=soon'])),
+    'invalid duration "soon"',
+  );
 });
 
 t.test('errors', async (t) => {
-  t.equal(errMsg(() => parseFlags(['-nope'])), 'flag provided but not defined: -nope');
-  t.equal(errMsg(() => parseFlags(['--nope=1'])), 'flag provided but not defined: -nope');
-  t.equal(errMsg(() => parseFlags(['--Endpoint=x'])), 'flag provided but not defined: -Endpoint', 'names are case-sensitive');
-  t.equal(errMsg(() => parseFlags(['---endpoint=x'])), 'flag provided but not defined: --endpoint');
-  t.equal(errMsg(() => parseFlags(['--endpoint'])), 'flag needs an argument: -endpoint', 'missing argument');
-  t.equal(errMsg(() => parseFlags(['-rotation-poll-interval'])), 'flag needs an argument: -rotation-poll-interval');
-  t.equal(errMsg(() => parseFlags(['--nodeid', 'n', '--kubeconfig'])), 'flag needs an argument: -kubeconfig');
-  t.equal(errMsg(() => parseFlags(['positional'])), 'unexpected argument "positional"');
-  t.equal(errMsg(() => parseFlags(['-'])), 'unexpected argument "-"');
-  t.not(errMsg(() => parseFlags(['--=x'])), '<no error>', 'bad flag syntax is rejected');
-  t.not(errMsg(() => parseFlags(['-=x'])), '<no error>');
+  t.equal(
+    errMsg(() => parseFlags(['-nope'])),
+    'flag provided but not defined: -nope',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--nope=1'])),
+    'flag provided but not defined: -nope',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--Endpoint=x'])),
+    'flag provided but not defined: -Endpoint',
+    'names are case-sensitive',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['---endpoint=x'])),
+    'flag provided but not defined: --endpoint',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--endpoint'])),
+    'flag needs an argument: -endpoint',
+    'missing argument',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['-rotation-poll-interval'])),
+    'flag needs an argument: -rotation-poll-interval',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['--nodeid', 'n', '--kubeconfig'])),
+    'flag needs an argument: -kubeconfig',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['positional'])),
+    'unexpected argument "positional"',
+  );
+  t.equal(
+    errMsg(() => parseFlags(['-'])),
+    'unexpected argument "-"',
+  );
+  t.not(
+    errMsg(() => parseFlags(['--=x'])),
+    '<no error>',
+    'bad flag syntax is rejected',
+  );
+  t.not(
+    errMsg(() => parseFlags(['-=x'])),
+    '<no error>',
+  );
 });
 
 t.test('-- ends the flags', async (t) => {
@@ -194,31 +300,70 @@ t.test('-- ends the flags', async (t) => {
 
 t.test('parseDuration', async (t) => {
   const cases: Array<[string, number]> = [
-    ['2m', 120_000], ['120s', 120_000], ['1h30m', 5_400_000], ['500ms', 500], ['1.5s', 1500],
-    ['0', 0], ['0s', 0], ['1h', 3_600_000], ['1m30s', 90_000], ['.5s', 500], ['1.s', 1000],
-    ['1000us', 1], ['1000µs', 1], ['1000000ns', 1], ['1h1m1s1ms', 3_661_001], ['2h45m', 9_900_000],
-    ['1.5h', 5_400_000], ['10s10s', 20_000],
+    ['2m', 120_000],
+    ['120s', 120_000],
+    ['1h30m', 5_400_000],
+    ['500ms', 500],
+    ['1.5s', 1500],
+    ['0', 0],
+    ['0s', 0],
+    ['1h', 3_600_000],
+    ['1m30s', 90_000],
+    ['.5s', 500],
+    ['1.s', 1000],
+    ['1000us', 1],
+    ['1000µs', 1],
+    ['1000000ns', 1],
+    ['1h1m1s1ms', 3_661_001],
+    ['2h45m', 9_900_000],
+    ['1.5h', 5_400_000],
+    ['10s10s', 20_000],
   ];
   for (const [s, ms] of cases) t.equal(parseDuration(s), ms, s);
   t.ok(Math.abs(parseDuration('1ns') - 1e-6) < 1e-12, 'sub-millisecond values are fractional ms');
   for (const bad of ['2x', '', 'm', '2', '1.5', 's1', '1 s', ' 1s', '1s ', '1S', '1d', '-', '.s', '1h-30m', '1ms2']) {
-    t.equal(errMsg(() => parseDuration(bad)), `invalid duration ${JSON.stringify(bad)}`, JSON.stringify(bad));
+    t.equal(
+      errMsg(() => parseDuration(bad)),
+      `invalid duration ${JSON.stringify(bad)}`,
+      JSON.stringify(bad),
+    );
   }
 });
 
 t.test('parseDuration accepts every form Go time.ParseDuration accepts', async (t) => {
   // Go: "[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+", and both micro signs: "µs" (U+00B5) and "μs" (U+03BC).
-  t.equal(errMsg(() => parseDuration('+2m')), '<no error>', 'leading + sign (Go accepts)');
-  t.equal(errMsg(() => parseDuration('1000\u03bcs')), '<no error>', 'Greek mu micro sign (Go accepts)');
+  t.equal(
+    errMsg(() => parseDuration('+2m')),
+    '<no error>',
+    'leading + sign (Go accepts)',
+  );
+  t.equal(
+    errMsg(() => parseDuration('1000\u03bcs')),
+    '<no error>',
+    'Greek mu micro sign (Go accepts)',
+  );
   t.equal(parseDuration('1000\u00b5s'), 1, 'micro sign U+00B5');
 });
 
 t.test('usage lists every flag once', async (t) => {
   const u = usage();
   const names = [...u.matchAll(/^ {2}--([a-z_-]+)/gm)].map((m) => m[1]);
-  for (const n of ['endpoint', 'nodeid', 'drivername', 'provider-volume', 'additional-provider-volume-paths',
-    'enable-secret-rotation', 'rotation-poll-interval', 'metrics-addr', 'max-call-recv-msg-size', 'kubeconfig',
-    'version', 'help', 'log-format-json', 'v']) {
+  for (const n of [
+    'endpoint',
+    'nodeid',
+    'drivername',
+    'provider-volume',
+    'additional-provider-volume-paths',
+    'enable-secret-rotation',
+    'rotation-poll-interval',
+    'metrics-addr',
+    'max-call-recv-msg-size',
+    'kubeconfig',
+    'version',
+    'help',
+    'log-format-json',
+    'v',
+  ]) {
     t.ok(names.includes(n), `usage mentions --${n}`);
   }
   t.notOk(names.includes('h'), '-h is an alias, not listed');
@@ -231,10 +376,27 @@ t.test('usage lists every flag once', async (t) => {
 // The flags type is complete: every key of DriverFlags is reachable from argv.
 t.test('every DriverFlags field can be set from the command line', async (t) => {
   const f = parseFlags([
-    '--endpoint=e', '--nodeid=n', '--drivername=d', '--provider-volume=p', '--additional-provider-volume-paths=a',
-    '--enable-secret-rotation=false', '--rotation-poll-interval=1s', '--rotation-concurrency=1', '--provider-timeout=1s',
-    '--metrics-addr=m', '--max-call-recv-msg-size=1', '--kubeconfig=k', '--secret-provider-class-dir=s',
-    '--fuse-mount-dir=fm', '--log-level=l', '--lock-memory=false', '--inotify-events=false', '--keeper-socket=ks', '--delete-pods-with-dead-mounts', '--version', '--help',
+    '--endpoint=e',
+    '--nodeid=n',
+    '--drivername=d',
+    '--provider-volume=p',
+    '--additional-provider-volume-paths=a',
+    '--enable-secret-rotation=false',
+    '--rotation-poll-interval=1s',
+    '--rotation-concurrency=1',
+    '--provider-timeout=1s',
+    '--metrics-addr=m',
+    '--max-call-recv-msg-size=1',
+    '--kubeconfig=k',
+    '--secret-provider-class-dir=s',
+    '--fuse-mount-dir=fm',
+    '--log-level=l',
+    '--lock-memory=false',
+    '--inotify-events=false',
+    '--keeper-socket=ks',
+    '--delete-pods-with-dead-mounts',
+    '--version',
+    '--help',
   ]);
   const d = defaultFlags();
   for (const k of Object.keys(d) as Array<keyof DriverFlags>) {

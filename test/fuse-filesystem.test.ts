@@ -45,7 +45,8 @@ class Reader {
 async function setup(t: Tap, vfsSteps = false): Promise<{ fs: SecretsFilesystem; vol: VolumeHandle; target: string; reader: Reader }> {
   const dir = await tempDir(t);
   const fs = await SecretsFilesystem.mount({
-    mountDir: join(dir, 'fuse'), log,
+    mountDir: join(dir, 'fuse'),
+    log,
     ...(vfsSteps ? { forkSyscalls: nativeForkSyscalls(loadNative()), retireGraceMs: 0 } : {}),
   });
   const vol = fs.createVolume('vol');
@@ -76,7 +77,10 @@ t.test('new opens see each new version at once; held fds keep theirs, whole', as
       await fs.publish(vol, [file('s', content)]);
       const got = (await reader.ask({ cmd: 'read', path: `${target}/s` })).data;
       if (got === content) fresh++;
-      else t.fail(`round ${round}: expected ${content.length} bytes of ${content[0]}, got ${String(got).slice(0, 20)}… (${String(got).length})`);
+      else
+        t.fail(
+          `round ${round}: expected ${content.length} bytes of ${content[0]}, got ${String(got).slice(0, 20)}… (${String(got).length})`,
+        );
     }
   }
   t.equal(fresh, 30, 'every open after a publish saw that publish');
@@ -104,7 +108,7 @@ t.test('no torn or padded reads while versions of different sizes rotate', async
     n++;
     await sleep(2);
   }
-  const res = await loop as { seen: Record<string, number>; n: number; errors: number };
+  const res = (await loop) as { seen: Record<string, number>; n: number; errors: number };
   valid.add('a');
   const bad = Object.keys(res.seen).filter((k) => !valid.has(k));
   t.same(bad, [], 'every read returned one whole version');
@@ -118,14 +122,21 @@ t.test('callers are recorded; old versions are freed and zeroed once forgotten; 
   const { fs, vol, target } = await setup(t as Tap);
   await fs.publish(vol, [file('k', 'OLD-SECRET-BYTES', 0o444)]);
   await bindMount(vol.sourcePath, target);
-  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', `${target}/k`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', `${target}/k`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   await new Promise((r) => child.on('exit', r));
   t.equal(out, 'OLD-SECRET-BYTES');
   const callers = fs.recentCallers().filter((c) => c.pid === child.pid);
   t.ok(callers.length > 0, 'requests of the reader were recorded');
-  t.ok(callers.every((c) => c.uid === 65534 && c.gid === 65534), 'with its uid and gid');
+  t.ok(
+    callers.every((c) => c.uid === 65534 && c.gid === 65534),
+    'with its uid and gid',
+  );
   t.ok(callers.some((c) => c.op === 'lookup'));
 
   const oldId = fs.table.child(fs.table.child(vol.tree.dirId, vol.tree.dataDir!)!.id, 'k')!.id;
@@ -135,14 +146,20 @@ t.test('callers are recorded; old versions are freed and zeroed once forgotten; 
   // period unlinks the old version directory and invalidates its entry, and
   // the kernel prunes the unused dentries below it and sends FORGET.
   await waitUntil(() => fs.table.get(oldId) === undefined, 10_000, 'the old version to be forgotten');
-  t.ok(oldBuf.every((b) => b === 0), 'the old version\'s bytes were zeroed');
+  t.ok(
+    oldBuf.every((b) => b === 0),
+    "the old version's bytes were zeroed",
+  );
   t.equal((await execFileP('cat', [`${target}/k`])).stdout, 'NEW-SECRET');
 
   const curId = fs.table.child(fs.table.child(vol.tree.dirId, vol.tree.dataDir!)!.id, 'k')!.id;
   const curBuf = fs.table.get(curId)!.data!;
   await unmount(target);
   await fs.destroyVolume(vol);
-  t.ok(curBuf.every((b) => b === 0), 'destroying the volume zeroed the current bytes at once');
+  t.ok(
+    curBuf.every((b) => b === 0),
+    'destroying the volume zeroed the current bytes at once',
+  );
   t.equal(fs.table.stats().fileBytes, 0, 'no file bytes held');
 });
 
@@ -179,5 +196,5 @@ t.test('a volume destroyed while its old versions are being removed: no crash, n
     await fs.destroyVolume(v);
   }
   await sleep(200);
-  t.equal(fs.table.stats().fileBytes, 1, 'only the other volume\'s byte is held');
+  t.equal(fs.table.stats().fileBytes, 1, "only the other volume's byte is held");
 });

@@ -8,24 +8,37 @@ import { InodeTable, ROOT_ID } from '../src/fuse/inode-table.js';
 import { Operations, type Caller, type OperationsOptions } from '../src/fuse/operations.js';
 import { VolumeTree } from '../src/fuse/volume-tree.js';
 import { VfsSteps, type ForkSyscalls } from '../src/fuse/vfs-steps.js';
-import {
-  Op, InitFlag, IN_HEADER_SIZE, S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK, encodeInHeader,
-} from '../src/fuse/protocol.js';
+import { Op, InitFlag, IN_HEADER_SIZE, S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK, encodeInHeader } from '../src/fuse/protocol.js';
 
 const E = constants.errno;
 
-interface ReqOpts { unique?: bigint; uid?: number; gid?: number; pid?: number }
+interface ReqOpts {
+  unique?: bigint;
+  uid?: number;
+  gid?: number;
+  pid?: number;
+}
 let nextUnique = 100n;
 
 function req(opcode: number, nodeid: number, body: Buffer = Buffer.alloc(0), o: ReqOpts = {}): Buffer {
   const h = encodeInHeader({
-    len: IN_HEADER_SIZE + body.length, opcode, unique: o.unique ?? nextUnique++, nodeid: BigInt(nodeid),
-    uid: o.uid ?? 1000, gid: o.gid ?? 1000, pid: o.pid ?? 4321,
+    len: IN_HEADER_SIZE + body.length,
+    opcode,
+    unique: o.unique ?? nextUnique++,
+    nodeid: BigInt(nodeid),
+    uid: o.uid ?? 1000,
+    gid: o.gid ?? 1000,
+    pid: o.pid ?? 4321,
   });
   return Buffer.concat([h, body]);
 }
 
-interface Reply { len: number; error: number; unique: bigint; body: Buffer }
+interface Reply {
+  len: number;
+  error: number;
+  unique: bigint;
+  body: Buffer;
+}
 function parse(r: Buffer | null): Reply {
   if (r === null) throw new Error('no reply');
   return { len: r.readUInt32LE(0), error: r.readInt32LE(4), unique: r.readBigUInt64LE(8), body: r.subarray(16) };
@@ -71,8 +84,10 @@ function parseDirents(b: Buffer): Array<{ ino: number; off: number; name: string
   for (let p = 0; p < b.length;) {
     const namelen = b.readUInt32LE(p + 16);
     out.push({
-      ino: Number(b.readBigUInt64LE(p)), off: Number(b.readBigUInt64LE(p + 8)),
-      type: b.readUInt32LE(p + 20), name: b.toString('utf8', p + 24, p + 24 + namelen),
+      ino: Number(b.readBigUInt64LE(p)),
+      off: Number(b.readBigUInt64LE(p + 8)),
+      type: b.readUInt32LE(p + 20),
+      name: b.toString('utf8', p + 24, p + 24 + namelen),
     });
     p += (24 + namelen + 7) & ~7;
   }
@@ -105,22 +120,34 @@ t.test('INIT negotiates', async (t) => {
     t.equal(r.body.readUInt32LE(0), 7, 'major');
     t.equal(r.body.readUInt32LE(4), 31, 'minor = min(40, 31)');
     t.equal(r.body.readUInt32LE(8), 131072, 'max_readahead echoes the kernel');
-    t.equal(r.body.readUInt32LE(12), InitFlag.ASYNC_READ | InitFlag.CACHE_SYMLINKS,
-      'only wanted flags the kernel offered (not AUTO_INVAL_DATA, not unknown high bits)');
+    t.equal(
+      r.body.readUInt32LE(12),
+      InitFlag.ASYNC_READ | InitFlag.CACHE_SYMLINKS,
+      'only wanted flags the kernel offered (not AUTO_INVAL_DATA, not unknown high bits)',
+    );
     t.equal(r.body.readUInt16LE(16), 16, 'max_background');
     t.equal(r.body.readUInt16LE(18), 12, 'congestion_threshold');
     t.equal(r.body.readUInt32LE(20), 131072, 'max_write');
     t.equal(r.body.readUInt32LE(24), 1, 'time_gran');
     t.equal(r.body.readUInt16LE(28), 32, 'max_pages = max_write / 4096');
     t.strictSame(ops.negotiated, {
-      major: 7, minor: 31, flags: InitFlag.ASYNC_READ | InitFlag.CACHE_SYMLINKS, maxReadahead: 131072,
+      major: 7,
+      minor: 31,
+      flags: InitFlag.ASYNC_READ | InitFlag.CACHE_SYMLINKS,
+      maxReadahead: 131072,
     });
   });
 
   t.test('kernel minor below ours is kept; all wanted flags when all offered', async (t) => {
     const { ops } = setup();
-    const wanted = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.NO_OPENDIR_SUPPORT |
-      InitFlag.CACHE_SYMLINKS | InitFlag.PARALLEL_DIROPS | InitFlag.EXPLICIT_INVAL_DATA | InitFlag.MAX_PAGES |
+    const wanted =
+      InitFlag.ASYNC_READ |
+      InitFlag.NO_OPEN_SUPPORT |
+      InitFlag.NO_OPENDIR_SUPPORT |
+      InitFlag.CACHE_SYMLINKS |
+      InitFlag.PARALLEL_DIROPS |
+      InitFlag.EXPLICIT_INVAL_DATA |
+      InitFlag.MAX_PAGES |
       InitFlag.BIG_WRITES;
     const r = parse(ops.handle(req(Op.INIT, 0, initBody(7, 27, 4096, 0xffff_ffff))));
     t.equal(r.error, 0);
@@ -311,9 +338,17 @@ t.test('READDIR', async (t) => {
     { ino: sub.id, off: 5, name: 'sub', type: DT_DIR },
   ]);
   const rest = parse(ops.handle(req(Op.READDIR, vol.id, readBody(3, 4096))));
-  t.same(parseDirents(rest.body).map((d) => d.name), ['link', 'sub'], 'resumes at the offset');
+  t.same(
+    parseDirents(rest.body).map((d) => d.name),
+    ['link', 'sub'],
+    'resumes at the offset',
+  );
   const small = parse(ops.handle(req(Op.READDIR, vol.id, readBody(0, 64))));
-  t.same(parseDirents(small.body).map((d) => d.name), ['.', '..'], 'limited by size');
+  t.same(
+    parseDirents(small.body).map((d) => d.name),
+    ['.', '..'],
+    'limited by size',
+  );
   const end = parse(ops.handle(req(Op.READDIR, vol.id, readBody(5, 4096))));
   t.equal(end.error, 0);
   t.equal(end.body.length, 0, 'past the last entry: empty');
@@ -322,17 +357,34 @@ t.test('READDIR', async (t) => {
   t.equal(parse(ops.handle(req(Op.READDIR, 9999, readBody(0, 4096)))).error, -E.ENOENT);
 
   const root = parseDirents(parse(ops.handle(req(Op.READDIR, ROOT_ID, readBody(0, 4096)))).body);
-  t.same(root.map((d) => [d.name, d.ino]), [['.', ROOT_ID], ['..', ROOT_ID], ['vol', vol.id]]);
+  t.same(
+    root.map((d) => [d.name, d.ino]),
+    [
+      ['.', ROOT_ID],
+      ['..', ROOT_ID],
+      ['vol', vol.id],
+    ],
+  );
 });
 
 t.test('mutating operations -> EROFS', async (t) => {
   const { ops, vol, file } = setup();
   const cases: Array<[string, number, number]> = [
-    ['WRITE', 16, file.id], ['MKDIR', 9, vol.id], ['UNLINK', 10, vol.id], ['RENAME', 12, vol.id],
-    ['SETATTR', 4, file.id], ['SYMLINK', Op.SYMLINK, vol.id], ['MKNOD', Op.MKNOD, vol.id],
-    ['RMDIR', Op.RMDIR, vol.id], ['LINK', Op.LINK, vol.id], ['SETXATTR', Op.SETXATTR, file.id],
-    ['REMOVEXATTR', Op.REMOVEXATTR, file.id], ['FALLOCATE', Op.FALLOCATE, file.id], ['RENAME2', Op.RENAME2, vol.id],
-    ['TMPFILE', Op.TMPFILE, vol.id], ['COPY_FILE_RANGE', Op.COPY_FILE_RANGE, file.id],
+    ['WRITE', 16, file.id],
+    ['MKDIR', 9, vol.id],
+    ['UNLINK', 10, vol.id],
+    ['RENAME', 12, vol.id],
+    ['SETATTR', 4, file.id],
+    ['SYMLINK', Op.SYMLINK, vol.id],
+    ['MKNOD', Op.MKNOD, vol.id],
+    ['RMDIR', Op.RMDIR, vol.id],
+    ['LINK', Op.LINK, vol.id],
+    ['SETXATTR', Op.SETXATTR, file.id],
+    ['REMOVEXATTR', Op.REMOVEXATTR, file.id],
+    ['FALLOCATE', Op.FALLOCATE, file.id],
+    ['RENAME2', Op.RENAME2, vol.id],
+    ['TMPFILE', Op.TMPFILE, vol.id],
+    ['COPY_FILE_RANGE', Op.COPY_FILE_RANGE, file.id],
   ];
   for (const [name, code, node] of cases) {
     const r = parse(ops.handle(req(code, node, Buffer.alloc(64), { unique: 77n })));
@@ -383,7 +435,19 @@ t.test('FORGET, BATCH_FORGET and INTERRUPT produce no reply', async (t) => {
   t.equal(file.nlookup, 1);
   t.equal(table.get(file.id), file);
 
-  t.equal(ops.handle(req(Op.BATCH_FORGET, 0, batchForgetBody([[file.id, 1], [link.id, 1]]))), null);
+  t.equal(
+    ops.handle(
+      req(
+        Op.BATCH_FORGET,
+        0,
+        batchForgetBody([
+          [file.id, 1],
+          [link.id, 1],
+        ]),
+      ),
+    ),
+    null,
+  );
   t.equal(table.get(file.id), undefined, 'freed by BATCH_FORGET');
   t.equal(table.get(link.id), undefined);
 
@@ -399,12 +463,16 @@ t.test('onRequest receives opcode, nodeid and the caller from the header', async
   ops.handle(req(Op.LOOKUP, vol.id, nameBody('missing'), { uid: 7, gid: 8, pid: 9 }));
   ops.handle(req(Op.FORGET, file.id, forgetBody(0), { uid: 0, gid: 0, pid: 0 }));
   ops.handle(req(Op.WRITE, file.id, Buffer.alloc(40), { uid: 1, gid: 2, pid: 3 }));
-  t.strictSame(seen, [
-    [Op.GETATTR, file.id, { uid: 0xffff_fffe, gid: 33, pid: 98765 }],
-    [Op.LOOKUP, vol.id, { uid: 7, gid: 8, pid: 9 }],
-    [Op.FORGET, file.id, { uid: 0, gid: 0, pid: 0 }],
-    [Op.WRITE, file.id, { uid: 1, gid: 2, pid: 3 }],
-  ], 'called for answered, failed and unanswered requests alike');
+  t.strictSame(
+    seen,
+    [
+      [Op.GETATTR, file.id, { uid: 0xffff_fffe, gid: 33, pid: 98765 }],
+      [Op.LOOKUP, vol.id, { uid: 7, gid: 8, pid: 9 }],
+      [Op.FORGET, file.id, { uid: 0, gid: 0, pid: 0 }],
+      [Op.WRITE, file.id, { uid: 1, gid: 2, pid: 3 }],
+    ],
+    'called for answered, failed and unanswered requests alike',
+  );
 });
 
 t.test('default mutable-dir check: only the root gets the short TTL', async (t) => {
@@ -416,7 +484,7 @@ t.test('default mutable-dir check: only the root gets the short TTL', async (t) 
   t.equal(parse(ops.handle(req(Op.GETATTR, d.id))).body.readBigUInt64LE(0), 3600n);
 });
 
-t.test('the driver\'s own rotation steps: applied only for the matching request from the syscall child', async (t) => {
+t.test("the driver's own rotation steps: applied only for the matching request from the syscall child", async (t) => {
   const table = new InodeTable();
   const vol = table.mkdir(0o755, 0);
   table.link(ROOT_ID, 'vol', vol.id);
@@ -454,32 +522,72 @@ t.test('the driver\'s own rotation steps: applied only for the matching request 
     };
   };
   const steps = new VfsSteps(fork);
-  ops = new Operations(table, OPTS, (id) => id === ROOT_ID || id === vol.id, null, (tid) => (tid === 5001 ? 5000 : tid), steps);
-  const plan = tree.prepare([{ path: 'pw', mode: 0o644, contents: Buffer.from('v2') }, { path: 'new', mode: 0o644, contents: Buffer.from('n') }], new Date(2000))!;
+  ops = new Operations(
+    table,
+    OPTS,
+    (id) => id === ROOT_ID || id === vol.id,
+    null,
+    (tid) => (tid === 5001 ? 5000 : tid),
+    steps,
+  );
+  const plan = tree.prepare(
+    [
+      { path: 'pw', mode: 0o644, contents: Buffer.from('v2') },
+      { path: 'new', mode: 0o644, contents: Buffer.from('n') },
+    ],
+    new Date(2000),
+  )!;
 
   t.equal(parse(ops.handle(req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 5000 }))).error, -E.EROFS, 'no batch under way: EROFS');
 
   sent = [
-    [req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 999 }), req(Op.MKDIR, vol.id, mkdirBody('..other'), { pid: 5001 }), req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 5001 })],
-    [req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0..elsewhere\0`), { pid: 5000 }), req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0${plan.tsName}\0`), { pid: 0 })],
-    [req(Op.RENAME, vol.id, renameBody('..data_tmp', 'pw'), { pid: 5000 }), req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data', ROOT_ID), { pid: 5000 }),
-      req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data'), { pid: 5000 })],
+    [
+      req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 999 }),
+      req(Op.MKDIR, vol.id, mkdirBody('..other'), { pid: 5001 }),
+      req(Op.MKDIR, vol.id, mkdirBody(plan.tsName), { pid: 5001 }),
+    ],
+    [
+      req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0..elsewhere\0`), { pid: 5000 }),
+      req(Op.SYMLINK, vol.id, Buffer.from(`..data_tmp\0${plan.tsName}\0`), { pid: 0 }),
+    ],
+    [
+      req(Op.RENAME, vol.id, renameBody('..data_tmp', 'pw'), { pid: 5000 }),
+      req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data', ROOT_ID), { pid: 5000 }),
+      req(Op.RENAME, vol.id, renameBody('..data_tmp', '..data'), { pid: 5000 }),
+    ],
     [req(Op.UNLINK, vol.id, nameBody('new'), { pid: 5000 })], // not the next step (a symlink is): refused, the child stops
   ];
   const outcomes = await steps.run(plan.steps, () => '/m/vol');
-  t.same(scripts, [`d/m/vol/${plan.tsName}|s${plan.tsName}|/m/vol/..data_tmp|r/m/vol/..data_tmp|/m/vol/..data|s..data/new|/m/vol/new|`], 'one script, in the atomic writer\'s order');
-  t.same(replies.map((r) => r.error), [-E.EROFS, -E.EROFS, 0, -E.EROFS, 0, -E.EROFS, -E.EROFS, 0, -E.EROFS],
-    'another process, another name, another target, another destination, across directories, out of order: EROFS');
+  t.same(
+    scripts,
+    [`d/m/vol/${plan.tsName}|s${plan.tsName}|/m/vol/..data_tmp|r/m/vol/..data_tmp|/m/vol/..data|s..data/new|/m/vol/new|`],
+    "one script, in the atomic writer's order",
+  );
+  t.same(
+    replies.map((r) => r.error),
+    [-E.EROFS, -E.EROFS, 0, -E.EROFS, 0, -E.EROFS, -E.EROFS, 0, -E.EROFS],
+    'another process, another name, another target, another destination, across directories, out of order: EROFS',
+  );
   t.same(outcomes, ['vfs', 'vfs', 'vfs', 'not-applied'], 'made: the three the kernel asked for; the caller applies the rest');
   const dir = table.child(vol.id, plan.tsName)!;
   t.equal(Number(replies[2]!.body.readBigUInt64LE(0)), dir.id, 'the mkdir entry reply names the new directory');
   t.equal(dir.nlookup, 1, 'an entry reply counts as a kernel reference');
   t.equal(table.child(vol.id, '..data')!.data!.toString(), plan.tsName, '..data names the new version');
   t.notOk(table.child(vol.id, '..data_tmp'));
-  t.equal(parse(ops.handle(req(Op.SYMLINK, vol.id, Buffer.from(`new\0..data/new\0`), { pid: 5000 }))).error, -E.EROFS, 'after the batch: EROFS again');
+  t.equal(
+    parse(ops.handle(req(Op.SYMLINK, vol.id, Buffer.from(`new\0..data/new\0`), { pid: 5000 }))).error,
+    -E.EROFS,
+    'after the batch: EROFS again',
+  );
 
   scripts = [];
-  const broken = new VfsSteps(() => { throw new Error('fork failed'); });
-  t.same(await broken.run(plan.steps.slice(3), () => '/m/vol'), ['not-applied'], 'no child: nothing applied (the caller applies it itself)');
+  const broken = new VfsSteps(() => {
+    throw new Error('fork failed');
+  });
+  t.same(
+    await broken.run(plan.steps.slice(3), () => '/m/vol'),
+    ['not-applied'],
+    'no child: nothing applied (the caller applies it itself)',
+  );
   await steps.settled();
 });

@@ -5,12 +5,41 @@ import t from 'tap';
 
 type Tap = typeof t;
 import {
-  FUSE_KERNEL_VERSION, FUSE_OUR_MINOR, IN_HEADER_SIZE, OUT_HEADER_SIZE, MIN_READ_BUFFER,
-  Op, InitFlag, Notify, S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK,
-  decodeInHeader, encodeInHeader, encodeReply, encodeNotify, encodeEntryOut, encodeAttrOut,
-  decodeInitIn, encodeInitOut, decodeReadIn, decodeName, decodeForgetIn, decodeBatchForget,
-  encodeDirents, encodeStatfs, encodeInvalEntry, encodeInvalInode, encodeResend, opName,
-  type Attr, type Dirent, type InHeader,
+  FUSE_KERNEL_VERSION,
+  FUSE_OUR_MINOR,
+  IN_HEADER_SIZE,
+  OUT_HEADER_SIZE,
+  MIN_READ_BUFFER,
+  Op,
+  InitFlag,
+  Notify,
+  S_IFDIR,
+  S_IFREG,
+  S_IFLNK,
+  DT_DIR,
+  DT_REG,
+  DT_LNK,
+  decodeInHeader,
+  encodeInHeader,
+  encodeReply,
+  encodeNotify,
+  encodeEntryOut,
+  encodeAttrOut,
+  decodeInitIn,
+  encodeInitOut,
+  decodeReadIn,
+  decodeName,
+  decodeForgetIn,
+  decodeBatchForget,
+  encodeDirents,
+  encodeStatfs,
+  encodeInvalEntry,
+  encodeInvalInode,
+  encodeResend,
+  opName,
+  type Attr,
+  type Dirent,
+  type InHeader,
 } from '../src/fuse/protocol.js';
 
 const attr: Attr = {
@@ -169,7 +198,12 @@ t.test('encodeAttrOut layout (struct fuse_attr_out)', async (t) => {
 });
 
 t.test('attr blocks round up', async (t) => {
-  for (const [size, blocks] of [[0, 0n], [1, 1n], [512, 1n], [513, 2n]] as const) {
+  for (const [size, blocks] of [
+    [0, 0n],
+    [1, 1n],
+    [512, 1n],
+    [513, 2n],
+  ] as const) {
     const b = encodeAttrOut({ ...attr, size }, 0);
     t.equal(b.readBigUInt64LE(16 + 16), blocks, `size ${size}`);
   }
@@ -196,8 +230,15 @@ t.test('decodeInitIn', async (t) => {
 
 t.test('encodeInitOut layout (struct fuse_init_out)', async (t) => {
   const b = encodeInitOut({
-    major: 7, minor: 31, maxReadahead: 0x20000, flags: (1 << 31) | InitFlag.ASYNC_READ,
-    maxBackground: 16, congestionThreshold: 12, maxWrite: 0x100000, timeGran: 1, maxPages: 256,
+    major: 7,
+    minor: 31,
+    maxReadahead: 0x20000,
+    flags: (1 << 31) | InitFlag.ASYNC_READ,
+    maxBackground: 16,
+    congestionThreshold: 12,
+    maxWrite: 0x100000,
+    timeGran: 1,
+    maxPages: 256,
   });
   t.equal(b.length, 64);
   t.equal(b.readUInt32LE(0), 7, 'major @0');
@@ -209,7 +250,10 @@ t.test('encodeInitOut layout (struct fuse_init_out)', async (t) => {
   t.equal(b.readUInt32LE(20), 0x100000, 'max_write @20');
   t.equal(b.readUInt32LE(24), 1, 'time_gran @24');
   t.equal(b.readUInt16LE(28), 256, 'max_pages @28');
-  t.ok(b.subarray(30).every((x) => x === 0), 'map_alignment, flags2 and unused stay 0');
+  t.ok(
+    b.subarray(30).every((x) => x === 0),
+    'map_alignment, flags2 and unused stay 0',
+  );
 });
 
 t.test('decodeReadIn (struct fuse_read_in)', async (t) => {
@@ -242,7 +286,11 @@ t.test('decodeBatchForget (struct fuse_batch_forget_in + fuse_forget_one[])', as
   const b = Buffer.alloc(8 + 3 * 16);
   b.writeUInt32LE(3, 0);
   b.writeUInt32LE(0xffff_ffff, 4); // dummy
-  const items = [[2n, 1n], [0x1_0000_0000n, 7n], [99n, 0n]] as const;
+  const items = [
+    [2n, 1n],
+    [0x1_0000_0000n, 7n],
+    [99n, 0n],
+  ] as const;
   items.forEach(([id, n], i) => {
     b.writeBigUInt64LE(id, 8 + i * 16);
     b.writeBigUInt64LE(n, 16 + i * 16);
@@ -266,7 +314,15 @@ t.test('decodeBatchForget (struct fuse_batch_forget_in + fuse_forget_one[])', as
   t.strictSame(decodeBatchForget(zero), []);
 });
 
-interface ParsedDirent { ino: bigint; off: bigint; namelen: number; type: number; name: string; recStart: number; recLen: number }
+interface ParsedDirent {
+  ino: bigint;
+  off: bigint;
+  namelen: number;
+  type: number;
+  name: string;
+  recStart: number;
+  recLen: number;
+}
 function parseDirents(b: Buffer): ParsedDirent[] {
   const out: ParsedDirent[] = [];
   let p = 0;
@@ -274,8 +330,13 @@ function parseDirents(b: Buffer): ParsedDirent[] {
     const namelen = b.readUInt32LE(p + 16);
     const recLen = (24 + namelen + 7) & ~7;
     out.push({
-      ino: b.readBigUInt64LE(p), off: b.readBigUInt64LE(p + 8), namelen, type: b.readUInt32LE(p + 20),
-      name: b.toString('utf8', p + 24, p + 24 + namelen), recStart: p, recLen,
+      ino: b.readBigUInt64LE(p),
+      off: b.readBigUInt64LE(p + 8),
+      namelen,
+      type: b.readUInt32LE(p + 20),
+      name: b.toString('utf8', p + 24, p + 24 + namelen),
+      recStart: p,
+      recLen,
     });
     p += recLen;
   }
@@ -303,7 +364,10 @@ t.test('encodeDirents', async (t) => {
       t.equal(e.type, entries[i]!.type);
       t.equal(e.name, entries[i]!.name);
       // padding after the name is zero
-      t.ok(b.subarray(e.recStart + 24 + e.namelen, e.recStart + e.recLen).every((x) => x === 0), `padding ${i} zero`);
+      t.ok(
+        b.subarray(e.recStart + 24 + e.namelen, e.recStart + e.recLen).every((x) => x === 0),
+        `padding ${i} zero`,
+      );
     });
     t.equal(d[4]!.namelen, 2, 'namelen counts UTF-8 bytes');
   });
@@ -314,7 +378,10 @@ t.test('encodeDirents', async (t) => {
     t.equal(encodeDirents(entries, 0, 63).length, 32, 'the second does not fit in 63');
     t.equal(encodeDirents(entries, 0, 96 + 39).length, 96, 'the 40-byte fourth does not fit in 39');
     const d = parseDirents(encodeDirents(entries, 0, 96 + 40));
-    t.same(d.map((e) => e.name), ['.', '..', '12345678', '123456789']);
+    t.same(
+      d.map((e) => e.name),
+      ['.', '..', '12345678', '123456789'],
+    );
   });
 
   t.test('does not skip a too-large record to take a later smaller one', async (t) => {
@@ -326,8 +393,14 @@ t.test('encodeDirents', async (t) => {
 
   t.test('resumes from a start index', async (t) => {
     const d = parseDirents(encodeDirents(entries, 2, 4096));
-    t.same(d.map((e) => e.name), ['12345678', '123456789', 'é']);
-    t.same(d.map((e) => e.off), [3n, 4n, 5n]);
+    t.same(
+      d.map((e) => e.name),
+      ['12345678', '123456789', 'é'],
+    );
+    t.same(
+      d.map((e) => e.off),
+      [3n, 4n, 5n],
+    );
     t.equal(encodeDirents(entries, 5, 4096).length, 0, 'start at the end: empty');
     t.equal(encodeDirents(entries, 99, 4096).length, 0, 'start past the end: empty');
   });
@@ -341,7 +414,10 @@ t.test('encodeDirents', async (t) => {
       seen.push(...d.map((e) => e.name));
       start = Number(d[d.length - 1]!.off);
     }
-    t.same(seen, entries.map((e) => e.name));
+    t.same(
+      seen,
+      entries.map((e) => e.name),
+    );
   });
 });
 

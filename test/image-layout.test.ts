@@ -12,21 +12,30 @@ import { cp, mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Harness, ROOT, execFileP, tempDir, type Tap } from './helpers/harness.js';
 
-interface CopyLine { from: string; to: string }
+interface CopyLine {
+  from: string;
+  to: string;
+}
 
 /** The final stage's `COPY --from=build <src> <dst>` lines and its ENTRYPOINT. */
 function runtimeStage(dockerfile: string): { copies: CopyLine[]; entrypoint: string[]; workdir: string } {
   const lines = dockerfile.split('\n');
-  const lastFrom = lines.map((l, i) => (/^FROM\s/i.test(l) ? i : -1)).filter((i) => i >= 0).pop() ?? 0;
+  const lastFrom =
+    lines
+      .map((l, i) => (/^FROM\s/i.test(l) ? i : -1))
+      .filter((i) => i >= 0)
+      .pop() ?? 0;
   const stage = lines.slice(lastFrom);
-  const copies = stage.map((l) => /^COPY\s+--from=build\s+(\S+)\s+(\S+)\s*$/i.exec(l)).filter((m): m is RegExpExecArray => m !== null)
+  const copies = stage
+    .map((l) => /^COPY\s+--from=build\s+(\S+)\s+(\S+)\s*$/i.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ from: m[1]!, to: m[2]! }));
   const ep = stage.map((l) => /^ENTRYPOINT\s+(\[.*\])\s*$/i.exec(l)).find((m) => m !== null);
   const wd = stage.map((l) => /^WORKDIR\s+(\S+)/i.exec(l)).find((m) => m !== null);
   return { copies, entrypoint: ep ? (JSON.parse(ep[1]!) as string[]) : [], workdir: wd?.[1] ?? '/' };
 }
 
-t.test('the image\'s runtime files run the driver: publish, read, unpublish', async (t) => {
+t.test("the image's runtime files run the driver: publish, read, unpublish", async (t) => {
   const stage = runtimeStage(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
   t.ok(stage.copies.length >= 4, 'the runtime stage copies its files from the build stage');
   t.equal(stage.workdir, '/app');
@@ -42,15 +51,24 @@ t.test('the image\'s runtime files run the driver: publish, read, unpublish', as
       // The build stage's `npm prune --omit=dev`, made here from the lock file.
       await cp(join(ROOT, 'package-lock.json'), join(app, 'package-lock.json'));
       await cp(join(ROOT, 'package.json'), join(app, 'package.json'));
-      await execFileP('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, maxBuffer: 16 * 1024 * 1024 });
+      await execFileP('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], {
+        cwd: app,
+        maxBuffer: 16 * 1024 * 1024,
+      });
       continue;
     }
-    await stat(from).catch(() => { throw new Error(`the Dockerfile copies ${c.from}, which the build does not produce`); });
+    await stat(from).catch(() => {
+      throw new Error(`the Dockerfile copies ${c.from}, which the build does not produce`);
+    });
     await mkdir(join(to, '..'), { recursive: true });
     await cp(from, to.endsWith('/') ? join(to, from.split('/').pop()!) : to, { recursive: true });
   }
-  const modules = [...await readdir(join(app, 'node_modules')), ...(await readdir(join(app, 'node_modules/@bufbuild')).catch(() => [])).map((n) => `@bufbuild/${n}`)];
-  for (const dev of ['typescript', 'tap', 'node', 'ts-proto', '@bufbuild/buf']) t.notOk(modules.includes(dev), `no devDependency ${dev} in the image`);
+  const modules = [
+    ...(await readdir(join(app, 'node_modules'))),
+    ...(await readdir(join(app, 'node_modules/@bufbuild')).catch(() => [])).map((n) => `@bufbuild/${n}`),
+  ];
+  for (const dev of ['typescript', 'tap', 'node', 'ts-proto', '@bufbuild/buf'])
+    t.notOk(modules.includes(dev), `no devDependency ${dev} in the image`);
   t.notOk(modules.includes('.bin') && (await readdir(join(app, 'node_modules/.bin'))).includes('tsc'), 'no TypeScript compiler');
 
   const { stdout } = await execFileP(process.execPath, [join(app, 'dist/src/bin/driver.js'), '--version'], { cwd: app });

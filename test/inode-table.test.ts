@@ -6,7 +6,6 @@ import { errMsg } from './helpers/errors.js';
 import { InodeTable, ROOT_ID, type Inode } from '../src/fuse/inode-table.js';
 import { S_IFDIR, S_IFREG, S_IFLNK, DT_DIR, DT_REG, DT_LNK } from '../src/fuse/protocol.js';
 
-
 const allZero = (b: Buffer): boolean => b.length > 0 && b.every((x) => x === 0);
 
 t.test('a new table has only the root, a linked 0755 directory', async (t) => {
@@ -124,10 +123,22 @@ t.test('link, child, lookup, unlink', async (t) => {
 t.test('link/unlink errors', async (t) => {
   const tab = new InodeTable();
   const f = tab.mkfile(Buffer.from('x'), 0o644, 0);
-  t.equal(errMsg(() => tab.link(ROOT_ID, 'a', 999)), 'inode 999 does not exist');
-  t.equal(errMsg(() => tab.link(f.id, 'a', f.id)), `inode ${f.id} is not a directory`);
-  t.equal(errMsg(() => tab.link(999, 'a', f.id)), 'inode 999 is not a directory');
-  t.equal(errMsg(() => tab.unlink(f.id, 'a')), `inode ${f.id} is not a directory`);
+  t.equal(
+    errMsg(() => tab.link(ROOT_ID, 'a', 999)),
+    'inode 999 does not exist',
+  );
+  t.equal(
+    errMsg(() => tab.link(f.id, 'a', f.id)),
+    `inode ${f.id} is not a directory`,
+  );
+  t.equal(
+    errMsg(() => tab.link(999, 'a', f.id)),
+    'inode 999 is not a directory',
+  );
+  t.equal(
+    errMsg(() => tab.unlink(f.id, 'a')),
+    `inode ${f.id} is not a directory`,
+  );
   t.equal(f.links, 0, 'failed links changed nothing');
 });
 
@@ -179,7 +190,10 @@ t.test('a freed file is zeroed, its data dropped, and onFree called', async (t) 
   t.equal(bytes.length, 16);
   tab.unlink(ROOT_ID, 'f');
   t.equal(bytes.length, 16, 'same buffer, same length');
-  t.ok(bytes.every((x) => x === 0), 'every byte is 0');
+  t.ok(
+    bytes.every((x) => x === 0),
+    'every byte is 0',
+  );
   t.equal(f.data, null);
   t.equal(freed.length, 1);
   t.equal(freed[0], f);
@@ -243,7 +257,10 @@ t.test('freeing a directory drops its children recursively', async (t) => {
   t.ok(allZero(b1));
   t.ok(allZero(b2));
   t.equal(ln.data, null, 'symlink target dropped too');
-  t.same(freed.sort((a, b) => a - b), [top.id, sub.id, f1.id, f2.id, ln.id].sort((a, b) => a - b));
+  t.same(
+    freed.sort((a, b) => a - b),
+    [top.id, sub.id, f1.id, f2.id, ln.id].sort((a, b) => a - b),
+  );
   t.strictSame(tab.stats(), { inodes: 1, fileBytes: 0 });
 });
 
@@ -302,7 +319,10 @@ t.test('scrub zeroes at once; lookups fail; forget accounting continues', async 
   t.strictSame(tab.stats(), { inodes: 6, fileBytes: 12 });
 
   const touched = tab.scrub(vol.id);
-  t.same(touched.sort((a, b) => a - b), [vol.id, sub.id, f.id, g.id, s.id].sort((a, b) => a - b));
+  t.same(
+    touched.sort((a, b) => a - b),
+    [vol.id, sub.id, f.id, g.id, s.id].sort((a, b) => a - b),
+  );
   t.ok(allZero(fb), 'f zeroed immediately');
   t.ok(allZero(gb), 'g zeroed immediately');
   t.equal(f.data, null);
@@ -314,7 +334,11 @@ t.test('scrub zeroes at once; lookups fail; forget accounting continues', async 
   t.equal(tab.lookup(vol.id, 'f'), undefined, 'a scrubbed parent answers as if empty');
   t.equal(tab.lookup(ROOT_ID, 'vol'), undefined, 'a scrubbed child answers as gone');
   t.equal(f.nlookup, 1, 'failed lookups do not count');
-  t.same(tab.dirents(vol, ROOT_ID).map((e) => e.name), ['.', '..'], 'a scrubbed dir lists nothing');
+  t.same(
+    tab.dirents(vol, ROOT_ID).map((e) => e.name),
+    ['.', '..'],
+    'a scrubbed dir lists nothing',
+  );
   t.equal(tab.attr(f).size, 0, 'scrubbed file has size 0');
 
   t.same(tab.scrub(vol.id), [], 'scrubbing again touches nothing');
@@ -400,15 +424,39 @@ t.test('attr', async (t) => {
   tab.link(d.id, 's2', sub2.id);
   tab.link(d.id, 'f', f.id);
   tab.link(d.id, 'l', s.id);
-  t.strictSame(tab.attr(d), {
-    ino: d.id, size: 4096, mode: S_IFDIR | 0o750, nlink: 4, uid: 0, gid: 0,
-    mtimeSec: 1_700_000_000, mtimeNsec: 123_000_000,
-  }, 'dir: nlink = 2 + subdirectories; fractional ms truncated');
+  t.strictSame(
+    tab.attr(d),
+    {
+      ino: d.id,
+      size: 4096,
+      mode: S_IFDIR | 0o750,
+      nlink: 4,
+      uid: 0,
+      gid: 0,
+      mtimeSec: 1_700_000_000,
+      mtimeNsec: 123_000_000,
+    },
+    'dir: nlink = 2 + subdirectories; fractional ms truncated',
+  );
   t.strictSame(tab.attr(f), {
-    ino: f.id, size: 5, mode: S_IFREG | 0o640, nlink: 1, uid: 0, gid: 0, mtimeSec: 1, mtimeNsec: 500_000_000,
+    ino: f.id,
+    size: 5,
+    mode: S_IFREG | 0o640,
+    nlink: 1,
+    uid: 0,
+    gid: 0,
+    mtimeSec: 1,
+    mtimeNsec: 500_000_000,
   });
   t.strictSame(tab.attr(s), {
-    ino: s.id, size: 6, mode: S_IFLNK | 0o777, nlink: 1, uid: 0, gid: 0, mtimeSec: 2, mtimeNsec: 1_000_000,
+    ino: s.id,
+    size: 6,
+    mode: S_IFLNK | 0o777,
+    nlink: 1,
+    uid: 0,
+    gid: 0,
+    mtimeSec: 2,
+    mtimeNsec: 1_000_000,
   });
   t.equal(tab.attr(sub1).nlink, 2, 'empty dir');
 });
@@ -430,5 +478,11 @@ t.test('dirents', async (t) => {
     { ino: f.id, name: 'file', type: DT_REG },
     { ino: s.id, name: 'link', type: DT_LNK },
   ]);
-  t.strictSame(tab.dirents(sub, d.id).map((e) => [e.name, e.ino]), [['.', sub.id], ['..', d.id]]);
+  t.strictSame(
+    tab.dirents(sub, d.id).map((e) => [e.name, e.ino]),
+    [
+      ['.', sub.id],
+      ['..', d.id],
+    ],
+  );
 });

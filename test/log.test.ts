@@ -17,9 +17,22 @@ const CANARY = 'canary-log-7f3e9a';
 
 t.test('secret-bearing fields are redacted wherever a caller passes them', async (t) => {
   const lines: string[] = [];
-  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(chunk.toString()); cb(); } });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString());
+      cb();
+    },
+  });
   const log = createLogger('info', sink);
-  log.info({ secrets: CANARY, attributes: CANARY, req: { token: CANARY, contents: CANARY }, volumeContext: { 'csi.storage.k8s.io/serviceAccount.tokens': CANARY } }, 'call');
+  log.info(
+    {
+      secrets: CANARY,
+      attributes: CANARY,
+      req: { token: CANARY, contents: CANARY },
+      volumeContext: { 'csi.storage.k8s.io/serviceAccount.tokens': CANARY },
+    },
+    'call',
+  );
   await new Promise((r) => setImmediate(r));
   t.equal(lines.length, 1);
   t.notMatch(lines[0]!, CANARY, 'no canary in the line');
@@ -45,7 +58,9 @@ t.test('a line logged just before _exit is on stdout, even with the threadpool b
     loadNative().exitNow(0);
   `;
   const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8', env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, timeout: 20_000,
+    encoding: 'utf8',
+    env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
+    timeout: 20_000,
   });
   t.equal(res.status, 0, res.stderr.slice(0, 500));
   t.match(res.stdout, /"msg":"handing over to a new driver"/, 'the last line made it out');

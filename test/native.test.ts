@@ -11,14 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-import {
-  findAddonPath,
-  hardenProcess,
-  isLockRefused,
-  isNativeSyscallError,
-  loadNative,
-  type NativeAddon,
-} from '../src/native/addon.js';
+import { findAddonPath, hardenProcess, isLockRefused, isNativeSyscallError, loadNative, type NativeAddon } from '../src/native/addon.js';
 import { sleep } from '../testkit/wait.js';
 import { skipRest } from './helpers/skip.js';
 
@@ -57,8 +50,15 @@ t.test('loader', async (t) => {
   t.type(findAddonPath(import.meta.dirname), 'string', 'addon found walking up from test/');
   t.equal(findAddonPath('/'), undefined, 'walk stops at the filesystem root');
   for (const fn of [
-    'lockAll', 'unlockAll', 'disableDumpable', 'isDumpable', 'dontDump',
-    'sendFds', 'recvFds', 'dupFd', 'socketPair',
+    'lockAll',
+    'unlockAll',
+    'disableDumpable',
+    'isDumpable',
+    'dontDump',
+    'sendFds',
+    'recvFds',
+    'dupFd',
+    'socketPair',
   ] as const) {
     t.type(native[fn], 'function', `exports ${fn}`);
   }
@@ -230,7 +230,12 @@ t.test('lockAll / unlockAll', async (t) => {
     native.lockAll(true);
   } catch (err) {
     if (isLockRefused(err)) {
-      skipRest(t, 'VmLck checks', 'SSCSI_REQUIRE_MLOCK', `mlockall not permitted here (no CAP_IPC_LOCK / low RLIMIT_MEMLOCK): ${err.message}`);
+      skipRest(
+        t,
+        'VmLck checks',
+        'SSCSI_REQUIRE_MLOCK',
+        `mlockall not permitted here (no CAP_IPC_LOCK / low RLIMIT_MEMLOCK): ${err.message}`,
+      );
       return;
     }
     throw err;
@@ -270,7 +275,10 @@ t.test('allocSecure: locked, zero-filled pages of its own; survives full GCs', a
   const bufs = Array.from({ length: 64 }, () => native.allocSecure(1000, true));
   t.ok(vmLckKb() >= before + 64 * 4, 'each secret buffer is locked (VmLck grew by at least 64 pages)');
   t.equal(bufs[0]!.length, 1000);
-  t.ok(bufs[0]!.every((b) => b === 0), 'fresh pages are zero');
+  t.ok(
+    bufs[0]!.every((b) => b === 0),
+    'fresh pages are zero',
+  );
   bufs[0]!.write('secret');
   t.equal(bufs[0]!.toString('utf8', 0, 6), 'secret');
   t.equal(native.allocSecure(0, false).length, 0, 'size 0 is allowed');
@@ -296,14 +304,22 @@ t.test('allocSecure: locked, zero-filled pages of its own; survives full GCs', a
   t.match(res.stdout, /survived true/);
 });
 
-t.test('forkSyscalls: a child makes the script\'s syscalls in order, stops at the first failure, and is reaped', async (t) => {
+t.test("forkSyscalls: a child makes the script's syscalls in order, stops at the first failure, and is reaped", async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'csi-fork-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const p = (n: string): string => path.join(dir, n);
-  const script = Buffer.from([
-    `d${p('v1')}\0`, `sv1\0${p('tmp')}\0`, `r${p('tmp')}\0${p('data')}\0`, `u${p('data')}\0`, `x${p('v1')}\0`,
-    `d${p('v2')}\0`, `d${p('v2')}\0`, `d${p('never')}\0`,
-  ].join(''));
+  const script = Buffer.from(
+    [
+      `d${p('v1')}\0`,
+      `sv1\0${p('tmp')}\0`,
+      `r${p('tmp')}\0${p('data')}\0`,
+      `u${p('data')}\0`,
+      `x${p('v1')}\0`,
+      `d${p('v2')}\0`,
+      `d${p('v2')}\0`,
+      `d${p('never')}\0`,
+    ].join(''),
+  );
   const fds = readdirSync('/proc/self/fd').length;
   const [pid, fd] = native.forkSyscalls(script);
   t.ok(pid > 0 && pid !== process.pid, 'a child pid');
@@ -313,7 +329,11 @@ t.test('forkSyscalls: a child makes the script\'s syscalls in order, stops at th
   closeSync(fd);
   const all = Buffer.concat(out);
   const results = Array.from({ length: all.length / 4 }, (_, i) => all.readInt32LE(i * 4));
-  t.same(results, [0, 0, 0, 0, 0, 0, osConstants.errno.EEXIST], 'one result per syscall made; the second mkdir of v2 fails and the child stops');
+  t.same(
+    results,
+    [0, 0, 0, 0, 0, 0, osConstants.errno.EEXIST],
+    'one result per syscall made; the second mkdir of v2 fails and the child stops',
+  );
   t.same(readdirSync(dir).sort(), ['v2'], 'mkdir, symlink, rename, unlink, rmdir all made; nothing after the failure');
   let status = -1;
   for (let i = 0; i < 200 && status === -1; i++) {

@@ -12,14 +12,23 @@ t.test('50 parallel publishes and unpublishes with repeats', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--enable-secret-rotation=false', `--metrics-addr=127.0.0.1:${port}`] });
   const n = 50;
   for (let i = 0; i < n; i++) {
-    await h.source(`s${i}.json`, { files: [{ path: 'id', contents: `volume-${i}` }, { path: 'dir/common', contents: 'shared' }] });
+    await h.source(`s${i}.json`, {
+      files: [
+        { path: 'id', contents: `volume-${i}` },
+        { path: 'dir/common', contents: 'shared' },
+      ],
+    });
     await h.spc(`spc${i}`, `s${i}.json`);
   }
   const targets = Array.from({ length: n }, (_, i) => h.target(`par${i}`));
   const reqs = targets.map((tp, i) => h.publishRequest(tp, `spc${i}`, { volumeId: `vol-${i}` }));
   const results = await Promise.allSettled(reqs.flatMap((r) => [h.publish(r, 60_000), h.publish(r, 60_000)]));
   const failed = results.filter((r) => r.status === 'rejected');
-  t.same(failed.map((f) => (f as PromiseRejectedResult).reason?.message), [], 'every publish succeeded');
+  t.same(
+    failed.map((f) => (f as PromiseRejectedResult).reason?.message),
+    [],
+    'every publish succeeded',
+  );
 
   const mounted = await mountsUnder(`${h.dir}/pods`);
   t.equal(mounted.length, n, 'exactly one mount per volume');
@@ -30,7 +39,11 @@ t.test('50 parallel publishes and unpublishes with repeats', async (t) => {
   t.ok(h.providerMounts() >= n && h.providerMounts() <= 2 * n, `provider called ${h.providerMounts()} times for ${n} volumes`);
 
   const un = await Promise.allSettled(targets.flatMap((tp, i) => [h.unpublish(tp, `vol-${i}`), h.unpublish(tp, `vol-${i}`)]));
-  t.same(un.filter((r) => r.status === 'rejected').map((f) => (f as PromiseRejectedResult).reason?.message), [], 'every unpublish succeeded');
+  t.same(
+    un.filter((r) => r.status === 'rejected').map((f) => (f as PromiseRejectedResult).reason?.message),
+    [],
+    'every unpublish succeeded',
+  );
   t.same(await mountsUnder(`${h.dir}/pods`), [], 'no mount left');
   for (const tp of targets) await t.rejects(stat(tp), { code: 'ENOENT' });
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

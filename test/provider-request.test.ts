@@ -5,11 +5,13 @@
 import t from 'tap';
 import { goMarshalStringMap } from '../src/provider/go-json.js';
 import {
-  buildAttributes, buildMountRequest, serviceAccountTokens, SERVICE_ACCOUNT_TOKENS_KEY, FILE_PERMISSION,
+  buildAttributes,
+  buildMountRequest,
+  serviceAccountTokens,
+  SERVICE_ACCOUNT_TOKENS_KEY,
+  FILE_PERMISSION,
 } from '../src/provider/mount-request.js';
-import {
-  validatePath, validateFiles, MAX_PATH_LENGTH, MAX_FILE_NAME_LENGTH, type ProviderFile,
-} from '../src/provider/paths.js';
+import { validatePath, validateFiles, MAX_PATH_LENGTH, MAX_FILE_NAME_LENGTH, type ProviderFile } from '../src/provider/paths.js';
 import { lastVersionPerId } from '../src/provider/client.js';
 
 const TOKENS = 'csi.storage.k8s.io/serviceAccount.tokens';
@@ -23,12 +25,15 @@ t.test('goMarshalStringMap: nil and empty', async (t) => {
 
 t.test('goMarshalStringMap: keys sorted by UTF-8 bytes', async (t) => {
   t.equal(goMarshalStringMap({ b: '2', a: '1', c: '3' }), '{"a":"1","b":"2","c":"3"}');
-  t.equal(goMarshalStringMap({ a: 'x', B: 'y', _: 'z', '1': 'w' }), '{"1":"w","B":"y","_":"z","a":"x"}',
-    'bytewise: digits < upper < _ < lower (not locale order)');
+  t.equal(
+    goMarshalStringMap({ a: 'x', B: 'y', _: 'z', '1': 'w' }),
+    '{"1":"w","B":"y","_":"z","a":"x"}',
+    'bytewise: digits < upper < _ < lower (not locale order)',
+  );
   // U+FFFF is EF BF BF in UTF-8, U+10000 is F0 90 80 80: bytewise U+FFFF sorts
   // first, while UTF-16 code-unit order (JS default sort) puts U+10000 (D800 DC00) first.
   t.equal(goMarshalStringMap({ '\u{10000}': '2', '\uffff': '1' }), '{"\uffff":"1","\u{10000}":"2"}');
-  t.equal(goMarshalStringMap({ 'é': '1', z: '2', '\uff21': '3' }), '{"z":"2","é":"1","Ａ":"3"}');
+  t.equal(goMarshalStringMap({ é: '1', z: '2', '\uff21': '3' }), '{"z":"2","é":"1","Ａ":"3"}');
   // Sorting is on the raw key, not its escaped form: '<' (0x3C) < 'A' (0x41)
   // even though its escape starts with '\' (0x5C).
   t.equal(goMarshalStringMap({ A: '1', '<': '2' }), '{"\\u003c":"2","A":"1"}');
@@ -38,11 +43,10 @@ t.test('goMarshalStringMap: keys sorted by UTF-8 bytes', async (t) => {
 });
 
 t.test('goMarshalStringMap: HTML-safe escapes', async (t) => {
-  t.equal(goMarshalStringMap({ k: '<script>&amp;</script>' }),
-    '{"k":"\\u003cscript\\u003e\\u0026amp;\\u003c/script\\u003e"}');
+  t.equal(goMarshalStringMap({ k: '<script>&amp;</script>' }), '{"k":"\\u003cscript\\u003e\\u0026amp;\\u003c/script\\u003e"}');
   t.equal(goMarshalStringMap({ '<&>': 'v' }), '{"\\u003c\\u0026\\u003e":"v"}', 'keys are escaped too');
   t.equal(goMarshalStringMap({ k: 'a\u2028b\u2029c' }), '{"k":"a\\u2028b\\u2029c"}', 'U+2028 and U+2029');
-  t.equal(goMarshalStringMap({ k: "'/" }), `{"k":"'/"}`, "quote and slash are not escaped");
+  t.equal(goMarshalStringMap({ k: "'/" }), `{"k":"'/"}`, 'quote and slash are not escaped');
 });
 
 t.test('goMarshalStringMap: quotes, backslash and control characters', async (t) => {
@@ -59,17 +63,22 @@ t.test('goMarshalStringMap: quotes, backslash and control characters', async (t)
     objects: 'array:\n  - |\n    objectName: x\n',
     secretProviderClass: 'spc',
   };
-  t.equal(goMarshalStringMap(attrs),
+  t.equal(
+    goMarshalStringMap(attrs),
     '{"csi.storage.k8s.io/pod.name":"web-0","csi.storage.k8s.io/pod.namespace":"default",' +
-    '"objects":"array:\\n  - |\\n    objectName: x\\n","secretProviderClass":"spc"}');
+      '"objects":"array:\\n  - |\\n    objectName: x\\n","secretProviderClass":"spc"}',
+  );
   // The output is valid JSON that parses back to the map.
   const weird = { '<k>': 'v&\u2028\u0001"\\', z: '\uffff' };
   t.strictSame(JSON.parse(goMarshalStringMap(weird)), weird);
 });
 
 t.test('serviceAccountTokens', async (t) => {
-  t.equal(serviceAccountTokens({ [TOKENS]: 'from-secrets' }, { [TOKENS]: 'from-context' }), 'from-secrets',
-    'req.secrets wins (serviceAccountTokenInSecrets)');
+  t.equal(
+    serviceAccountTokens({ [TOKENS]: 'from-secrets' }, { [TOKENS]: 'from-context' }),
+    'from-secrets',
+    'req.secrets wins (serviceAccountTokenInSecrets)',
+  );
   t.equal(serviceAccountTokens({}, { [TOKENS]: 'from-context' }), 'from-context');
   t.equal(serviceAccountTokens({ other: 'x' }, { other: 'y' }), '', 'none: empty string');
   t.equal(SERVICE_ACCOUNT_TOKENS_KEY, TOKENS);
@@ -129,12 +138,16 @@ t.test('buildMountRequest', async (t) => {
   });
   t.equal(r2.attributes, '{}', 'empty attributes are {} (not null)');
   t.equal(r2.secrets, '{"password":"p\\u0026w","username":"u"}');
-  t.strictSame(r2.currentObjectVersion, [
-    { id: 'secret/B', version: '1' },
-    { id: 'secret/a', version: '7' },
-    { id: 'secret/a/x', version: '3' },
-    { id: 'secret/b', version: '2' },
-  ], 'sorted by id');
+  t.strictSame(
+    r2.currentObjectVersion,
+    [
+      { id: 'secret/B', version: '1' },
+      { id: 'secret/a', version: '7' },
+      { id: 'secret/a/x', version: '3' },
+      { id: 'secret/b', version: '2' },
+    ],
+    'sorted by id',
+  );
   t.strictSame(versions, frozen, 'the input array is not reordered');
   t.not(r2.currentObjectVersion[0], versions[2], 'copies, not the caller objects');
 });
@@ -169,16 +182,22 @@ t.test('validatePath: lengths', async (t) => {
   t.equal(validatePath(n255), null, '255-character name is fine');
   t.equal(validatePath(`d/${n255}`), null);
   t.equal(validatePath('x'.repeat(256)), 'invalid path: filenames must be less than or equal to 255 characters');
-  t.equal(validatePath(`d/${'y'.repeat(256)}/f`),
-    'invalid path: filenames must be less than or equal to 255 characters', 'a middle element');
+  t.equal(
+    validatePath(`d/${'y'.repeat(256)}/f`),
+    'invalid path: filenames must be less than or equal to 255 characters',
+    'a middle element',
+  );
 
   // 17 elements (15 x 255, 200, 55) and 16 slashes = 4096 characters exactly.
   const p4096 = [...Array(15).fill(n255), 'a'.repeat(200), 'b'.repeat(55)].join('/');
   t.equal(p4096.length, 4096);
   t.equal(validatePath(p4096), null, '4096 characters is fine');
   t.equal(validatePath(`${p4096}c`), 'invalid path: must be less than or equal to 4096 characters');
-  t.equal(validatePath('z'.repeat(5000)), 'invalid path: must be less than or equal to 4096 characters',
-    'the path length is checked before the element length');
+  t.equal(
+    validatePath('z'.repeat(5000)),
+    'invalid path: must be less than or equal to 4096 characters',
+    'the path length is checked before the element length',
+  );
 });
 
 t.test('validatePath: lengths are in UTF-8 bytes, as Go len() counts them', async (t) => {
@@ -186,13 +205,19 @@ t.test('validatePath: lengths are in UTF-8 bytes, as Go len() counts them', asyn
   // 128 x 'é' is 128 UTF-16 code units but 256 UTF-8 bytes: upstream rejects it,
   // and it is longer than Linux NAME_MAX (255 bytes).
   t.equal(validatePath('é'.repeat(127)), null, '254 bytes is fine');
-  t.equal(validatePath('é'.repeat(128)), 'invalid path: filenames must be less than or equal to 255 characters',
-    '256-byte name must be rejected like upstream');
+  t.equal(
+    validatePath('é'.repeat(128)),
+    'invalid path: filenames must be less than or equal to 255 characters',
+    '256-byte name must be rejected like upstream',
+  );
   // 2100 x 'é' = 4200 bytes in one path of short elements.
   const long = Array.from({ length: 21 }, () => 'é'.repeat(100)).join('/');
   t.ok(Buffer.byteLength(long) > 4096 && long.length <= 4096);
-  t.equal(validatePath(long), 'invalid path: must be less than or equal to 4096 characters',
-    'a path over 4096 bytes must be rejected like upstream');
+  t.equal(
+    validatePath(long),
+    'invalid path: must be less than or equal to 4096 characters',
+    'a path over 4096 bytes must be rejected like upstream',
+  );
 });
 
 t.test('validatePath: NUL is rejected', async (t) => {
@@ -222,8 +247,11 @@ t.test('validateFiles', async (t) => {
   t.equal(validateFiles([f('x/y'), f('x/y/z/w')]), 'invalid path: x/y is both a file and a directory', 'deeper');
   t.equal(validateFiles([f('ab'), f('a/b')]), null, 'a prefix that is not a path element is fine');
   t.equal(validateFiles([f('ok'), f('..data')]), "invalid path: must not start with '..': ..data", 'the first bad path');
-  t.equal(validateFiles([f('ok'), f('/abs'), f('ok')]), 'invalid path: must be relative path: /abs',
-    'path errors are reported in order, before the duplicate');
+  t.equal(
+    validateFiles([f('ok'), f('/abs'), f('ok')]),
+    'invalid path: must be relative path: /abs',
+    'path errors are reported in order, before the duplicate',
+  );
 });
 
 t.test('validateFiles: modes', async (t) => {
@@ -234,30 +262,74 @@ t.test('validateFiles: modes', async (t) => {
   t.equal(validateFiles([f('b', 0o10000)]), 'invalid file mode 4096 for b: must be between 0 and 4095 (07777)');
   t.equal(validateFiles([f('c', 1.5)]), 'invalid file mode 1.5 for c: must be between 0 and 4095 (07777)');
   t.equal(validateFiles([f('d', Number.NaN)]), 'invalid file mode NaN for d: must be between 0 and 4095 (07777)');
-  t.equal(validateFiles([f('ok'), f('e', 0o100644)]), 'invalid file mode 33188 for e: must be between 0 and 4095 (07777)',
-    'type bits are not accepted');
+  t.equal(
+    validateFiles([f('ok'), f('e', 0o100644)]),
+    'invalid file mode 33188 for e: must be between 0 and 4095 (07777)',
+    'type bits are not accepted',
+  );
 });
 
 t.test('lastVersionPerId: one entry per id, the last one winning, in first-seen order', async (t) => {
   t.strictSame(lastVersionPerId([]), []);
-  const unique = [{ id: 'secret/b', version: '2' }, { id: 'secret/a', version: '1' }];
+  const unique = [
+    { id: 'secret/b', version: '2' },
+    { id: 'secret/a', version: '1' },
+  ];
   t.strictSame(lastVersionPerId(unique), unique, 'unique ids: unchanged, in their order');
 
   // An Azure SPC listing one Key Vault secret at its latest version and again pinned under an alias.
-  t.strictSame(lastVersionPerId([{ id: 'secret/db-password', version: 'latest-v9' }, { id: 'secret/db-password', version: 'pinned-v8' }]),
-    [{ id: 'secret/db-password', version: 'pinned-v8' }], 'latest then pinned: the pinned one (sent last) wins');
-  t.strictSame(lastVersionPerId([{ id: 'secret/db-password', version: 'pinned-v8' }, { id: 'secret/db-password', version: 'latest-v9' }]),
-    [{ id: 'secret/db-password', version: 'latest-v9' }], 'pinned then latest: the latest one wins');
+  t.strictSame(
+    lastVersionPerId([
+      { id: 'secret/db-password', version: 'latest-v9' },
+      { id: 'secret/db-password', version: 'pinned-v8' },
+    ]),
+    [{ id: 'secret/db-password', version: 'pinned-v8' }],
+    'latest then pinned: the pinned one (sent last) wins',
+  );
+  t.strictSame(
+    lastVersionPerId([
+      { id: 'secret/db-password', version: 'pinned-v8' },
+      { id: 'secret/db-password', version: 'latest-v9' },
+    ]),
+    [{ id: 'secret/db-password', version: 'latest-v9' }],
+    'pinned then latest: the latest one wins',
+  );
 
   const input = [
-    { id: 'a', version: '1' }, { id: 'b', version: '1' }, { id: 'a', version: '2' },
-    { id: 'c', version: '1' }, { id: 'b', version: '0' }, { id: 'a', version: '3' },
+    { id: 'a', version: '1' },
+    { id: 'b', version: '1' },
+    { id: 'a', version: '2' },
+    { id: 'c', version: '1' },
+    { id: 'b', version: '0' },
+    { id: 'a', version: '3' },
   ];
   const copy = input.map((v) => ({ ...v }));
   const out = lastVersionPerId(input);
-  t.strictSame(out, [{ id: 'a', version: '3' }, { id: 'b', version: '0' }, { id: 'c', version: '1' }], 'interleaved repeats');
+  t.strictSame(
+    out,
+    [
+      { id: 'a', version: '3' },
+      { id: 'b', version: '0' },
+      { id: 'c', version: '1' },
+    ],
+    'interleaved repeats',
+  );
   t.strictSame(input, copy, 'the input is not changed');
   t.strictSame(lastVersionPerId(out), out, 'idempotent: a normalized list stays as it is');
-  t.strictSame(lastVersionPerId([{ id: 'x', version: 'v' }, { id: 'x', version: 'v' }]), [{ id: 'x', version: 'v' }], 'an exact repeat');
-  t.strictSame(lastVersionPerId([{ id: '', version: '1' }, { id: '', version: '2' }]), [{ id: '', version: '2' }], 'the empty id is an id too');
+  t.strictSame(
+    lastVersionPerId([
+      { id: 'x', version: 'v' },
+      { id: 'x', version: 'v' },
+    ]),
+    [{ id: 'x', version: 'v' }],
+    'an exact repeat',
+  );
+  t.strictSame(
+    lastVersionPerId([
+      { id: '', version: '1' },
+      { id: '', version: '2' },
+    ]),
+    [{ id: '', version: '2' }],
+    'the empty id is an id too',
+  );
 });

@@ -11,11 +11,20 @@ import { readFile, readdir, stat, writeFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Harness, grepDisk, waitUntil, sleep, type Tap } from './helpers/harness.js';
 
-const errCode = (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: NodeJS.ErrnoException) => e.code ?? String(e));
+const errCode = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'ok',
+    (e: NodeJS.ErrnoException) => e.code ?? String(e),
+  );
 
 t.test('files the provider writes are served, with its modes, in the atomic-writer layout', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=400ms'] });
-  await h.source('s.json', { files: [{ path: 'db-password', contents: 'canary-written-1', mode: 0o640 }, { path: 'api-key', contents: 'canary-key' }] });
+  await h.source('s.json', {
+    files: [
+      { path: 'db-password', contents: 'canary-written-1', mode: 0o640 },
+      { path: 'api-key', contents: 'canary-key' },
+    ],
+  });
   await h.spc('app', 's.json', { writeFiles: 'true' });
   const target = h.target('writes');
   await h.publish(h.publishRequest(target, 'app'));
@@ -25,7 +34,11 @@ t.test('files the provider writes are served, with its modes, in the atomic-writ
   t.equal((await stat(join(target, 'db-password'))).mode & 0o7777, 0o640, 'the mode the provider set with chmod');
   t.equal((await stat(join(target, 'api-key'))).mode & 0o7777, 0o644, 'the default permission');
   const names = (await readdir(target)).sort();
-  t.same(names.filter((n) => !n.startsWith('..')), ['api-key', 'db-password'], 'no temp file left');
+  t.same(
+    names.filter((n) => !n.startsWith('..')),
+    ['api-key', 'db-password'],
+    'no temp file left',
+  );
   t.equal(await readlink(join(target, 'db-password')), '..data/db-password', 'published as a version, not as the staged file');
 
   // Outside the provider's call the mount is read-only again, for everyone.
@@ -35,7 +48,12 @@ t.test('files the provider writes are served, with its modes, in the atomic-writ
   t.match(line.split(' ')[5] ?? '', /^ro,/, 'the bind mount is read-only again');
 
   // Rotation: the provider rewrites in place on every poll; new content shows, the layout stays.
-  await h.source('s.json', { files: [{ path: 'db-password', contents: 'canary-written-2', mode: 0o640 }, { path: 'api-key', contents: 'canary-key' }] });
+  await h.source('s.json', {
+    files: [
+      { path: 'db-password', contents: 'canary-written-2', mode: 0o640 },
+      { path: 'api-key', contents: 'canary-key' },
+    ],
+  });
   await waitUntil(async () => (await readFile(join(target, 'db-password'), 'utf8')) === 'canary-written-2', 10_000, 'the rotated value');
   t.pass('a rewritten value reaches readers within a poll');
   t.equal((await stat(join(target, 'db-password'))).mode & 0o7777, 0o640);
@@ -49,7 +67,11 @@ t.test('files the provider writes are served, with its modes, in the atomic-writ
 t.test('setuid, setgid and sticky bits a writing provider sets are not served', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=1h'] });
   await h.source('s.json', {
-    files: [{ path: 'suid', contents: 'a', mode: 0o4755 }, { path: 'sgid', contents: 'b', mode: 0o6777 }, { path: 'all', contents: 'c', mode: 0o7777 }],
+    files: [
+      { path: 'suid', contents: 'a', mode: 0o4755 },
+      { path: 'sgid', contents: 'b', mode: 0o6777 },
+      { path: 'all', contents: 'c', mode: 0o7777 },
+    ],
   });
   await h.spc('app', 's.json', { writeFiles: 'true' });
   const target = h.target('writes-special-bits');
@@ -91,22 +113,28 @@ t.test('a provider that returns its files gets no window after its first call', 
   await h.unpublish(target);
 });
 
-t.test('a provider known to return its files that starts writing them gets EROFS, never the disk, and a window on its next call', async (t) => {
-  const h = await Harness.start(t as Tap);
-  await h.source('r.json', { files: [{ path: 'a', contents: 'returned' }] });
-  await h.spc('returns', 'r.json');
-  const first = h.target('first');
-  await h.publish(h.publishRequest(first, 'returns'));
-  // Same provider process, now in its writing mode (as an AWS provider restarted without --driver-writes-secrets would be).
-  await h.source('w.json', { files: [{ path: 'pw', contents: 'canary-switched-mode' }] });
-  await h.spc('writes', 'w.json', { writeFiles: 'true' });
-  const target = h.target('switched');
-  const failed = await h.publish(h.publishRequest(target, 'writes')).then(() => null, (e: Error) => e);
-  t.ok(failed, 'the first publish fails: the target was mounted read-only during the call');
-  t.match(failed?.message ?? '', /read-only file system|EROFS/i, 'with the provider\'s EROFS');
-  t.same(await grepDisk(h.dir, 'canary-switched-mode'), [], 'nothing written to the node\'s disk under the target');
-  await h.publish(h.publishRequest(target, 'writes'));
-  t.equal(await readFile(join(target, 'pw'), 'utf8'), 'canary-switched-mode', 'the retry gets a window and serves what it wrote');
-  await h.unpublish(target);
-  await h.unpublish(first);
-});
+t.test(
+  'a provider known to return its files that starts writing them gets EROFS, never the disk, and a window on its next call',
+  async (t) => {
+    const h = await Harness.start(t as Tap);
+    await h.source('r.json', { files: [{ path: 'a', contents: 'returned' }] });
+    await h.spc('returns', 'r.json');
+    const first = h.target('first');
+    await h.publish(h.publishRequest(first, 'returns'));
+    // Same provider process, now in its writing mode (as an AWS provider restarted without --driver-writes-secrets would be).
+    await h.source('w.json', { files: [{ path: 'pw', contents: 'canary-switched-mode' }] });
+    await h.spc('writes', 'w.json', { writeFiles: 'true' });
+    const target = h.target('switched');
+    const failed = await h.publish(h.publishRequest(target, 'writes')).then(
+      () => null,
+      (e: Error) => e,
+    );
+    t.ok(failed, 'the first publish fails: the target was mounted read-only during the call');
+    t.match(failed?.message ?? '', /read-only file system|EROFS/i, "with the provider's EROFS");
+    t.same(await grepDisk(h.dir, 'canary-switched-mode'), [], "nothing written to the node's disk under the target");
+    await h.publish(h.publishRequest(target, 'writes'));
+    t.equal(await readFile(join(target, 'pw'), 'utf8'), 'canary-switched-mode', 'the retry gets a window and serves what it wrote');
+    await h.unpublish(target);
+    await h.unpublish(first);
+  },
+);

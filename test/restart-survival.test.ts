@@ -18,15 +18,34 @@ const content = (v: number, size: number): string => {
   return head + 'x'.repeat(size - head.length);
 };
 
-interface ReaderResult { reads: number; errors: Record<string, number>; invalid: number; invalidSample: string; slow: Array<[number, number]>; versions: Record<string, number> }
+interface ReaderResult {
+  reads: number;
+  errors: Record<string, number>;
+  invalid: number;
+  invalidSample: string;
+  slow: Array<[number, number]>;
+  versions: Record<string, number>;
+}
 
 function startReader(paths: string[]): { child: ChildProcess; done: Promise<ReaderResult> } {
-  const child = track(spawn(NODE, [join(ROOT, 'test/fixtures/chaos-reader.mjs'), JSON.stringify({ a: SIZES[0], b: SIZES[1] }), ...paths], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const child = track(
+    spawn(NODE, [join(ROOT, 'test/fixtures/chaos-reader.mjs'), JSON.stringify({ a: SIZES[0], b: SIZES[1] }), ...paths], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    }),
+  );
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  const done = new Promise<ReaderResult>((resolve, reject) => child.on('exit', () => {
-    try { resolve(JSON.parse(out) as ReaderResult); } catch { reject(new Error(`reader printed ${out}`)); }
-  }));
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const done = new Promise<ReaderResult>((resolve, reject) =>
+    child.on('exit', () => {
+      try {
+        resolve(JSON.parse(out) as ReaderResult);
+      } catch {
+        reject(new Error(`reader printed ${out}`));
+      }
+    }),
+  );
   return { child, done };
 }
 
@@ -44,14 +63,26 @@ async function finishReaders(readers: Array<{ child: ChildProcess; done: Promise
   for (const r of readers) {
     if (r.child.exitCode !== null) continue;
     // Every thread: the one blocked on the mount need not be the main one.
-    const stacks = await execFileP('sh', ['-c', 'for t in /proc/$1/task/*; do echo "$t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done', 'sh', String(r.child.pid)])
-      .then((o) => o.stdout, (e: Error) => e.message);
+    const stacks = await execFileP('sh', [
+      '-c',
+      'for t in /proc/$1/task/*; do echo "$t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done',
+      'sh',
+      String(r.child.pid),
+    ]).then(
+      (o) => o.stdout,
+      (e: Error) => e.message,
+    );
     report.push(`reader ${r.child.pid}:\n${stacks}`);
   }
   // Requests each connection has in flight (fusectl, mounted for the moment if the machine has not).
-  const conns = await execFileP('sh', ['-c', 'm=; ls /sys/fs/fuse/connections/*/waiting >/dev/null 2>&1 || { mount -t fusectl none /sys/fs/fuse/connections && m=1; }; '
-    + 'grep -H . /sys/fs/fuse/connections/*/waiting; [ -z "$m" ] || umount /sys/fs/fuse/connections'])
-    .then((o) => o.stdout, (e: Error) => e.message);
+  const conns = await execFileP('sh', [
+    '-c',
+    'm=; ls /sys/fs/fuse/connections/*/waiting >/dev/null 2>&1 || { mount -t fusectl none /sys/fs/fuse/connections && m=1; }; ' +
+      'grep -H . /sys/fs/fuse/connections/*/waiting; [ -z "$m" ] || umount /sys/fs/fuse/connections',
+  ]).then(
+    (o) => o.stdout,
+    (e: Error) => e.message,
+  );
   for (const r of readers) r.child.kill('SIGKILL');
   throw new Error(`readers did not stop: a request was never answered\n${report.join('\n')}\nwaiting: ${conns}`);
 }
@@ -59,14 +90,23 @@ async function finishReaders(readers: Array<{ child: ChildProcess; done: Promise
 async function setup(t: Tap, poll: string) {
   const h = await Harness.start(t, { keeper: true, driverArgs: [`--rotation-poll-interval=${poll}`] });
   let version = 1;
-  const writeVersion = () => h.source('s.json', { files: [{ path: 'a', contents: content(version, SIZES[0]!) }, { path: 'b', contents: content(version, SIZES[1]!) }] });
+  const writeVersion = () =>
+    h.source('s.json', {
+      files: [
+        { path: 'a', contents: content(version, SIZES[0]!) },
+        { path: 'b', contents: content(version, SIZES[1]!) },
+      ],
+    });
   await writeVersion();
   await h.spc('app', 's.json');
   const target = h.target('survive');
   await h.publish(h.publishRequest(target, 'app'));
   // A container's view: a private bind mount of the volume, made before any crash.
   const view = await containerView(target, join(h.dir, 'container-view'), 'private');
-  const rotate = setInterval(() => { version++; void writeVersion(); }, 700);
+  const rotate = setInterval(() => {
+    version++;
+    void writeVersion();
+  }, 700);
   t.teardown(() => clearInterval(rotate));
   return { h, target, view, rotate, versions: () => version };
 }
@@ -79,7 +119,9 @@ t.test('20 SIGKILLs of the driver: 0 read errors, every read one whole version',
     startReader([join(view, 'a'), join(view, 'b')]),
     startReader([join(view, 'b'), join(view, 'a')]),
   ];
-  t.teardown(() => { for (const r of readers) r.child.kill(); });
+  t.teardown(() => {
+    for (const r of readers) r.child.kill();
+  });
 
   const restarts: Array<{ killedAt: number; servingAt: number; tookOverMs: number }> = [];
   for (let i = 0; i < 20; i++) {
@@ -98,14 +140,23 @@ t.test('20 SIGKILLs of the driver: 0 read errors, every read one whole version',
   const reads = results.reduce((n, r) => n + r.reads, 0);
   const errors = results.map((r) => r.errors);
   t.same(errors, [{}, {}, {}, {}], 'no read failed, through the mount or the private view');
-  t.same(results.map((r) => r.invalid), [0, 0, 0, 0], `every read returned one whole version ${results.map((r) => r.invalidSample).join(' ')}`);
+  t.same(
+    results.map((r) => r.invalid),
+    [0, 0, 0, 0],
+    `every read returned one whole version ${results.map((r) => r.invalidSample).join(' ')}`,
+  );
   const seen = new Set(results.flatMap((r) => Object.keys(r.versions)));
   t.ok(seen.size >= 5, `readers saw ${seen.size} versions across the crashes (of ${versions()} written)`);
-  t.ok(results.every((r) => Object.keys(r.versions).length >= 3), 'the private view kept up with rotations too');
+  t.ok(
+    results.every((r) => Object.keys(r.versions).length >= 3),
+    'the private view kept up with rotations too',
+  );
 
   // Stall per restart: the longest read that overlapped the time from the kill to the new driver serving.
   const slow = results.flatMap((r) => r.slow);
-  const stalls = restarts.map((rs) => Math.max(0, ...slow.filter(([start, ms]) => start + ms >= rs.killedAt && start <= rs.servingAt + 50).map(([, ms]) => ms)));
+  const stalls = restarts.map((rs) =>
+    Math.max(0, ...slow.filter(([start, ms]) => start + ms >= rs.killedAt && start <= rs.servingAt + 50).map(([, ms]) => ms)),
+  );
   const gaps = restarts.map((rs) => rs.servingAt - rs.killedAt);
   t.comment(`reads: ${reads}; restart-to-serving ms (kill, new process start, takeover): median ${median(gaps)}, max ${Math.max(...gaps)}`);
   t.comment(`longest read stall per restart ms: ${stalls.join(' ')}; max ${Math.max(...stalls)}`);
@@ -134,7 +185,10 @@ t.test('a driver restarted more often than the poll interval still polls on sche
   let seenAfter = -1;
   for (let i = 0; i < 8 && seenAfter < 0; i++) {
     await sleep(1000);
-    if ((await readFile(join(target, 'a'), 'utf8')) === 'after') { seenAfter = Date.now() - changed; break; }
+    if ((await readFile(join(target, 'a'), 'utf8')) === 'after') {
+      seenAfter = Date.now() - changed;
+      break;
+    }
     await h.driver.stop('SIGKILL');
     await h.startDriver();
   }
@@ -145,7 +199,9 @@ t.test('a driver restarted more often than the poll interval still polls on sche
 t.test('upgrade: a new driver takes over from a running one while readers read', async (t) => {
   const { h, target, view, rotate } = await setup(t as Tap, '300ms');
   const readers = [startReader([join(target, 'a'), join(target, 'b')]), startReader([join(view, 'b'), join(view, 'a')])];
-  t.teardown(() => { for (const r of readers) r.child.kill(); });
+  t.teardown(() => {
+    for (const r of readers) r.child.kill();
+  });
   await sleep(800);
   const old = h.driver;
   const started = Date.now();
@@ -158,10 +214,20 @@ t.test('upgrade: a new driver takes over from a running one while readers read',
   await sleep(1500);
   clearInterval(rotate);
   const results = await finishReaders(readers);
-  t.same(results.map((r) => r.errors), [{}, {}], 'no read failed');
-  t.same(results.map((r) => r.invalid), [0, 0], 'every read one whole version');
+  t.same(
+    results.map((r) => r.errors),
+    [{}, {}],
+    'no read failed',
+  );
+  t.same(
+    results.map((r) => r.invalid),
+    [0, 0],
+    'every read one whole version',
+  );
   const slow = results.flatMap((r) => r.slow).filter(([s, ms]) => s + ms >= started && s <= started + handoverMs);
-  t.comment(`handover (new process start to serving): ${handoverMs} ms; longest read stall during it: ${Math.max(0, ...slow.map(([, ms]) => ms))} ms`);
+  t.comment(
+    `handover (new process start to serving): ${handoverMs} ms; longest read stall during it: ${Math.max(0, ...slow.map(([, ms]) => ms))} ms`,
+  );
   await waitUntil(async () => (await readFile(join(target, 'a'), 'latin1')).startsWith('V'), 5000, 'reads after the handover');
   await h.unpublish(target);
   await execFileP('umount', ['-l', view]).catch(() => undefined);

@@ -18,17 +18,43 @@ async function waitFor(cond: () => boolean, ms = 3000): Promise<boolean> {
 
 function scheduler(o: Partial<SchedulerOptions> & Pick<SchedulerOptions, 'poll'>): RotationScheduler {
   return new RotationScheduler({
-    intervalMs: 30, concurrency: 4, retryBaseMs: 5, onError: () => {}, ...o,
+    intervalMs: 30,
+    concurrency: 4,
+    retryBaseMs: 5,
+    onError: () => {},
+    ...o,
   });
 }
 
 t.test('jittered stays within ±10%', async (t) => {
-  t.equal(jittered(1000, () => 0), 900, 'lowest');
-  t.equal(jittered(1000, () => 0.5), 1000, 'middle');
-  t.equal(jittered(1000, () => 0.25), 950);
-  t.equal(jittered(1000, () => 0.999999), 1100, 'highest (rounded)');
-  t.equal(jittered(120_000, () => 0), 108_000);
-  t.equal(jittered(33, () => 0.5), 33, 'integer result');
+  t.equal(
+    jittered(1000, () => 0),
+    900,
+    'lowest',
+  );
+  t.equal(
+    jittered(1000, () => 0.5),
+    1000,
+    'middle',
+  );
+  t.equal(
+    jittered(1000, () => 0.25),
+    950,
+  );
+  t.equal(
+    jittered(1000, () => 0.999999),
+    1100,
+    'highest (rounded)',
+  );
+  t.equal(
+    jittered(120_000, () => 0),
+    108_000,
+  );
+  t.equal(
+    jittered(33, () => 0.5),
+    33,
+    'integer result',
+  );
   t.ok(Number.isInteger(jittered(37, () => 0.123)), 'rounded to whole ms');
   let outside = 0;
   for (let i = 0; i < 2000; i++) {
@@ -51,7 +77,11 @@ t.test('backoffMs: exponential from the base, capped', async (t) => {
 
 t.test('polls repeat for each key', async (t) => {
   const calls: string[] = [];
-  const s = scheduler({ poll: async (k) => { calls.push(k); } });
+  const s = scheduler({
+    poll: async (k) => {
+      calls.push(k);
+    },
+  });
   t.teardown(() => s.stop());
   s.add('a');
   s.add('b');
@@ -61,7 +91,10 @@ t.test('polls repeat for each key', async (t) => {
   t.same(calls, [], 'nothing polled synchronously on add');
   const ok = await waitFor(() => calls.filter((k) => k === 'a').length >= 3 && calls.filter((k) => k === 'b').length >= 3);
   t.ok(ok, `both keys polled repeatedly (${calls.length} polls)`);
-  t.ok(calls.every((k) => k === 'a' || k === 'b'), 'only added keys are polled');
+  t.ok(
+    calls.every((k) => k === 'a' || k === 'b'),
+    'only added keys are polled',
+  );
 });
 
 t.test('adding a key twice keeps one schedule', async (t) => {
@@ -155,10 +188,21 @@ t.test('a failing poll calls onError with growing failures and the backoff', asy
   s.add('vol');
   t.ok(await waitFor(() => errors.length >= 5, 5000), 'retried after each failure');
   const first = errors.slice(0, 5);
-  t.same(first.map((e) => e.failures), [1, 2, 3, 4, 5], 'failures count grows');
-  t.same(first.map((e) => e.retry), [5, 10, 20, 40, 80], 'retry = backoffMs(failures, 5, 80)');
+  t.same(
+    first.map((e) => e.failures),
+    [1, 2, 3, 4, 5],
+    'failures count grows',
+  );
+  t.same(
+    first.map((e) => e.retry),
+    [5, 10, 20, 40, 80],
+    'retry = backoffMs(failures, 5, 80)',
+  );
   t.ok(first.every((e) => e.key === 'vol'));
-  t.ok(first.every((e) => e.err === boom), 'the thrown error is passed through');
+  t.ok(
+    first.every((e) => e.err === boom),
+    'the thrown error is passed through',
+  );
   t.equal(s.has('vol'), true, 'a failing key stays scheduled');
 
   // A success resets the count; the next failure starts again at 1.
@@ -189,7 +233,11 @@ t.test('a non-Error rejection is passed to onError too', async (t) => {
 
 t.test('remove() stops polling that key only', async (t) => {
   const calls: string[] = [];
-  const s = scheduler({ poll: async (k) => { calls.push(k); } });
+  const s = scheduler({
+    poll: async (k) => {
+      calls.push(k);
+    },
+  });
   t.teardown(() => s.stop());
   s.add('a');
   s.add('b');
@@ -212,7 +260,9 @@ t.test('remove() during an in-flight poll: no re-arm afterwards', async (t) => {
   const s = scheduler({
     poll: () => {
       polls++;
-      return new Promise<void>((r) => { release = r; });
+      return new Promise<void>((r) => {
+        release = r;
+      });
     },
   });
   t.teardown(() => s.stop());
@@ -233,7 +283,10 @@ t.test('remove() of a key waiting for a concurrency slot skips its poll', async 
     random: () => 0, // 27 ms for every key
     poll: (k) => {
       started.push(k);
-      if (k === 'blocker') return new Promise<void>((r) => { releaseBlocker = r; });
+      if (k === 'blocker')
+        return new Promise<void>((r) => {
+          releaseBlocker = r;
+        });
       return Promise.resolve();
     },
   });
@@ -252,7 +305,11 @@ t.test('remove() of a key waiting for a concurrency slot skips its poll', async 
 
 t.test('stop() stops all keys and refuses new ones', async (t) => {
   const calls: string[] = [];
-  const s = scheduler({ poll: async (k) => { calls.push(k); } });
+  const s = scheduler({
+    poll: async (k) => {
+      calls.push(k);
+    },
+  });
   for (const k of ['a', 'b', 'c']) s.add(k);
   t.ok(await waitFor(() => new Set(calls).size === 3));
   s.stop();
@@ -268,8 +325,13 @@ t.test('the random source is used for the jitter', async (t) => {
   let draws = 0;
   let polls = 0;
   const s = scheduler({
-    random: () => { draws++; return 0.5; },
-    poll: async () => { polls++; },
+    random: () => {
+      draws++;
+      return 0.5;
+    },
+    poll: async () => {
+      polls++;
+    },
   });
   t.teardown(() => s.stop());
   s.add('a');
@@ -280,7 +342,16 @@ t.test('the random source is used for the jitter', async (t) => {
 
 t.test('add with a first delay: a key already due polls at once, one due later waits (the cadence of a previous driver)', async (t) => {
   const calls: string[] = [];
-  const s = new RotationScheduler({ intervalMs: 10_000, concurrency: 4, retryBaseMs: 5, onError: () => {}, random: () => 0, poll: async (k) => { calls.push(k); } });
+  const s = new RotationScheduler({
+    intervalMs: 10_000,
+    concurrency: 4,
+    retryBaseMs: 5,
+    onError: () => {},
+    random: () => 0,
+    poll: async (k) => {
+      calls.push(k);
+    },
+  });
   t.teardown(() => s.stop());
   s.add('overdue', -5000);
   s.add('later', 9000);

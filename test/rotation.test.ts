@@ -30,7 +30,12 @@ async function metric(port: number, name: string): Promise<number> {
 t.test('a rotated secret reaches the file within a poll; unchanged polls change nothing', async (t) => {
   const port = await freePort();
   const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=500ms', `--metrics-addr=127.0.0.1:${port}`] });
-  await h.source('s.json', { files: [{ path: 'pw', contents: 'v1' }, { path: 'user', contents: 'admin' }] });
+  await h.source('s.json', {
+    files: [
+      { path: 'pw', contents: 'v1' },
+      { path: 'user', contents: 'admin' },
+    ],
+  });
   await h.spc('app', 's.json');
   const target = h.target('rot');
   await h.publish(h.publishRequest(target, 'app'));
@@ -39,12 +44,17 @@ t.test('a rotated secret reaches the file within a poll; unchanged polls change 
   await waitUntil(async () => (await metric(port, 'rotation_reconcile_total')) >= 2, 10_000, 'two polls');
   t.equal(await readFile(`${target}/pw`, 'utf8'), 'v1', 'unchanged content stays');
 
-  await h.source('s.json', { files: [{ path: 'pw', contents: 'v2-rotated' }, { path: 'user', contents: 'admin' }] });
+  await h.source('s.json', {
+    files: [
+      { path: 'pw', contents: 'v2-rotated' },
+      { path: 'user', contents: 'admin' },
+    ],
+  });
   const changed = Date.now();
   await waitUntil(async () => (await readFile(`${target}/pw`, 'utf8')) === 'v2-rotated', 10_000, 'the rotated value');
   t.ok(Date.now() - changed < 5000, 'visible within a few polls');
   t.equal(await readFile(`${target}/user`, 'utf8'), 'admin');
-  t.ok(await metric(port, 'rotation_reconcile_total') >= 3);
+  t.ok((await metric(port, 'rotation_reconcile_total')) >= 3);
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   t.match(metrics, /rotation_reconcile_total\{provider="example",os_type="linux",rotated="true"\} [1-9]/);
   t.match(metrics, /node_publish_total\{provider="example",os_type="linux"\} 1/);
@@ -59,7 +69,9 @@ t.test('a rotated secret reaches the file within a poll; unchanged polls change 
 
 t.test('a provider that dies mid-poll: last good content stays, errors counted, rotation resumes', async (t) => {
   const port = await freePort();
-  const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=400ms', `--metrics-addr=127.0.0.1:${port}`, '--provider-timeout=2s'] });
+  const h = await Harness.start(t as Tap, {
+    driverArgs: ['--rotation-poll-interval=400ms', `--metrics-addr=127.0.0.1:${port}`, '--provider-timeout=2s'],
+  });
   await h.source('s.json', { files: [{ path: 'pw', contents: 'good-1' }] });
   await h.spc('app', 's.json');
   const target = h.target('dies');
@@ -67,7 +79,11 @@ t.test('a provider that dies mid-poll: last good content stays, errors counted, 
 
   // The provider is killed while it is answering a poll (a slow answer keeps it mid-call).
   await h.source('s.json', { files: [{ path: 'pw', contents: 'never-served' }], delayMs: 3000 });
-  await waitUntil(() => /"msg":"mount"/.test(h.provider!.out.split('\n').slice(-3).join('\n')) || h.providerMounts() >= 2, 10_000, 'a poll to start');
+  await waitUntil(
+    () => /"msg":"mount"/.test(h.provider!.out.split('\n').slice(-3).join('\n')) || h.providerMounts() >= 2,
+    10_000,
+    'a poll to start',
+  );
   await sleep(300);
   await h.provider!.stop('SIGKILL');
 
@@ -96,13 +112,17 @@ t.test('polls re-read the SecretProviderClass and send current object versions',
   await h.unpublish(target);
 });
 
-t.test('an object id sent twice (latest + pinned): unchanged polls write no status, send no Event or snapshot; changes still rotate', async (t) => {
-  const dir = await tempDir(t as Tap);
-  const providerDir = join(dir, 'providers');
-  const spcDir = join(dir, 'spc');
-  await mkdir(providerDir);
-  await mkdir(spcDir);
-  await writeFile(join(spcDir, 'spc.yaml'), `apiVersion: secrets-store.csi.x-k8s.io/v1
+t.test(
+  'an object id sent twice (latest + pinned): unchanged polls write no status, send no Event or snapshot; changes still rotate',
+  async (t) => {
+    const dir = await tempDir(t as Tap);
+    const providerDir = join(dir, 'providers');
+    const spcDir = join(dir, 'spc');
+    await mkdir(providerDir);
+    await mkdir(spcDir);
+    await writeFile(
+      join(spcDir, 'spc.yaml'),
+      `apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata: {name: current-previous}
 spec:
@@ -128,108 +148,153 @@ spec:
         - |
           objectName: api-key
           objectType: secret
-`);
-  const at = (min: number) => new Date(Date.UTC(2026, 0, 1, 0, min));
-  const vaults: Record<string, FakeVault> = {
-    kvname: {
-      principals: [{ tenantID: 'tid', clientID: 'sp', clientSecret: 'sp-secret' }],
-      secrets: {
-        'db-password': [{ version: 'db-v1', value: 'db-1', created: at(1) }, { version: 'db-v2', value: 'db-2', created: at(2) }],
-        'api-key': [{ version: 'api-v1', value: 'api-1', created: at(1) }, { version: 'api-v2', value: 'api-2', created: at(2) }],
+`,
+    );
+    const at = (min: number) => new Date(Date.UTC(2026, 0, 1, 0, min));
+    const vaults: Record<string, FakeVault> = {
+      kvname: {
+        principals: [{ tenantID: 'tid', clientID: 'sp', clientSecret: 'sp-secret' }],
+        secrets: {
+          'db-password': [
+            { version: 'db-v1', value: 'db-1', created: at(1) },
+            { version: 'db-v2', value: 'db-2', created: at(2) },
+          ],
+          'api-key': [
+            { version: 'api-v1', value: 'api-1', created: at(1) },
+            { version: 'api-v2', value: 'api-2', created: at(2) },
+          ],
+        },
       },
-    },
-  };
-  const azure = await startAzureLikeProvider(join(providerDir, 'azure.sock'), vaults);
+    };
+    const azure = await startAzureLikeProvider(join(providerDir, 'azure.sock'), vaults);
 
-  // What the driver does with these hooks (src/cli/driver.ts): onVersion(first=false) writes the
-  // SecretProviderClassPodStatus, queues a Secret sync and adds a MountRotationComplete Event;
-  // the registry's persist hook (its changes and the filesystem's) sends the keeper a snapshot.
-  const lines: string[] = [];
-  const log = pino({ level: 'debug' }, { write: (l: string) => { lines.push(l); } });
-  let snapshots = 0;
-  const published: VolumeStatus[] = [];
-  const rotations: VolumeStatus[] = [];
-  // Wired as src/cli/driver.ts does: every filesystem change persists through the registry's one hook.
-  const state = new VolumeState({ persist: () => { snapshots++; } });
-  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => state.persist() });
-  const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024 });
-  const metrics = new DriverMetrics();
-  const manager = new VolumeManager({
-    fs, state, spcs: new DirSpcSource(spcDir), providers, metrics, log,
-    onVersion: async (st, first) => { (first ? published : rotations).push(st); },
-    // Polled by hand below, one at a time.
-    rotation: { enabled: false, intervalMs: 60_000, concurrency: 1, retryBaseMs: 1000 },
-    providerTimeoutMs: 10_000,
-  });
-  const target = join(dir, 'target');
-  t.teardown(async () => {
-    manager.close();
-    await manager.unpublish(target).catch(() => undefined);
-    providers.close();
-    await azure.close();
-    await fs.close();
-  });
-  const rotatedPolls = async (rotated: boolean): Promise<number> => {
-    const m = new RegExp(`^rotation_reconcile_total\\{provider="azure",os_type="linux",rotated="${rotated}"\\} (\\d+)`, 'm').exec(await metrics.registry.metrics());
-    return m ? Number(m[1]) : 0;
-  };
-  const rotationLines = (): number => lines.filter((l) => l.includes('"rotated volume content"')).length;
-  const served = (path: string): string | undefined => state.readFile(target, path)?.toString();
+    // What the driver does with these hooks (src/cli/driver.ts): onVersion(first=false) writes the
+    // SecretProviderClassPodStatus, queues a Secret sync and adds a MountRotationComplete Event;
+    // the registry's persist hook (its changes and the filesystem's) sends the keeper a snapshot.
+    const lines: string[] = [];
+    const log = pino(
+      { level: 'debug' },
+      {
+        write: (l: string) => {
+          lines.push(l);
+        },
+      },
+    );
+    let snapshots = 0;
+    const published: VolumeStatus[] = [];
+    const rotations: VolumeStatus[] = [];
+    // Wired as src/cli/driver.ts does: every filesystem change persists through the registry's one hook.
+    const state = new VolumeState({
+      persist: () => {
+        snapshots++;
+      },
+    });
+    const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => state.persist() });
+    const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024 });
+    const metrics = new DriverMetrics();
+    const manager = new VolumeManager({
+      fs,
+      state,
+      spcs: new DirSpcSource(spcDir),
+      providers,
+      metrics,
+      log,
+      onVersion: async (st, first) => {
+        (first ? published : rotations).push(st);
+      },
+      // Polled by hand below, one at a time.
+      rotation: { enabled: false, intervalMs: 60_000, concurrency: 1, retryBaseMs: 1000 },
+      providerTimeoutMs: 10_000,
+    });
+    const target = join(dir, 'target');
+    t.teardown(async () => {
+      manager.close();
+      await manager.unpublish(target).catch(() => undefined);
+      providers.close();
+      await azure.close();
+      await fs.close();
+    });
+    const rotatedPolls = async (rotated: boolean): Promise<number> => {
+      const m = new RegExp(`^rotation_reconcile_total\\{provider="azure",os_type="linux",rotated="${rotated}"\\} (\\d+)`, 'm').exec(
+        await metrics.registry.metrics(),
+      );
+      return m ? Number(m[1]) : 0;
+    };
+    const rotationLines = (): number => lines.filter((l) => l.includes('"rotated volume content"')).length;
+    const served = (path: string): string | undefined => state.readFile(target, path)?.toString();
 
-  await manager.publish({
-    volumeId: 'vol-1', targetPath: target, readonly: true, deadline: null,
-    volumeContext: {
-      'csi.storage.k8s.io/pod.name': 'pod-a', 'csi.storage.k8s.io/pod.namespace': 'default', 'csi.storage.k8s.io/pod.uid': 'uid-a',
-      secretProviderClass: 'current-previous',
-    },
-    secrets: { clientid: 'sp', clientsecret: 'sp-secret' },
-  });
-  t.strictSame(azure.calls.at(-1)!.objectVersion, [
-    { id: 'secret/db-password', version: 'db-v2' }, { id: 'secret/db-password', version: 'db-v1' },
-    { id: 'secret/api-key', version: 'api-v1' }, { id: 'secret/api-key', version: 'api-v2' },
-  ], 'the provider sends each id twice');
-  t.equal(published.length, 1, 'the mount wrote its status');
-  const oneEach = [{ id: 'secret/api-key', version: 'api-v2' }, { id: 'secret/db-password', version: 'db-v1' }];
-  t.strictSame(published[0]!.objectVersions, oneEach, 'one version per id, the one sent last');
-  t.strictSame(buildPodStatus(published[0]!, 'node-1').status.objects, oneEach, 'so one status entry per id');
-  t.equal(served('db-password'), 'db-2');
-  t.equal(served('db-password-previous'), 'db-1');
-  const snapshotsAfterMount = snapshots;
-  t.ok(snapshotsAfterMount > 0, 'the mount was snapshotted');
+    await manager.publish({
+      volumeId: 'vol-1',
+      targetPath: target,
+      readonly: true,
+      deadline: null,
+      volumeContext: {
+        'csi.storage.k8s.io/pod.name': 'pod-a',
+        'csi.storage.k8s.io/pod.namespace': 'default',
+        'csi.storage.k8s.io/pod.uid': 'uid-a',
+        secretProviderClass: 'current-previous',
+      },
+      secrets: { clientid: 'sp', clientsecret: 'sp-secret' },
+    });
+    t.strictSame(
+      azure.calls.at(-1)!.objectVersion,
+      [
+        { id: 'secret/db-password', version: 'db-v2' },
+        { id: 'secret/db-password', version: 'db-v1' },
+        { id: 'secret/api-key', version: 'api-v1' },
+        { id: 'secret/api-key', version: 'api-v2' },
+      ],
+      'the provider sends each id twice',
+    );
+    t.equal(published.length, 1, 'the mount wrote its status');
+    const oneEach = [
+      { id: 'secret/api-key', version: 'api-v2' },
+      { id: 'secret/db-password', version: 'db-v1' },
+    ];
+    t.strictSame(published[0]!.objectVersions, oneEach, 'one version per id, the one sent last');
+    t.strictSame(buildPodStatus(published[0]!, 'node-1').status.objects, oneEach, 'so one status entry per id');
+    t.equal(served('db-password'), 'db-2');
+    t.equal(served('db-password-previous'), 'db-1');
+    const snapshotsAfterMount = snapshots;
+    t.ok(snapshotsAfterMount > 0, 'the mount was snapshotted');
 
-  for (let i = 1; i <= 3; i++) await manager.poll(target);
-  t.equal(azure.calls.length, 4, 'three polls reached the provider');
-  t.strictSame(azure.calls.at(-1)!.request.currentObjectVersion, oneEach, 'polls send one version per id');
-  t.equal(rotations.length, 0, 'unchanged polls: no status write, Secret sync or Event');
-  t.equal(snapshots, snapshotsAfterMount, 'unchanged polls: no snapshot');
-  t.equal(rotationLines(), 0, 'unchanged polls: no rotation logged');
-  t.equal(await rotatedPolls(true), 0, 'no rotated="true" poll');
-  t.equal(await rotatedPolls(false), 3, 'three rotated="false" polls');
+    for (let i = 1; i <= 3; i++) await manager.poll(target);
+    t.equal(azure.calls.length, 4, 'three polls reached the provider');
+    t.strictSame(azure.calls.at(-1)!.request.currentObjectVersion, oneEach, 'polls send one version per id');
+    t.equal(rotations.length, 0, 'unchanged polls: no status write, Secret sync or Event');
+    t.equal(snapshots, snapshotsAfterMount, 'unchanged polls: no snapshot');
+    t.equal(rotationLines(), 0, 'unchanged polls: no rotation logged');
+    t.equal(await rotatedPolls(true), 0, 'no rotated="true" poll');
+    t.equal(await rotatedPolls(false), 3, 'three rotated="false" polls');
 
-  // A new latest db-password: its pinned entry comes last, so the content changes and the recorded version does not.
-  vaults.kvname!.secrets!['db-password']!.push({ version: 'db-v3', value: 'db-3', created: at(3) });
-  await manager.poll(target);
-  t.equal(served('db-password'), 'db-3', 'the new latest value is served');
-  t.equal(served('db-password-previous'), 'db-1', 'the pinned one stays');
-  t.equal(rotations.length, 1, 'a content change is a rotation');
-  t.strictSame(rotations[0]!.objectVersions, oneEach, 'with the same versions');
-  t.equal(snapshots, snapshotsAfterMount + 1, 'and one snapshot');
-  await manager.poll(target);
-  t.equal(rotations.length, 1, 'the poll after it: nothing');
+    // A new latest db-password: its pinned entry comes last, so the content changes and the recorded version does not.
+    vaults.kvname!.secrets!['db-password']!.push({ version: 'db-v3', value: 'db-3', created: at(3) });
+    await manager.poll(target);
+    t.equal(served('db-password'), 'db-3', 'the new latest value is served');
+    t.equal(served('db-password-previous'), 'db-1', 'the pinned one stays');
+    t.equal(rotations.length, 1, 'a content change is a rotation');
+    t.strictSame(rotations[0]!.objectVersions, oneEach, 'with the same versions');
+    t.equal(snapshots, snapshotsAfterMount + 1, 'and one snapshot');
+    await manager.poll(target);
+    t.equal(rotations.length, 1, 'the poll after it: nothing');
 
-  // A new latest api-key: its latest entry comes last, so content and version change.
-  vaults.kvname!.secrets!['api-key']!.push({ version: 'api-v3', value: 'api-3', created: at(3) });
-  await manager.poll(target);
-  t.equal(served('api-key'), 'api-3');
-  t.equal(rotations.length, 2, 'a version change is a rotation');
-  t.strictSame(rotations[1]!.objectVersions, [{ id: 'secret/api-key', version: 'api-v3' }, { id: 'secret/db-password', version: 'db-v1' }]);
-  t.equal(snapshots, snapshotsAfterMount + 2);
-  for (let i = 0; i < 2; i++) await manager.poll(target);
-  t.equal(rotations.length, 2, 'unchanged polls after it: no status write, Secret sync or Event');
-  t.equal(snapshots, snapshotsAfterMount + 2, 'and no snapshot');
-  t.equal(rotationLines(), 2, 'two rotations logged in all');
-  t.equal(await rotatedPolls(true), 2, 'two rotated="true" polls');
-  t.equal(await rotatedPolls(false), 6, 'six rotated="false" polls');
-  t.strictSame(azure.calls.at(-1)!.request.currentObjectVersion, rotations[1]!.objectVersions, 'polls send what the status names');
-  await manager.unpublish(target);
-});
+    // A new latest api-key: its latest entry comes last, so content and version change.
+    vaults.kvname!.secrets!['api-key']!.push({ version: 'api-v3', value: 'api-3', created: at(3) });
+    await manager.poll(target);
+    t.equal(served('api-key'), 'api-3');
+    t.equal(rotations.length, 2, 'a version change is a rotation');
+    t.strictSame(rotations[1]!.objectVersions, [
+      { id: 'secret/api-key', version: 'api-v3' },
+      { id: 'secret/db-password', version: 'db-v1' },
+    ]);
+    t.equal(snapshots, snapshotsAfterMount + 2);
+    for (let i = 0; i < 2; i++) await manager.poll(target);
+    t.equal(rotations.length, 2, 'unchanged polls after it: no status write, Secret sync or Event');
+    t.equal(snapshots, snapshotsAfterMount + 2, 'and no snapshot');
+    t.equal(rotationLines(), 2, 'two rotations logged in all');
+    t.equal(await rotatedPolls(true), 2, 'two rotated="true" polls');
+    t.equal(await rotatedPolls(false), 6, 'six rotated="false" polls');
+    t.strictSame(azure.calls.at(-1)!.request.currentObjectVersion, rotations[1]!.objectVersions, 'polls send what the status names');
+    await manager.unpublish(target);
+  },
+);

@@ -30,7 +30,10 @@ t.test('files, layout, modes and read-only mount', async (t) => {
 
   const names = (await readdir(target)).sort();
   t.equal(names.length, 7);
-  t.same(names.filter((n) => !n.startsWith('..')), ['binary', 'nested', 'private', 'username', 'zero-mode']);
+  t.same(
+    names.filter((n) => !n.startsWith('..')),
+    ['binary', 'nested', 'private', 'username', 'zero-mode'],
+  );
   const dataDir = await readlink(`${target}/..data`);
   t.match(dataDir, /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$/, '..data points to a timestamped directory');
   t.ok(names.includes(dataDir));
@@ -40,7 +43,7 @@ t.test('files, layout, modes and read-only mount', async (t) => {
 
   t.equal(await readFile(`${target}/username`, 'utf8'), 'admin\n');
   t.equal(await readFile(`${target}/nested/dir/key.pem`, 'utf8'), '-----BEGIN KEY-----\n');
-  t.same([...await readFile(`${target}/binary`)], [0, 1, 2, 255, 254]);
+  t.same([...(await readFile(`${target}/binary`))], [0, 1, 2, 255, 254]);
   t.equal((await stat(`${target}/private`)).mode & 0o7777, 0o400);
   t.equal((await stat(`${target}/nested/dir/key.pem`)).mode & 0o7777, 0o440);
   t.equal((await stat(`${target}/zero-mode`)).mode & 0o7777, 0, 'mode 0 kept as upstream does');
@@ -52,7 +55,11 @@ t.test('files, layout, modes and read-only mount', async (t) => {
   t.equal((await asNobody(`cat ${target}/username`)).stdout, 'admin\n', 'world-readable file readable by another user');
   await t.rejects(asNobody(`cat ${target}/private`), /Permission denied/, '0400 file refused to another user');
   await t.rejects(asNobody(`cat ${target}/nested/dir/key.pem`), /Permission denied/);
-  await t.rejects(asNobody(`ls ${h.dir}/fuse`), /Permission denied/, 'the connection root, which lists every volume, is closed to other users');
+  await t.rejects(
+    asNobody(`ls ${h.dir}/fuse`),
+    /Permission denied/,
+    'the connection root, which lists every volume, is closed to other users',
+  );
   const asGroup = (cmd: string) => execFileP('setpriv', ['--reuid=65534', '--regid=65534', '--groups=0', 'sh', '-c', cmd]);
   t.equal((await asGroup(`cat ${target}/nested/dir/key.pem`)).stdout, '-----BEGIN KEY-----\n', 'group member may read a 0440 file');
 
@@ -83,7 +90,7 @@ t.test('setuid, setgid and sticky bits a provider returns are not served', async
   const target = h.target('special-bits');
   await h.publish(h.publishRequest(target, 'app'));
   const modes = await Promise.all(['suid', 'sgid', 'dir/all', 'sticky'].map(async (p) => (await stat(`${target}/${p}`)).mode & 0o7777));
-  t.same(modes, [0o755, 0o777, 0o777, 0o640], 'permission bits only, as upstream\'s atomic writer');
+  t.same(modes, [0o755, 0o777, 0o777, 0o640], "permission bits only, as upstream's atomic writer");
   t.equal((await stat(`${target}/dir`)).mode & 0o7777, 0o755);
   await h.unpublish(target);
 });
@@ -119,8 +126,12 @@ t.test('after a driver crash, a new driver replaces the dead mounts it is asked 
   await h.source('s.json', { files: [{ path: 'a', contents: 'after-restart' }] });
   await h.startDriver();
   await h.publish(req);
-  t.equal(await readFile(`${target}/a`, 'utf8'), 'after-restart', 'kubelet\'s next publish mounts afresh over the dead mount');
-  t.equal((await mountsUnder(target)).length, 2, 'the new mount is stacked over the dead one (only a mount on top reaches containers\' views of it)');
+  t.equal(await readFile(`${target}/a`, 'utf8'), 'after-restart', "kubelet's next publish mounts afresh over the dead mount");
+  t.equal(
+    (await mountsUnder(target)).length,
+    2,
+    "the new mount is stacked over the dead one (only a mount on top reaches containers' views of it)",
+  );
   await h.unpublish(target);
   t.same(await mountsUnder(target), []);
 });

@@ -10,14 +10,29 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Harness, NODE, Proc, ROOT, execFileP, sleep, type Tap } from './helpers/harness.js';
 
-interface Round { at: number; ok?: true; err?: string }
+interface Round {
+  at: number;
+  ok?: true;
+  err?: string;
+}
 
-const rounds = (p: Proc): Round[] => p.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Round);
+const rounds = (p: Proc): Round[] =>
+  p.out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Round);
 
 /** Every thread's kernel stack: where a process that does not exit is waiting. */
 const stacks = (pid: number | undefined): Promise<string> =>
-  execFileP('sh', ['-c', 'for t in /proc/$1/task/*; do echo "$t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done', 'sh', String(pid)])
-    .then((o) => o.stdout, (e: Error) => e.message);
+  execFileP('sh', [
+    '-c',
+    'for t in /proc/$1/task/*; do echo "$t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done',
+    'sh',
+    String(pid),
+  ]).then(
+    (o) => o.stdout,
+    (e: Error) => e.message,
+  );
 
 t.test('SIGTERM ends a driver without a keeper while a pod holds and reads its volume', async (t) => {
   const h = await Harness.start(t as Tap);
@@ -27,8 +42,11 @@ t.test('SIGTERM ends a driver without a keeper while a pod holds and reads its v
   await h.publish(h.publishRequest(target, 'app'));
 
   // unshare execs in place: the child's pid is the reader's, and its mount namespace dies with it.
-  const reader = new Proc(spawn('unshare', ['--mount', '--propagation', 'private', '--', NODE, join(ROOT, 'test/fixtures/mount-holder.mjs'), target, 'a'],
-    { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const reader = new Proc(
+    spawn('unshare', ['--mount', '--propagation', 'private', '--', NODE, join(ROOT, 'test/fixtures/mount-holder.mjs'), target, 'a'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   t.teardown(async () => {
     reader.child.kill('SIGKILL');
     await reader.exited;
@@ -59,12 +77,21 @@ t.test('SIGTERM ends a driver without a keeper while a pod holds and reads its v
   const end = Date.now() + 10_000;
   while (failing().length < 5 && Date.now() < end) await sleep(50);
   const after = failing();
-  if (after.length < 5) t.fail(`the reader hangs: ${after.length} failed rounds in 10 s after the driver exited\n${await stacks(reader.child.pid)}`);
+  if (after.length < 5)
+    t.fail(`the reader hangs: ${after.length} failed rounds in 10 s after the driver exited\n${await stacks(reader.child.pid)}`);
   else t.pass('the reader keeps getting answers after the driver exited');
-  t.same([...new Set(after.map((r) => r.err))].filter((e) => e !== 'ECONNABORTED' && e !== 'ENOTCONN'), [],
-    `readers get ECONNABORTED or ENOTCONN (${[...new Set(after.map((r) => r.err))].join(', ')})`);
+  t.same(
+    [...new Set(after.map((r) => r.err))].filter((e) => e !== 'ECONNABORTED' && e !== 'ENOTCONN'),
+    [],
+    `readers get ECONNABORTED or ENOTCONN (${[...new Set(after.map((r) => r.err))].join(', ')})`,
+  );
   // Never a hang, before the exit either: the longest wait for a round from the SIGTERM on.
-  const ats = [started, ...rounds(reader).map((r) => r.at).filter((at) => at >= started)];
+  const ats = [
+    started,
+    ...rounds(reader)
+      .map((r) => r.at)
+      .filter((at) => at >= started),
+  ];
   const longest = Math.max(...ats.slice(1).map((at, i) => at - ats[i]!));
   t.ok(longest < 10_000, `the reader waited at most ${longest} ms for a round`);
   // (A round may still succeed from the kernel's caches for a moment: opens and reads of cached pages need no server.)

@@ -15,7 +15,10 @@ import { join } from 'node:path';
 import { NODE, Proc, ROOT, tempDir, type Tap } from './helpers/harness.js';
 import { bindSocketFile } from '../src/util/socket-file.js';
 
-interface WatchEvent { name: string; events: string[] }
+interface WatchEvent {
+  name: string;
+  events: string[];
+}
 
 /** Runs `argv` under umask 000. */
 const underUmask000 = (argv: string[]): Proc =>
@@ -46,8 +49,13 @@ function watchDir(dir: string): { ready: Promise<void>; events: (name: string) =
   const proc = new Proc(spawn('python3', [join(ROOT, 'test/helpers/inotify-watch.py'), dir], { stdio: ['ignore', 'pipe', 'pipe'] }));
   return {
     ready: proc.waitFor(/"ready": true/),
-    events: (name) => proc.out.split('\n').filter((l) => l.startsWith('{"watch"'))
-      .map((l) => JSON.parse(l) as WatchEvent).filter((e) => e.name === name).map((e) => e.events),
+    events: (name) =>
+      proc.out
+        .split('\n')
+        .filter((l) => l.startsWith('{"watch"'))
+        .map((l) => JSON.parse(l) as WatchEvent)
+        .filter((e) => e.name === name)
+        .map((e) => e.events),
     stop: () => proc.stop('SIGKILL'),
   };
 }
@@ -71,15 +79,25 @@ t.test('under umask 000 the keeper and CSI sockets are never reachable by others
   await keeper.waitFor(/keeper listening/);
 
   const driver = underUmask000([
-    NODE, join(ROOT, 'dist/src/bin/driver.js'), `--endpoint=unix://${csiSock}`, '--nodeid=test-node',
-    `--provider-volume=${join(dir, 'providers')}`, '--additional-provider-volume-paths=', `--fuse-mount-dir=${join(dir, 'fuse')}`,
-    `--secret-provider-class-dir=${join(dir, 'spc')}`, '--metrics-addr=', `--keeper-socket=${keeperSock}`,
+    NODE,
+    join(ROOT, 'dist/src/bin/driver.js'),
+    `--endpoint=unix://${csiSock}`,
+    '--nodeid=test-node',
+    `--provider-volume=${join(dir, 'providers')}`,
+    '--additional-provider-volume-paths=',
+    `--fuse-mount-dir=${join(dir, 'fuse')}`,
+    `--secret-provider-class-dir=${join(dir, 'spc')}`,
+    '--metrics-addr=',
+    `--keeper-socket=${keeperSock}`,
   ]);
   t.teardown(() => driver.stop());
   const csiModes = await observeModes(csiSock, () => /"msg":"listening"/.test(driver.out) || driver.child.exitCode !== null);
   await driver.waitFor(/"msg":"listening"/, 30_000);
 
-  for (const [name, modes, want] of [['keeper', keeperModes, 0o600], ['CSI', csiModes, 0o660]] as const) {
+  for (const [name, modes, want] of [
+    ['keeper', keeperModes, 0o600],
+    ['CSI', csiModes, 0o660],
+  ] as const) {
     const sockets = modes.filter((m) => (m & 0o170000) === 0o140000);
     t.ok(sockets.length > 0, `the ${name} socket was observed (${sockets.length} times)`);
     const loose = [...new Set(sockets.filter((m) => (m & 0o007) !== 0).map((m) => (m & 0o7777).toString(8)))];
@@ -88,10 +106,20 @@ t.test('under umask 000 the keeper and CSI sockets are never reachable by others
   }
   for (const name of ['keeper.sock', 'csi.sock']) {
     const events = watch.events(name);
-    t.notOk(events.some((e) => e.includes('CREATE')), `${name} was not created at its path by bind: ${JSON.stringify(events)}`);
-    t.ok(events.some((e) => e.includes('MOVED_TO')), `${name} was moved into place`);
+    t.notOk(
+      events.some((e) => e.includes('CREATE')),
+      `${name} was not created at its path by bind: ${JSON.stringify(events)}`,
+    );
+    t.ok(
+      events.some((e) => e.includes('MOVED_TO')),
+      `${name} was moved into place`,
+    );
   }
-  t.same(readdirSync(dir).filter((n) => n.startsWith('.sock-')), [], 'no private directory left behind');
+  t.same(
+    readdirSync(dir).filter((n) => n.startsWith('.sock-')),
+    [],
+    'no private directory left behind',
+  );
 
   // The driver removes its own socket when it stops (as upstream); a socket someone else put there would stay.
   await driver.stop('SIGTERM');
@@ -103,12 +131,19 @@ t.test('a socket that cannot be moved into place is closed again, and its privat
   const path = join(dir, 'busy');
   await mkdir(join(path, 'not-empty'), { recursive: true });
   let closed = false;
-  const listen = (at: string): Promise<NetServer> => new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(at, () => resolve(s));
-  });
-  await t.rejects(bindSocketFile(path, 0o600, listen, (s) => { closed = true; s.close(); }), { code: /^(EISDIR|ENOTEMPTY|EEXIST)$/ });
+  const listen = (at: string): Promise<NetServer> =>
+    new Promise((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(at, () => resolve(s));
+    });
+  await t.rejects(
+    bindSocketFile(path, 0o600, listen, (s) => {
+      closed = true;
+      s.close();
+    }),
+    { code: /^(EISDIR|ENOTEMPTY|EEXIST)$/ },
+  );
   t.ok(closed, 'the bound socket was closed');
   t.same(readdirSync(dir).sort(), ['busy'], 'nothing else left in the directory');
 });

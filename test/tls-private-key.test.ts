@@ -16,7 +16,10 @@ t.test('ECDSA keys on the NIST curves Go parses are re-encoded as SEC1', async (
   for (const namedCurve of ['P-224', 'P-256', 'P-384', 'P-521']) {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve });
     const sec1 = privateKey.export({ type: 'sec1', format: 'der' });
-    for (const [name, der] of [['PKCS#8', privateKey.export({ type: 'pkcs8', format: 'der' })], ['SEC1', sec1]] as const) {
+    for (const [name, der] of [
+      ['PKCS#8', privateKey.export({ type: 'pkcs8', format: 'der' })],
+      ['SEC1', sec1],
+    ] as const) {
       const r = readPrivateKey(der, ALL);
       t.equal(r.kind, 'key', `${namedCurve} ${name}`);
       if (r.kind === 'key') {
@@ -59,7 +62,7 @@ t.test('RSA keys become PKCS#1 whatever the input format', async (t) => {
     t.ok(r.kind === 'key' && r.key.pemType === 'RSA PRIVATE KEY' && r.key.der.equals(pkcs1));
   }
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'der' });
-  t.equal(readPrivateKey(ec, ['pkcs1']).kind, 'unparsable', 'an EC key is not taken for PKCS#1 by OpenSSL\'s lenient reader');
+  t.equal(readPrivateKey(ec, ['pkcs1']).kind, 'unparsable', "an EC key is not taken for PKCS#1 by OpenSSL's lenient reader");
 });
 
 t.test('PEM bodies round-trip through the byte-level base64', async (t) => {
@@ -75,6 +78,8 @@ t.test('PEM bodies round-trip through the byte-level base64', async (t) => {
   for (const body of ['QUJD=', 'QU=D', 'Q===', '====', 'QUJ*']) {
     t.equal(pemDecode(Buffer.from(`-----BEGIN X-----\n${body}\n-----END X-----\n`)), null, `invalid body ${body}`);
   }
-  t.ok(pemDecode(Buffer.from('-----BEGIN X-----\nQU\r\n J D\t\n-----END X-----\n'))?.block.bytes.equals(Buffer.from('ABC')),
-    'spaces, tabs and CR LF inside the body are ignored');
+  t.ok(
+    pemDecode(Buffer.from('-----BEGIN X-----\nQU\r\n J D\t\n-----END X-----\n'))?.block.bytes.equals(Buffer.from('ABC')),
+    'spaces, tabs and CR LF inside the body are ignored',
+  );
 });

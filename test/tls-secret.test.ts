@@ -11,8 +11,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import {
-  TlsSecretError, extractCertChainPem, extractPrivateKeyPem, getCertPart, getSecretType, isTlsType,
-  rc2CbcDecrypt, secretDataFor,
+  TlsSecretError,
+  extractCertChainPem,
+  extractPrivateKeyPem,
+  getCertPart,
+  getSecretType,
+  isTlsType,
+  rc2CbcDecrypt,
+  secretDataFor,
 } from '../src/kube/tls/index.js';
 import { secretData } from '../src/kube/secret-sync.js';
 
@@ -98,8 +104,12 @@ t.test('key names: only tls.key and tls.crt for the tls type', async (t) => {
     t.equal(err.reason, 'unsupported-key');
   }
   const err = thrown(() => secretDataFor('kubernetes.io/tls', 'ca.crt', bundle, '/mnt/secrets/bundle.pem'));
-  t.equal(err.message, "failed to get cert data from file /mnt/secrets/bundle.pem, err: key 'ca.crt' is not supported. "
-    + "Only 'tls.key' and 'tls.crt' are supported", 'upstream wraps the error with the file path');
+  t.equal(
+    err.message,
+    "failed to get cert data from file /mnt/secrets/bundle.pem, err: key 'ca.crt' is not supported. " +
+      "Only 'tls.key' and 'tls.crt' are supported",
+    'upstream wraps the error with the file path',
+  );
   t.equal(err.detail, "key 'ca.crt' is not supported. Only 'tls.key' and 'tls.crt' are supported");
 });
 
@@ -109,7 +119,7 @@ t.test('RSA PEM bundle (cert + PKCS#8 key)', async (t) => {
 
   const key = secretDataFor('kubernetes.io/tls', 'tls.key', bundle, file('bundle')).toString();
   t.match(key, /^-----BEGIN RSA PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END RSA PRIVATE KEY-----\n$/);
-  t.equal(key, pkcs1Pem(rsaKey), 'byte-identical to OpenSSL\'s PKCS#1 encoding of the same key');
+  t.equal(key, pkcs1Pem(rsaKey), "byte-identical to OpenSSL's PKCS#1 encoding of the same key");
   const loaded = createPrivateKey({ key, format: 'pem' });
   t.equal(loaded.asymmetricKeyType, 'rsa');
   t.strictSame(spki(loaded), rsaCert.publicKey.export({ type: 'spki', format: 'der' }), 'matches the certificate');
@@ -133,7 +143,7 @@ t.test('EC P-256 chain (leaf, CA, PKCS#8 key)', async (t) => {
 
   const key = getCertPart(data, 'tls.key').toString();
   t.match(key, /^-----BEGIN EC PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END EC PRIVATE KEY-----\n$/);
-  t.equal(key, sec1Pem(leafKey), 'byte-identical to OpenSSL\'s SEC1 encoding of the same key');
+  t.equal(key, sec1Pem(leafKey), "byte-identical to OpenSSL's SEC1 encoding of the same key");
   const loaded = createPrivateKey(key);
   t.equal(loaded.asymmetricKeyType, 'ec');
   t.equal(loaded.asymmetricKeyDetails?.namedCurve, 'prime256v1');
@@ -187,8 +197,28 @@ t.test('PFX / PKCS#12 with an empty password', async (t) => {
   });
 
   t.test('EC chain, 3DES, friendly name', async (t) => {
-    ossl('pkcs12', '-export', '-certpbe', 'PBE-SHA1-3DES', '-keypbe', 'PBE-SHA1-3DES', '-macalg', 'sha1', '-passout', 'pass:',
-      '-inkey', 'leaf.key', '-in', 'leaf.crt', '-certfile', 'ca.crt', '-name', 'leaf name', '-out', 'ec.pfx');
+    ossl(
+      'pkcs12',
+      '-export',
+      '-certpbe',
+      'PBE-SHA1-3DES',
+      '-keypbe',
+      'PBE-SHA1-3DES',
+      '-macalg',
+      'sha1',
+      '-passout',
+      'pass:',
+      '-inkey',
+      'leaf.key',
+      '-in',
+      'leaf.crt',
+      '-certfile',
+      'ca.crt',
+      '-name',
+      'leaf name',
+      '-out',
+      'ec.pfx',
+    );
     const pfx = read('ec.pfx');
     const key = getCertPart(pfx, 'tls.key').toString();
     t.equal(key, sec1Pem(leafKey));
@@ -207,7 +237,10 @@ t.test('PFX / PKCS#12 with an empty password', async (t) => {
     ossl('pkcs12', '-export', '-passout', 'pass:', '-inkey', 'rsa.key', '-in', 'rsa.crt', '-out', 'modern.pfx');
     for (const key of ['tls.key', 'tls.crt']) {
       const err = thrown(() => secretDataFor('kubernetes.io/tls', key, read('modern.pfx'), '/mnt/s/modern.pfx'));
-      t.equal(err.message, 'failed to get cert data from file /mnt/s/modern.pfx, err: pkcs12: unknown digest algorithm: 2.16.840.1.101.3.4.2.1');
+      t.equal(
+        err.message,
+        'failed to get cert data from file /mnt/s/modern.pfx, err: pkcs12: unknown digest algorithm: 2.16.840.1.101.3.4.2.1',
+      );
       t.equal(err.reason, 'pkcs12');
     }
   });
@@ -221,8 +254,10 @@ t.test('PFX / PKCS#12 with an empty password', async (t) => {
     ossl('pkcs12', '-export', '-legacy', '-nomac', '-passout', 'pass:', '-inkey', 'rsa.key', '-in', 'rsa.crt', '-out', 'nomac.pfx');
     t.equal(thrown(() => getCertPart(read('nomac.pfx'), 'tls.crt')).message, 'pkcs12: no MAC in data');
     ossl('pkcs12', '-export', '-legacy', '-nokeys', '-passout', 'pass:', '-in', 'rsa.crt', '-out', 'nokeys.pfx');
-    t.equal(thrown(() => getCertPart(read('nokeys.pfx'), 'tls.key')).message,
-      'pkcs12: expected exactly two items in the authenticated safe');
+    t.equal(
+      thrown(() => getCertPart(read('nokeys.pfx'), 'tls.key')).message,
+      'pkcs12: expected exactly two items in the authenticated safe',
+    );
   });
 
   t.test('trailing bytes after the PFX', async (t) => {
@@ -246,8 +281,11 @@ t.test('missing parts: upstream falls back to PFX parsing of what follows the la
   t.equal(err.message, 'pkcs12: error reading P12 data: asn1: syntax error: truncated tag or length', 'one extra newline');
 
   err = thrown(() => getCertPart(Buffer.from('hello'), 'tls.key'));
-  t.equal(err.message, 'pkcs12: error reading P12 data: asn1: structure error: PFX: expected SEQUENCE, found '
-    + '[APPLICATION 8] at offset 0', 'not PEM, not PFX');
+  t.equal(
+    err.message,
+    'pkcs12: error reading P12 data: asn1: structure error: PFX: expected SEQUENCE, found ' + '[APPLICATION 8] at offset 0',
+    'not PEM, not PFX',
+  );
 
   err = thrown(() => getCertPart(Buffer.alloc(0), 'tls.crt'));
   t.equal(err.message, want, 'empty file');
@@ -264,7 +302,7 @@ t.test('an unusable key block is not an error upstream: an empty PRIVATE KEY blo
   t.equal(getCertPart(read('k1.key'), 'tls.key').toString(), empty, 'a curve Go does not support');
 });
 
-t.test('Ed25519 keys are rejected with upstream\'s error', async (t) => {
+t.test("Ed25519 keys are rejected with upstream's error", async (t) => {
   cat('ed.pem', 'rsa.crt', 'ed25519.key');
   const err = thrown(() => secretDataFor('kubernetes.io/tls', 'tls.key', read('ed.pem'), '/x/ed.pem'));
   t.equal(err.detail, 'unknown private key type found while getting key. Only rsa and ecdsa are supported');
@@ -285,9 +323,11 @@ t.test('PEM parsing follows Go: CRLF, junk between blocks, headers, bad base64',
 
   const body = certPem(rsaCert).split('\n').slice(1, -2).join('\n');
   const withHeaders = `-----BEGIN CERTIFICATE-----\nZed: z\nProc-Type: 4,TEST\n  Alpha :  a \n\n${body}\n-----END CERTIFICATE-----\n`;
-  t.equal(getCertPart(Buffer.from(withHeaders), 'tls.crt').toString(),
+  t.equal(
+    getCertPart(Buffer.from(withHeaders), 'tls.crt').toString(),
     certPem(rsaCert).replace('-----BEGIN CERTIFICATE-----\n', '-----BEGIN CERTIFICATE-----\nProc-Type: 4,TEST\nAlpha: a\nZed: z\n\n'),
-    'headers kept, trimmed, Proc-Type first then sorted');
+    'headers kept, trimmed, Proc-Type first then sorted',
+  );
 
   const lines = certPem(rsaCert).split('\n');
   lines[3] = `${(lines[3] ?? '').slice(0, 10)}*${(lines[3] ?? '').slice(11)}`;
@@ -297,7 +337,10 @@ t.test('PEM parsing follows Go: CRLF, junk between blocks, headers, bad base64',
 
 t.test('errors carry no key material', async (t) => {
   const keyBody = read('leaf.key').toString().split('\n').slice(1, -2).join('');
-  for (const [data, key] of [[read('leaf.key'), 'tls.crt'], [read('rsa.key'), 'ca.crt']] as const) {
+  for (const [data, key] of [
+    [read('leaf.key'), 'tls.crt'],
+    [read('rsa.key'), 'ca.crt'],
+  ] as const) {
     const err = thrown(() => secretDataFor('kubernetes.io/tls', key, data, '/f'));
     for (let i = 0; i + 16 <= keyBody.length; i += 16) {
       if (err.message.includes(keyBody.slice(i, i + 16))) t.fail('key material in the error message');
@@ -327,7 +370,11 @@ t.test('RC2 decryption: RFC 2268 known-answer vectors', async (t) => {
 t.test('secretData hands out copies: zeroing them never touches the served bytes', (t) => {
   const served = Buffer.from('served-canary');
   const bundle = Buffer.concat([read('rsa.crt'), read('rsa.key')]);
-  for (const [type, key, bytes] of [['Opaque', 'k', served], ['kubernetes.io/tls', 'tls.crt', bundle], ['kubernetes.io/tls', 'tls.key', bundle]] as const) {
+  for (const [type, key, bytes] of [
+    ['Opaque', 'k', served],
+    ['kubernetes.io/tls', 'tls.crt', bundle],
+    ['kubernetes.io/tls', 'tls.key', bundle],
+  ] as const) {
     const before = Buffer.from(bytes);
     const data = secretData({ secretName: 's', type, data: [{ objectName: 'f', key }] }, () => bytes);
     for (const b of Object.values(data)) b.fill(0);

@@ -17,16 +17,16 @@ await h.spc('app', 's.json');
 t.test('a never-published target holding files: FailedPrecondition, nothing deleted', async (t) => {
   const target = h.target('holds-files');
   await mkdir(join(target, 'sub'), { recursive: true });
-  await writeFile(join(target, 'keep.txt'), 'not the driver\'s');
+  await writeFile(join(target, 'keep.txt'), "not the driver's");
   await writeFile(join(target, 'sub', 'deep.txt'), 'nor this');
   const e = await h.unpublish(target).catch((x: unknown) => x);
   t.equal(grpcCode(e), status.FAILED_PRECONDITION, 'FailedPrecondition');
   t.match((e as Error).message, /not empty/, 'says why');
-  t.equal(await readFile(join(target, 'keep.txt'), 'utf8'), 'not the driver\'s', 'the file is still there');
+  t.equal(await readFile(join(target, 'keep.txt'), 'utf8'), "not the driver's", 'the file is still there');
   t.equal(await readFile(join(target, 'sub', 'deep.txt'), 'utf8'), 'nor this', 'and the one below');
 });
 
-t.test('files under someone else\'s mount at the target: unmounted, then FailedPrecondition, files kept', async (t) => {
+t.test("files under someone else's mount at the target: unmounted, then FailedPrecondition, files kept", async (t) => {
   const target = h.target('mounted-over');
   await mkdir(target, { recursive: true });
   await writeFile(join(target, 'under.txt'), 'below the mount');

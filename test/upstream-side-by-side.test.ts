@@ -23,15 +23,9 @@ import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import {
-  AppsV1Api, CoreV1Api, CustomObjectsApi, type KubernetesObject, type V1Secret,
-} from '@kubernetes/client-node';
-import {
-  IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode,
-} from '../src/gen/csi/v1/csi.js';
-import {
-  Harness, NODE, Proc, ROOT, execFileP, freePort, mountsUnder, sleep, tempDir, type Tap,
-} from './helpers/harness.js';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import { IdentityClient, NodeClient, type NodePublishVolumeRequest, VolumeCapability_AccessMode_Mode } from '../src/gen/csi/v1/csi.js';
+import { Harness, NODE, Proc, ROOT, execFileP, freePort, mountsUnder, sleep, tempDir, type Tap } from './helpers/harness.js';
 import { controlPlaneOrSkip } from './helpers/control-plane.js';
 import { checkPeer } from './helpers/peers.js';
 import { skipFile, skipUnless } from './helpers/skip.js';
@@ -72,7 +66,9 @@ interface Side {
 }
 
 function callPublish(node: NodeClient, req: NodePublishVolumeRequest): Promise<void> {
-  return new Promise((res, rej) => node.nodePublishVolume(req, new Metadata(), { deadline: Date.now() + 30_000 }, (e) => (e ? rej(e) : res())));
+  return new Promise((res, rej) =>
+    node.nodePublishVolume(req, new Metadata(), { deadline: Date.now() + 30_000 }, (e) => (e ? rej(e) : res())),
+  );
 }
 
 function callUnpublish(node: NodeClient, volumeId: string, targetPath: string): Promise<void> {
@@ -81,19 +77,37 @@ function callUnpublish(node: NodeClient, volumeId: string, targetPath: string): 
 
 async function ensureNamespace(t: Tap, name: string): Promise<void> {
   await core.createNamespace({ body: { metadata: { name, labels: { 'sscsi-test': 'side-by-side' } } } });
-  t.teardown(() => core.deleteNamespace({ name }).then(() => undefined, () => undefined));
-  await eventually(() => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }).catch(() => null), 30_000, `default SA in ${name}`);
+  t.teardown(() =>
+    core.deleteNamespace({ name }).then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
+  await eventually(
+    () => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }).catch(() => null),
+    30_000,
+    `default SA in ${name}`,
+  );
 }
 
-
 /** The upstream driver as a child process, root, CRDs already installed; resolves once it answers GetPluginInfo. */
-async function startUpstream(t: Tap, dir: string, providerDir: string, nodeId: string): Promise<{ proc: Proc; node: NodeClient; vendorVersion: string }> {
+async function startUpstream(
+  t: Tap,
+  dir: string,
+  providerDir: string,
+  nodeId: string,
+): Promise<{ proc: Proc; node: NodeClient; vendorVersion: string }> {
   const sock = join(dir, 'upstream-csi.sock');
   const args = [
-    `--endpoint=unix://${sock}`, `--nodeid=${nodeId}`, `--kubeconfig=${cp.adminKubeconfig}`,
-    `--provider-volume=${providerDir}`, `--additional-provider-volume-paths=${providerDir}`,
+    `--endpoint=unix://${sock}`,
+    `--nodeid=${nodeId}`,
+    `--kubeconfig=${cp.adminKubeconfig}`,
+    `--provider-volume=${providerDir}`,
+    `--additional-provider-volume-paths=${providerDir}`,
     `--metrics-addr=127.0.0.1:${await freePort()}`,
-    '--enable-secret-rotation=true', `--rotation-poll-interval=${POLL}s`, '-v=2',
+    '--enable-secret-rotation=true',
+    `--rotation-poll-interval=${POLL}s`,
+    '-v=2',
   ];
   const proc = new Proc(spawn(upstreamBin, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const node = new NodeClient(`unix:${sock}`, credentials.createInsecure());
@@ -104,12 +118,16 @@ async function startUpstream(t: Tap, dir: string, providerDir: string, nodeId: s
     await proc.stop();
   });
   let vendorVersion = '';
-  await eventually(async () => {
-    if (proc.child.exitCode !== null) throw new Error(`the upstream driver exited (${proc.child.exitCode}):\n${proc.out.slice(-3000)}`);
-    if (!existsSync(sock)) return false;
-    vendorVersion = await new Promise<string>((res, rej) => identity.getPluginInfo({}, (e, r) => (e ? rej(e) : res(r!.vendorVersion))));
-    return true;
-  }, 60_000, 'the upstream driver to serve CSI');
+  await eventually(
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`the upstream driver exited (${proc.child.exitCode}):\n${proc.out.slice(-3000)}`);
+      if (!existsSync(sock)) return false;
+      vendorVersion = await new Promise<string>((res, rej) => identity.getPluginInfo({}, (e, r) => (e ? rej(e) : res(r!.vendorVersion))));
+      return true;
+    },
+    60_000,
+    'the upstream driver to serve CSI',
+  );
   return { proc, node, vendorVersion };
 }
 
@@ -128,7 +146,13 @@ async function look(target: string): Promise<Seen> {
   for (const e of await readdir(target)) {
     const l = await lstat(join(target, e));
     // The atomic writer's payload directory is named after the time of the write.
-    seen.topLevel[e.replace(/^\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d+$/, '..<timestamp>')] = l.isSymbolicLink() ? 'symlink' : l.isDirectory() ? 'dir' : l.isFile() ? 'file' : 'other';
+    seen.topLevel[e.replace(/^\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d+$/, '..<timestamp>')] = l.isSymbolicLink()
+      ? 'symlink'
+      : l.isDirectory()
+        ? 'dir'
+        : l.isFile()
+          ? 'file'
+          : 'other';
   }
   const walk = async (rel: string): Promise<void> => {
     for (const e of (await readdir(join(target, rel))).filter((n) => !n.startsWith('.')).sort()) {
@@ -179,34 +203,77 @@ interface Published {
 
 /** Creates this side's SPC, ReplicaSet and Pod, mints the token, publishes. */
 async function publishOn(side: Side, pc: ProviderCase, pod: string, spcName: string, secretName: string): Promise<Published> {
-  await apply(kc, [{
-    apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name: spcName, namespace: side.ns },
-    spec: {
-      provider: pc.provider, parameters: pc.parameters,
-      secretObjects: [{ secretName, type: 'Opaque', labels: { environment: 'side-by-side' }, annotations: { team: 'a' }, data: pc.secretData }],
+  await apply(kc, [
+    {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'SecretProviderClass',
+      metadata: { name: spcName, namespace: side.ns },
+      spec: {
+        provider: pc.provider,
+        parameters: pc.parameters,
+        secretObjects: [
+          { secretName, type: 'Opaque', labels: { environment: 'side-by-side' }, annotations: { team: 'a' }, data: pc.secretData },
+        ],
+      },
+    } as KubernetesObject,
+  ]);
+  const volume = {
+    name: VOLUME,
+    csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spcName } },
+  };
+  const rs = await apps.createNamespacedReplicaSet({
+    namespace: side.ns,
+    body: {
+      metadata: { name: `${pod}-rs` },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: pod } },
+        template: { metadata: { labels: { app: pod } }, spec: { containers: [{ name: 'app', image: 'busybox' }], volumes: [volume] } },
+      },
     },
-  } as KubernetesObject]);
-  const volume = { name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spcName } } };
-  const rs = await apps.createNamespacedReplicaSet({ namespace: side.ns, body: {
-    metadata: { name: `${pod}-rs` },
-    spec: { replicas: 1, selector: { matchLabels: { app: pod } },
-      template: { metadata: { labels: { app: pod } }, spec: { containers: [{ name: 'app', image: 'busybox' }], volumes: [volume] } } },
-  } });
-  const p = await core.createNamespacedPod({ namespace: side.ns, body: {
-    metadata: { name: pod, labels: { app: pod },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${pod}-rs`, uid: rs.metadata!.uid!, controller: true, blockOwnerDeletion: true }] },
-    spec: { nodeName: side.nodeId, serviceAccountName: 'default', containers: [{ name: 'app', image: 'busybox' }], volumes: [volume] },
-  } });
+  });
+  const p = await core.createNamespacedPod({
+    namespace: side.ns,
+    body: {
+      metadata: {
+        name: pod,
+        labels: { app: pod },
+        ownerReferences: [
+          {
+            apiVersion: 'apps/v1',
+            kind: 'ReplicaSet',
+            name: `${pod}-rs`,
+            uid: rs.metadata!.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+      spec: { nodeName: side.nodeId, serviceAccountName: 'default', containers: [{ name: 'app', image: 'busybox' }], volumes: [volume] },
+    },
+  });
   const uid = p.metadata!.uid!;
   const tok = await token(kc, side.ns, 'default', { audiences: ['side-by-side-aud'], pod: { name: pod, uid } });
   const target = join(side.dir, 'pods', uid, 'volumes', 'kubernetes.io~csi', VOLUME, 'mount');
   await execFileP('mkdir', ['-p', join(target, '..')]);
   const req: NodePublishVolumeRequest = {
-    volumeId: `csi-${uid}`, targetPath: target, readonly: true, secrets: {}, publishContext: {}, stagingTargetPath: '',
-    volumeCapability: { accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } }, accessMode: { mode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY } },
+    volumeId: `csi-${uid}`,
+    targetPath: target,
+    readonly: true,
+    secrets: {},
+    publishContext: {},
+    stagingTargetPath: '',
+    volumeCapability: {
+      accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } },
+      accessMode: { mode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY },
+    },
     volumeContext: {
-      secretProviderClass: spcName, 'csi.storage.k8s.io/pod.name': pod, 'csi.storage.k8s.io/pod.namespace': side.ns,
-      'csi.storage.k8s.io/pod.uid': uid, 'csi.storage.k8s.io/serviceAccount.name': 'default', 'csi.storage.k8s.io/ephemeral': 'true',
+      secretProviderClass: spcName,
+      'csi.storage.k8s.io/pod.name': pod,
+      'csi.storage.k8s.io/pod.namespace': side.ns,
+      'csi.storage.k8s.io/pod.uid': uid,
+      'csi.storage.k8s.io/serviceAccount.name': 'default',
+      'csi.storage.k8s.io/ephemeral': 'true',
       'csi.storage.k8s.io/serviceAccount.tokens': JSON.stringify({ 'side-by-side-aud': tok }),
     },
   };
@@ -216,16 +283,28 @@ async function publishOn(side: Side, pc: ProviderCase, pod: string, spcName: str
 
 interface Spcps {
   metadata: { name: string; namespace: string; labels?: Record<string, string>; ownerReferences?: Array<Record<string, unknown>> };
-  status: { podName: string; secretProviderClassName: string; mounted: boolean; targetPath: string; objects?: Array<{ id: string; version: string }> };
+  status: {
+    podName: string;
+    secretProviderClassName: string;
+    mounted: boolean;
+    targetPath: string;
+    objects?: Array<{ id: string; version: string }>;
+  };
 }
 
-const getSpcps = (p: Published) => custom.getNamespacedCustomObject({
-  group: GROUP, version: 'v1', namespace: p.side.ns, plural: 'secretproviderclasspodstatuses', name: p.spcpsName,
-}) as Promise<Spcps>;
+const getSpcps = (p: Published) =>
+  custom.getNamespacedCustomObject({
+    group: GROUP,
+    version: 'v1',
+    namespace: p.side.ns,
+    plural: 'secretproviderclasspodstatuses',
+    name: p.spcpsName,
+  }) as Promise<Spcps>;
 
 /** The status object with this side's namespace, node, pod uid and directory replaced by placeholders. */
 function normSpcps(p: Published, s: Spcps): unknown {
-  const n = (v: string) => v.split(p.side.dir).join('<dir>').split(p.uid).join('<pod-uid>').split(p.side.ns).join('<ns>').split(p.side.nodeId).join('<node>');
+  const n = (v: string) =>
+    v.split(p.side.dir).join('<dir>').split(p.uid).join('<pod-uid>').split(p.side.ns).join('<ns>').split(p.side.nodeId).join('<node>');
   return {
     name: n(s.metadata.name),
     namespace: n(s.metadata.namespace),
@@ -242,7 +321,10 @@ function normSecret(p: Published, s: V1Secret): unknown {
     data: s.data,
     labels: m.labels,
     annotations: m.annotations,
-    ownerReferences: (m.ownerReferences ?? []).map((o) => ({ ...o, uid: o.uid === p.rsUid ? '<rs-uid>' : o.uid === p.uid ? '<pod-uid>' : o.uid })),
+    ownerReferences: (m.ownerReferences ?? []).map((o) => ({
+      ...o,
+      uid: o.uid === p.rsUid ? '<rs-uid>' : o.uid === p.uid ? '<pod-uid>' : o.uid,
+    })),
   };
 }
 
@@ -264,13 +346,21 @@ async function sideBySide(t: T, sides: Side[], pc: ProviderCase): Promise<void> 
   const [upSeen, ourSeen] = seen as [Seen, Seen];
   t.comment(`${pc.label} upstream files: ${JSON.stringify(upSeen)}`);
   t.comment(`${pc.label} ours files: ${JSON.stringify(ourSeen)}`);
-  t.same(Object.fromEntries(Object.entries(upSeen.files).map(([k, v]) => [k, Buffer.from(v.b64, 'base64').toString()])), pc.before, 'upstream serves the expected bytes');
+  t.same(
+    Object.fromEntries(Object.entries(upSeen.files).map(([k, v]) => [k, Buffer.from(v.b64, 'base64').toString()])),
+    pc.before,
+    'upstream serves the expected bytes',
+  );
   t.same(ourSeen.files, upSeen.files, 'same visible files, bytes and modes');
   t.same(ourSeen.dirs, upSeen.dirs, 'same visible directories and modes');
   t.same(ourSeen.topLevel, upSeen.topLevel, 'same top-level layout (atomic-writer symlinks and ..data)');
   // differs: upstream mounts a tmpfs with no mode option, so the volume root is 1777 (tmpfs's default);
   // ours is a FUSE mount whose root is 0755.
-  t.same({ upstream: upSeen.rootMode, ours: ourSeen.rootMode }, { upstream: '1777', ours: '0755' }, 'volume root mode: upstream 1777 (tmpfs), ours 0755');
+  t.same(
+    { upstream: upSeen.rootMode, ours: ourSeen.rootMode },
+    { upstream: '1777', ours: '0755' },
+    'volume root mode: upstream 1777 (tmpfs), ours 0755',
+  );
 
   // The status objects.
   const spcps = await Promise.all(pubs.map(getSpcps));
@@ -279,20 +369,40 @@ async function sideBySide(t: T, sides: Side[], pc: ProviderCase): Promise<void> 
   t.same(normSpcps(ours, spcps[1]!), normSpcps(up, spcps[0]!), 'same SecretProviderClassPodStatus (normalised)');
 
   // The synced Secrets.
-  const first = await Promise.all(pubs.map((p) => eventually(() => core.readNamespacedSecret({ namespace: p.side.ns, name: secretName }).catch(() => null),
-    30_000, `${p.side.name}'s synced Secret`)));
-  t.comment(`${pc.label} ownerReferences when first seen: upstream ${first[0]!.metadata!.ownerReferences?.length ?? 0}, ours ${first[1]!.metadata!.ownerReferences?.length ?? 0}`);
+  const first = await Promise.all(
+    pubs.map((p) =>
+      eventually(
+        () => core.readNamespacedSecret({ namespace: p.side.ns, name: secretName }).catch(() => null),
+        30_000,
+        `${p.side.name}'s synced Secret`,
+      ),
+    ),
+  );
+  t.comment(
+    `${pc.label} ownerReferences when first seen: upstream ${first[0]!.metadata!.ownerReferences?.length ?? 0}, ours ${first[1]!.metadata!.ownerReferences?.length ?? 0}`,
+  );
   // Upstream creates the Secret without owners and adds them from its patcher (every 5 s); ours creates it owned.
   t.ok((first[1]!.metadata!.ownerReferences?.length ?? 0) > 0, 'ours: the Secret is owned from its creation');
-  const secrets = await Promise.all(pubs.map((p) => eventually(async () => {
-    const s = await core.readNamespacedSecret({ namespace: p.side.ns, name: secretName });
-    return (s.metadata!.ownerReferences?.length ?? 0) > 0 ? s : null;
-  }, 30_000, `${p.side.name}'s synced Secret with its owner`)));
+  const secrets = await Promise.all(
+    pubs.map((p) =>
+      eventually(
+        async () => {
+          const s = await core.readNamespacedSecret({ namespace: p.side.ns, name: secretName });
+          return (s.metadata!.ownerReferences?.length ?? 0) > 0 ? s : null;
+        },
+        30_000,
+        `${p.side.name}'s synced Secret with its owner`,
+      ),
+    ),
+  );
   t.comment(`${pc.label} upstream Secret: ${JSON.stringify(normSecret(up, secrets[0]!))}`);
   t.comment(`${pc.label} ours Secret: ${JSON.stringify(normSecret(ours, secrets[1]!))}`);
   t.same(normSecret(ours, secrets[1]!), normSecret(up, secrets[0]!), 'same synced Secret (normalised)');
-  t.same((normSecret(up, secrets[0]!) as { labels: unknown }).labels, { environment: 'side-by-side', 'secrets-store.csi.k8s.io/managed': 'true' },
-    'labels: the SPC\'s plus secrets-store.csi.k8s.io/managed');
+  t.same(
+    (normSecret(up, secrets[0]!) as { labels: unknown }).labels,
+    { environment: 'side-by-side', 'secrets-store.csi.k8s.io/managed': 'true' },
+    "labels: the SPC's plus secrets-store.csi.k8s.io/managed",
+  );
   t.same(await Promise.all(pubs.map((p) => fsType(p.target))), ['tmpfs', 'fuse'], 'upstream mounts a tmpfs, ours a FUSE filesystem');
 
   // Rotation at the provider. Without kubelet's republish, for a few polls.
@@ -319,41 +429,67 @@ async function sideBySide(t: T, sides: Side[], pc: ProviderCase): Promise<void> 
   t.same(after[1]!.files, after[0]!.files, 'after rotation: same files, bytes and modes');
   t.same(after[1]!.topLevel, after[0]!.topLevel, 'after rotation: same top-level layout');
 
-  await eventually(async () => {
-    const s = await Promise.all(pubs.map(getSpcps));
-    const objs = s.map((x) => JSON.stringify(x.status.objects));
-    return objs[0] === objs[1] && objs[0] !== JSON.stringify(spcps[0]!.status.objects);
-  }, 20_000, 'both status objects to carry the new versions');
+  await eventually(
+    async () => {
+      const s = await Promise.all(pubs.map(getSpcps));
+      const objs = s.map((x) => JSON.stringify(x.status.objects));
+      return objs[0] === objs[1] && objs[0] !== JSON.stringify(spcps[0]!.status.objects);
+    },
+    20_000,
+    'both status objects to carry the new versions',
+  );
   const spcps2 = await Promise.all(pubs.map(getSpcps));
   t.same(normSpcps(ours, spcps2[1]!), normSpcps(up, spcps2[0]!), 'after rotation: same status object');
 
   const want = Object.fromEntries(pc.secretData.map((d) => [d.key, b64(pc.after[d.objectName]!)]));
-  const rotatedSecrets = await Promise.all(pubs.map((p) => eventually(async () => {
-    const s = await core.readNamespacedSecret({ namespace: p.side.ns, name: secretName });
-    return sameData(s.data, want) ? s : null;
-  }, 30_000, `${p.side.name}'s Secret to carry the rotated values`).catch((e: Error) => e)));
-  for (const [i, s] of rotatedSecrets.entries()) t.comment(`${pc.label} ${pubs[i]!.side.name} Secret after rotation: ${s instanceof Error ? s.message : JSON.stringify(normSecret(pubs[i]!, s))}`);
-  t.ok(!(rotatedSecrets[0] instanceof Error), 'upstream\'s Secret was updated');
+  const rotatedSecrets = await Promise.all(
+    pubs.map((p) =>
+      eventually(
+        async () => {
+          const s = await core.readNamespacedSecret({ namespace: p.side.ns, name: secretName });
+          return sameData(s.data, want) ? s : null;
+        },
+        30_000,
+        `${p.side.name}'s Secret to carry the rotated values`,
+      ).catch((e: Error) => e),
+    ),
+  );
+  for (const [i, s] of rotatedSecrets.entries())
+    t.comment(
+      `${pc.label} ${pubs[i]!.side.name} Secret after rotation: ${s instanceof Error ? s.message : JSON.stringify(normSecret(pubs[i]!, s))}`,
+    );
+  t.ok(!(rotatedSecrets[0] instanceof Error), "upstream's Secret was updated");
   t.ok(!(rotatedSecrets[1] instanceof Error), 'our Secret was updated');
   t.ok((rotatedSecrets[1] as V1Secret).metadata?.ownerReferences?.length, 'ours: the rotated Secret keeps its owner');
   // differs: upstream's createOrUpdateK8sSecret replaces the whole Secret (Update, no ownerReferences),
   // so its owners are gone until its patcher (every 5 s) adds them back. Compare once they are back.
-  const settled = await Promise.all(pubs.map((p) => eventually(async () => {
-    const s = await core.readNamespacedSecret({ namespace: p.side.ns, name: secretName });
-    return sameData(s.data, want) && (s.metadata!.ownerReferences?.length ?? 0) > 0 ? s : null;
-  }, 30_000, `${p.side.name}'s rotated Secret with its owner`)));
-  t.same(normSecret(ours, settled[1]!), normSecret(up, settled[0]!), 'after rotation (and upstream\'s owner patch): same Secret');
+  const settled = await Promise.all(
+    pubs.map((p) =>
+      eventually(
+        async () => {
+          const s = await core.readNamespacedSecret({ namespace: p.side.ns, name: secretName });
+          return sameData(s.data, want) && (s.metadata!.ownerReferences?.length ?? 0) > 0 ? s : null;
+        },
+        30_000,
+        `${p.side.name}'s rotated Secret with its owner`,
+      ),
+    ),
+  );
+  t.same(normSecret(ours, settled[1]!), normSecret(up, settled[0]!), "after rotation (and upstream's owner patch): same Secret");
 
   // Unpublish: nothing stays mounted, and the target directory goes, on both.
   for (const p of pubs) await callUnpublish(p.side.node, p.req.volumeId, p.target);
   for (const p of pubs) {
     t.same(await mountsUnder(join(p.side.dir, 'pods')), [], `${p.side.name}: nothing mounted after unpublish`);
   }
-  t.same(pubs.map((p) => existsSync(p.target)), [false, false], 'both remove the target path');
+  t.same(
+    pubs.map((p) => existsSync(p.target)),
+    [false, false],
+    'both remove the target path',
+  );
 }
 
 // ---------------------------------------------------------------------------
-
 
 async function setup(t: T, label: string): Promise<{ sides: Side[]; h: Harness }> {
   await applyCrds(kc, await manifests(join(ROOT, 'deploy')));
@@ -364,7 +500,11 @@ async function setup(t: T, label: string): Promise<{ sides: Side[]; h: Harness }
   const nodeUp = `sbs-${label}-node-upstream-${RUN}`;
   const nodeOurs = `sbs-${label}-node-ours-${RUN}`;
   // Ours (and the example provider) through the harness, as the admin (upstream gets the same identity).
-  const h = await Harness.start(t as Tap, { kubeconfig: cp.adminKubeconfig, nodeId: nodeOurs, driverArgs: [`--rotation-poll-interval=${POLL}s`] });
+  const h = await Harness.start(t as Tap, {
+    kubeconfig: cp.adminKubeconfig,
+    nodeId: nodeOurs,
+    driverArgs: [`--rotation-poll-interval=${POLL}s`],
+  });
   const upDir = await tempDir(t as Tap, 'sscsi-upstream-');
   const u = await startUpstream(t as Tap, upDir, h.providerDir, nodeUp);
   t.equal(u.vendorVersion, 'v1.6.0', 'the upstream driver reports v1.6.0');
@@ -379,15 +519,22 @@ async function setup(t: T, label: string): Promise<{ sides: Side[]; h: Harness }
 
 t.test('example provider: upstream v1.6.0 and ours side by side', async (t) => {
   const { sides, h } = await setup(t, 'example');
-  const v1 = { files: [
-    { path: 'username', contents: 'app-user' },
-    { path: 'password', contents: 'pw-v1', mode: 0o400 },
-    { path: 'conf/app.ini', contents: '[db]\nhost=db\n' },
-  ] };
+  const v1 = {
+    files: [
+      { path: 'username', contents: 'app-user' },
+      { path: 'password', contents: 'pw-v1', mode: 0o400 },
+      { path: 'conf/app.ini', contents: '[db]\nhost=db\n' },
+    ],
+  };
   await h.source('s.json', v1);
   await sideBySide(t, sides, {
-    label: 'example', provider: 'example', parameters: { secretsFile: join(h.sourceDir, 's.json') },
-    secretData: [{ objectName: 'username', key: 'user' }, { objectName: 'password', key: 'pass' }],
+    label: 'example',
+    provider: 'example',
+    parameters: { secretsFile: join(h.sourceDir, 's.json') },
+    secretData: [
+      { objectName: 'username', key: 'user' },
+      { objectName: 'password', key: 'pass' },
+    ],
     before: { username: 'app-user', password: 'pw-v1', 'conf/app.ini': '[db]\nhost=db\n' },
     after: { username: 'app-user', password: 'pw-v2-rotated', 'conf/app.ini': '[db]\nhost=db\n' },
     rotate: () => h.source('s.json', { files: v1.files.map((f) => (f.path === 'password' ? { ...f, contents: 'pw-v2-rotated' } : f)) }),
@@ -396,34 +543,54 @@ t.test('example provider: upstream v1.6.0 and ours side by side', async (t) => {
   t.notMatch(sides[1]!.proc.out, /\b403\b|forbidden/i, 'ours was never refused');
 });
 
-t.test('upstream e2e provider: upstream v1.6.0 and ours side by side', { skip: skipUnless(e2e.built, 'SSCSI_REQUIRE_E2E_PROVIDER', e2e.why) }, async (t) => {
-  const { sides, h } = await setup(t, 'e2e');
-  // Its HTTP switch listens on :8080 (hard-coded): its own network namespace, reached with nsenter.
-  const sock = join(h.providerDir, 'e2e-provider.sock');
-  const proc = new Proc(spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', e2eBin!, `--endpoint=unix://${sock}`],
-    { stdio: ['ignore', 'pipe', 'pipe'] }));
-  t.teardown(() => proc.stop());
-  await proc.waitFor(/Listening for connections/);
-  const http = async (path: string) => {
-    for (let i = 0; ; i++) {
-      try {
-        await execFileP('nsenter', [`--target=${proc.child.pid}`, '--net', '--', NODE, '-e',
-          'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(2))', `http://127.0.0.1:8080${path}`]);
-        return;
-      } catch (e) {
-        if (i >= 40) throw e;
-        await sleep(100);
+t.test(
+  'upstream e2e provider: upstream v1.6.0 and ours side by side',
+  { skip: skipUnless(e2e.built, 'SSCSI_REQUIRE_E2E_PROVIDER', e2e.why) },
+  async (t) => {
+    const { sides, h } = await setup(t, 'e2e');
+    // Its HTTP switch listens on :8080 (hard-coded): its own network namespace, reached with nsenter.
+    const sock = join(h.providerDir, 'e2e-provider.sock');
+    const proc = new Proc(
+      spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', e2eBin!, `--endpoint=unix://${sock}`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    t.teardown(() => proc.stop());
+    await proc.waitFor(/Listening for connections/);
+    const http = async (path: string) => {
+      for (let i = 0; ; i++) {
+        try {
+          await execFileP('nsenter', [
+            `--target=${proc.child.pid}`,
+            '--net',
+            '--',
+            NODE,
+            '-e',
+            'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(2))',
+            `http://127.0.0.1:8080${path}`,
+          ]);
+          return;
+        } catch (e) {
+          if (i >= 40) throw e;
+          await sleep(100);
+        }
       }
-    }
-  };
-  t.teardown(() => http('/rotation?rotated=false').catch(() => undefined));
-  const PEM = '-----BEGIN PUBLIC KEY-----\nThis is mock key\n-----END PUBLIC KEY-----';
-  await sideBySide(t, sides, {
-    label: 'e2e', provider: 'e2e-provider',
-    parameters: { objects: 'array:\n  - |\n    objectName: foo\n    objectVersion: v1\n  - |\n    objectName: fookey\n    objectVersion: v1\n' },
-    secretData: [{ objectName: 'foo', key: 'foo' }, { objectName: 'fookey', key: 'fookey' }],
-    before: { foo: 'secret', fookey: PEM },
-    after: { foo: 'rotated', fookey: 'rotated' },
-    rotate: () => http('/rotation?rotated=true'),
-  });
-});
+    };
+    t.teardown(() => http('/rotation?rotated=false').catch(() => undefined));
+    const PEM = '-----BEGIN PUBLIC KEY-----\nThis is mock key\n-----END PUBLIC KEY-----';
+    await sideBySide(t, sides, {
+      label: 'e2e',
+      provider: 'e2e-provider',
+      parameters: {
+        objects: 'array:\n  - |\n    objectName: foo\n    objectVersion: v1\n  - |\n    objectName: fookey\n    objectVersion: v1\n',
+      },
+      secretData: [
+        { objectName: 'foo', key: 'foo' },
+        { objectName: 'fookey', key: 'fookey' },
+      ],
+      before: { foo: 'secret', fookey: PEM },
+      after: { foo: 'rotated', fookey: 'rotated' },
+      rotate: () => http('/rotation?rotated=true'),
+    });
+  },
+);

@@ -22,12 +22,8 @@ import { rmSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import {
-  CoreV1Api, CustomObjectsApi, type KubernetesObject,
-} from '@kubernetes/client-node';
-import {
-  Harness, Proc, ROOT, canary, execFileP, freePort, grepDisk, mountsUnder, type Tap,
-} from './helpers/harness.js';
+import { CoreV1Api, CustomObjectsApi, type KubernetesObject } from '@kubernetes/client-node';
+import { Harness, Proc, ROOT, canary, execFileP, freePort, grepDisk, mountsUnder, type Tap } from './helpers/harness.js';
 import { controlPlaneOrSkip } from './helpers/control-plane.js';
 import { checkPeer } from './helpers/peers.js';
 import { skipFile } from './helpers/skip.js';
@@ -63,12 +59,15 @@ function jwtClaims(jwt: string): Record<string, unknown> {
 
 /** A loopback port whose successor is free too: a dev server also listens on port+1 (cluster address). */
 async function freePortPair(): Promise<number> {
-  const free = (p: number) => new Promise<boolean>((res) => {
-    const s = createServer().once('error', () => res(false)).listen(p, '127.0.0.1', () => s.close(() => res(true)));
-  });
+  const free = (p: number) =>
+    new Promise<boolean>((res) => {
+      const s = createServer()
+        .once('error', () => res(false))
+        .listen(p, '127.0.0.1', () => s.close(() => res(true)));
+    });
   for (let i = 0; i < 20; i++) {
     const p = await freePort();
-    if (p < 65535 && await free(p + 1)) return p;
+    if (p < 65535 && (await free(p + 1))) return p;
   }
   throw new Error('no two adjacent free loopback ports');
 }
@@ -77,7 +76,10 @@ async function freePortPair(): Promise<number> {
 async function applyDeploy(): Promise<void> {
   const all = await manifests(join(ROOT, 'deploy'));
   await applyCrds(kc, all);
-  await apply(kc, all.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'CSIDriver'].includes(o.kind!)));
+  await apply(
+    kc,
+    all.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'CSIDriver'].includes(o.kind!)),
+  );
 }
 
 /** A directory on tmpfs (tokens, the root token's HOME, policies): nothing of it touches the disk. */
@@ -93,7 +95,11 @@ async function shmDir(t: Tap, prefix: string): Promise<string> {
   return dir;
 }
 
-interface OpenBao { proc: Proc; addr: string; cli(args: string[]): Promise<string> }
+interface OpenBao {
+  proc: Proc;
+  addr: string;
+  cli(args: string[]): Promise<string>;
+}
 
 async function startOpenBao(t: Tap, home: string): Promise<OpenBao> {
   const port = await freePortPair();
@@ -102,8 +108,12 @@ async function startOpenBao(t: Tap, home: string): Promise<OpenBao> {
   // keeps it out of any token-helper file.
   const rootToken = `root-${Math.random().toString(36).slice(2)}`;
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home };
-  const proc = new Proc(spawn(bao, ['server', '-dev', '-dev-no-store-token', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`],
-    { stdio: ['ignore', 'pipe', 'pipe'], env }));
+  const proc = new Proc(
+    spawn(bao, ['server', '-dev', '-dev-no-store-token', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+    }),
+  );
   t.teardown(() => proc.stop());
   await proc.waitFor(/root token generated|Development mode should NOT be used/, 30_000);
   await eventually(async () => (await fetch(`${addr}/v1/sys/health`)).status === 200, 20_000, 'OpenBao healthy');
@@ -135,19 +145,39 @@ async function startProvider(t: Tap, socket: string, saDir: string): Promise<{ p
     'shift 2',
     'exec "$@"',
   ].join(' && ');
-  const proc = new Proc(spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', runDir, saDir,
-    provider, `-endpoint=${socket}`, `-health-addr=127.0.0.1:${healthPort}`, '-debug'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', KUBERNETES_SERVICE_HOST: api.hostname, KUBERNETES_SERVICE_PORT: api.port },
-  }));
+  const proc = new Proc(
+    spawn(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-c',
+        script,
+        'sh',
+        runDir,
+        saDir,
+        provider,
+        `-endpoint=${socket}`,
+        `-health-addr=127.0.0.1:${healthPort}`,
+        '-debug',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', KUBERNETES_SERVICE_HOST: api.hostname, KUBERNETES_SERVICE_PORT: api.port },
+      },
+    ),
+  );
   t.teardown(() => proc.stop());
   await proc.waitFor(/Starting gRPC server/, 20_000);
   const health = `http://127.0.0.1:${healthPort}/health/ready`;
-  await eventually(async () => (await fetch(health)).status === 200, 10_000, 'the provider\'s health endpoint');
+  await eventually(async () => (await fetch(health)).status === 200, 10_000, "the provider's health endpoint");
   return { proc, health };
 }
 
-t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 read, rotation, status versions', async (t) => {
+t.test("vault-csi-provider + OpenBao: jwt login with the pod's token, KV v2 read, rotation, status versions", async (t) => {
   const sfx = Math.random().toString(36).slice(2, 8);
   const appNs = `vault-app-${sfx}`;
   const provNs = `vault-csi-${sfx}`;
@@ -163,11 +193,19 @@ t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 rea
   await core.createNamespacedServiceAccount({ namespace: provNs, body: { metadata: { name: 'vault-csi-provider' } } });
   // Only what the provider does with the API: get, else create, its HMAC key Secret.
   await apply(kc, [
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'vault-csi-provider', namespace: provNs },
-      rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] }] } as KubernetesObject,
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'vault-csi-provider', namespace: provNs },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'vault-csi-provider', namespace: provNs },
+      rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] }],
+    } as KubernetesObject,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'vault-csi-provider', namespace: provNs },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'vault-csi-provider' },
-      subjects: [{ kind: 'ServiceAccount', name: 'vault-csi-provider', namespace: provNs }] } as KubernetesObject,
+      subjects: [{ kind: 'ServiceAccount', name: 'vault-csi-provider', namespace: provNs }],
+    } as KubernetesObject,
   ]);
 
   const shm = await shmDir(t as Tap, 'sscsi-vault-');
@@ -179,18 +217,39 @@ t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 rea
   await copyFile(cp.caFile, join(saDir, 'ca.crt'));
 
   // The driver under its own least-privilege account (deploy/rbac.yaml), as kubernetes.test.ts runs it.
-  const driverKubeconfig = await serviceAccountKubeconfig(cp, kc, 'kube-system', 'secrets-store-csi-driver', join(shm, 'driver.kubeconfig'));
+  const driverKubeconfig = await serviceAccountKubeconfig(
+    cp,
+    kc,
+    'kube-system',
+    'secrets-store-csi-driver',
+    join(shm, 'driver.kubeconfig'),
+  );
   const h = await Harness.start(t as Tap, {
-    kubeconfig: driverKubeconfig, nodeId: NODE_ID, startProvider: false, providerName: 'vault',
+    kubeconfig: driverKubeconfig,
+    nodeId: NODE_ID,
+    startProvider: false,
+    providerName: 'vault',
     driverArgs: ['--enable-secret-rotation=true', '--rotation-poll-interval=2s'],
   });
 
   // The pod, and its token for audience "vault" bound to it, as kubelet mints it.
-  const pod = await core.createNamespacedPod({ namespace: appNs, body: {
-    metadata: { name: 'db-client' },
-    spec: { nodeName: NODE_ID, serviceAccountName: 'app', containers: [{ name: 'app', image: 'busybox' }],
-      volumes: [{ name: VOLUME, csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'vault-db' } } }] },
-  } });
+  const pod = await core.createNamespacedPod({
+    namespace: appNs,
+    body: {
+      metadata: { name: 'db-client' },
+      spec: {
+        nodeName: NODE_ID,
+        serviceAccountName: 'app',
+        containers: [{ name: 'app', image: 'busybox' }],
+        volumes: [
+          {
+            name: VOLUME,
+            csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'vault-db' } },
+          },
+        ],
+      },
+    },
+  });
   const uid = pod.metadata!.uid!;
   t.teardown(() => core.deleteNamespacedPod({ namespace: appNs, name: 'db-client', gracePeriodSeconds: 0 }).catch(() => undefined));
   const vaultToken = await token(kc, appNs, 'app', { audiences: ['vault'], pod: { name: 'db-client', uid } });
@@ -203,33 +262,56 @@ t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 rea
   await ob.cli(['policy', 'write', 'csi-read', join(shm, 'csi-read.hcl')]);
   await ob.cli(['auth', 'enable', 'jwt']);
   await ob.cli(['write', 'auth/jwt/config', `jwt_validation_pubkeys=@${join(cp.dir, 'sa.pub')}`, `bound_issuer=${String(claims.iss)}`]);
-  await ob.cli(['write', 'auth/jwt/role/csi', 'role_type=jwt', 'user_claim=sub', 'bound_audiences=vault',
-    `bound_subject=system:serviceaccount:${appNs}:app`, 'token_policies=csi-read', 'token_ttl=20m']);
+  await ob.cli([
+    'write',
+    'auth/jwt/role/csi',
+    'role_type=jwt',
+    'user_claim=sub',
+    'bound_audiences=vault',
+    `bound_subject=system:serviceaccount:${appNs}:app`,
+    'token_policies=csi-read',
+    'token_ttl=20m',
+  ]);
   await ob.cli(['kv', 'put', 'secret/db', `password=${v1}`, 'username=app-user']);
 
   const socket = join(h.providerDir, 'vault.sock');
   const prov = await startProvider(t as Tap, socket, saDir);
   t.pass(`vault-csi-provider serves ${socket}, health ${prov.health}`);
 
-  await apply(kc, [{
-    apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name: 'vault-db', namespace: appNs },
-    spec: {
-      provider: 'vault',
-      parameters: {
-        vaultAddress: ob.addr, roleName: 'csi', vaultAuthMountPath: 'jwt',
-        objects: [
-          '- objectName: db-password', '  secretPath: secret/data/db', '  secretKey: password',
-          '- objectName: db-username', '  secretPath: secret/data/db', '  secretKey: username', '',
-        ].join('\n'),
+  await apply(kc, [
+    {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'SecretProviderClass',
+      metadata: { name: 'vault-db', namespace: appNs },
+      spec: {
+        provider: 'vault',
+        parameters: {
+          vaultAddress: ob.addr,
+          roleName: 'csi',
+          vaultAuthMountPath: 'jwt',
+          objects: [
+            '- objectName: db-password',
+            '  secretPath: secret/data/db',
+            '  secretKey: password',
+            '- objectName: db-username',
+            '  secretPath: secret/data/db',
+            '  secretKey: username',
+            '',
+          ].join('\n'),
+        },
       },
-    },
-  } as KubernetesObject]);
+    } as KubernetesObject,
+  ]);
 
   const target = join(h.dir, 'pods', uid, 'volumes', 'kubernetes.io~csi', VOLUME, 'mount');
   const req = h.publishRequest(target, 'vault-db', {
     volumeContext: {
-      secretProviderClass: 'vault-db', 'csi.storage.k8s.io/pod.name': 'db-client', 'csi.storage.k8s.io/pod.namespace': appNs,
-      'csi.storage.k8s.io/pod.uid': uid, 'csi.storage.k8s.io/serviceAccount.name': 'app', 'csi.storage.k8s.io/ephemeral': 'true',
+      secretProviderClass: 'vault-db',
+      'csi.storage.k8s.io/pod.name': 'db-client',
+      'csi.storage.k8s.io/pod.namespace': appNs,
+      'csi.storage.k8s.io/pod.uid': uid,
+      'csi.storage.k8s.io/serviceAccount.name': 'app',
+      'csi.storage.k8s.io/ephemeral': 'true',
       'csi.storage.k8s.io/serviceAccount.tokens': JSON.stringify({ vault: vaultToken }),
     },
   });
@@ -241,13 +323,30 @@ t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 rea
   const hmacSecret = await core.readNamespacedSecret({ namespace: provNs, name: 'vault-csi-provider-hmac-key' });
   t.equal(hmacSecret.immutable, true, 'the provider created its HMAC key Secret in its own namespace');
 
-  type Spcps = { status: { mounted: boolean; targetPath: string; secretProviderClassName: string; objects: Array<{ id: string; version: string }> } };
+  type Spcps = {
+    status: { mounted: boolean; targetPath: string; secretProviderClassName: string; objects: Array<{ id: string; version: string }> };
+  };
   const spcpsName = `db-client-${appNs}-vault-db`;
-  const getSpcps = () => custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: appNs, plural: 'secretproviderclasspodstatuses', name: spcpsName }) as Promise<Spcps>;
+  const getSpcps = () =>
+    custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: 'v1',
+      namespace: appNs,
+      plural: 'secretproviderclasspodstatuses',
+      name: spcpsName,
+    }) as Promise<Spcps>;
   const versionsOf = (s: Spcps) => Object.fromEntries(s.status.objects.map((o) => [o.id, o.version]));
   const first = await getSpcps();
-  t.same({ mounted: first.status.mounted, targetPath: first.status.targetPath, spc: first.status.secretProviderClassName, ids: first.status.objects.map((o) => o.id) },
-    { mounted: true, targetPath: target, spc: 'vault-db', ids: ['db-password', 'db-username'] }, 'the status object lists both objects');
+  t.same(
+    {
+      mounted: first.status.mounted,
+      targetPath: first.status.targetPath,
+      spc: first.status.secretProviderClassName,
+      ids: first.status.objects.map((o) => o.id),
+    },
+    { mounted: true, targetPath: target, spc: 'vault-db', ids: ['db-password', 'db-username'] },
+    'the status object lists both objects',
+  );
   const before = versionsOf(first);
   // The provider's versions: base64url of an HMAC-SHA256 over the object's config and content.
   for (const [id, v] of Object.entries(before)) t.match(v, /^[A-Za-z0-9_-]{43}=$/, `${id} has the provider's HMAC version`);
@@ -256,10 +355,16 @@ t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 rea
   await ob.cli(['kv', 'put', 'secret/db', `password=${v2}`, 'username=app-user']);
   await eventually(async () => (await readFile(join(target, 'db-password'), 'utf8')) === v2, 15_000, 'the rotated value in the mount');
   t.pass('the new value is served after a rotation poll');
-  const after = versionsOf(await eventually(async () => {
-    const s = await getSpcps();
-    return versionsOf(s)['db-password'] !== before['db-password'] ? s : null;
-  }, 10_000, 'the status object to carry the new version'));
+  const after = versionsOf(
+    await eventually(
+      async () => {
+        const s = await getSpcps();
+        return versionsOf(s)['db-password'] !== before['db-password'] ? s : null;
+      },
+      10_000,
+      'the status object to carry the new version',
+    ),
+  );
   t.not(after['db-password'], before['db-password'], 'db-password: a new version');
   t.equal(after['db-username'], before['db-username'], 'db-username: same content, same version');
   t.equal(await readFile(join(target, 'db-username'), 'utf8'), 'app-user');
@@ -269,9 +374,14 @@ t.test('vault-csi-provider + OpenBao: jwt login with the pod\'s token, KV v2 rea
 
   // Canaries: neither value nor any token reached the driver's logs or its disk.
   await h.driver.stop();
-  for (const [what, needle] of [['first value', v1], ['rotated value', v2], ['pod token', vaultToken.token], ['provider token', providerToken]] as const) {
+  for (const [what, needle] of [
+    ['first value', v1],
+    ['rotated value', v2],
+    ['pod token', vaultToken.token],
+    ['provider token', providerToken],
+  ] as const) {
     t.notOk(h.driver.out.includes(needle), `the ${what} is not in the driver's logs`);
   }
-  for (const needle of [v1, v2]) t.same(await grepDisk(h.dir, needle), [], 'nor on disk under the driver\'s directory');
+  for (const needle of [v1, v2]) t.same(await grepDisk(h.dir, needle), [], "nor on disk under the driver's directory");
   t.ok(h.driver.out.length > 0, 'the driver did log (debug level)');
 });

@@ -62,11 +62,7 @@ t.test('first publish: the atomic-writer layout', async (t) => {
   const { table, vol, tree } = setup();
   t.equal(tree.dataDir, null);
   t.same(tree.paths(), []);
-  const res = tree.publish([
-    file('username', 'admin', 0o600),
-    file('certs/tls.crt', 'CERT'),
-    file('certs/deep/key', 'KEY', 0o400),
-  ], T0);
+  const res = tree.publish([file('username', 'admin', 0o600), file('certs/tls.crt', 'CERT'), file('certs/deep/key', 'KEY', 0o400)], T0);
   t.equal(res.changed, true);
   t.match(res.dataDir, TS_RE);
   t.ok(res.dataDir.startsWith('..2026_11_28_01_02_03.'), `timestamp from the Date, UTC: ${res.dataDir}`);
@@ -172,12 +168,27 @@ t.test('a mode change alone is a change', async (t) => {
 t.test('provider modes are served without setuid, setgid and sticky bits', async (t) => {
   const { table, vol, tree } = setup();
   tree.publish([file('suid', 'a', 0o4755), file('both', 'b', 0o6777), file('all', 'c', 0o7777), file('d/x', 'd', 0o1600)], T0);
-  t.same(['suid', 'both', 'all', 'd/x'].map((p) => resolve(table, vol.id, p)!.mode), [0o755, 0o777, 0o777, 0o600]);
-  t.same(tree.files().map((f) => f.mode).sort(), [0o600, 0o755, 0o777, 0o777]);
-  t.equal(tree.publish([file('suid', 'a', 0o4755), file('both', 'b', 0o6777), file('all', 'c', 0o7777), file('d/x', 'd', 0o1600)], T1).changed, false,
-    'the same answer again is no change');
-  t.equal(tree.publish([file('suid', 'a', 0o755), file('both', 'b', 0o777), file('all', 'c', 0o777), file('d/x', 'd', 0o600)], T1).changed, false,
-    'nor is the same answer without the special bits');
+  t.same(
+    ['suid', 'both', 'all', 'd/x'].map((p) => resolve(table, vol.id, p)!.mode),
+    [0o755, 0o777, 0o777, 0o600],
+  );
+  t.same(
+    tree
+      .files()
+      .map((f) => f.mode)
+      .sort(),
+    [0o600, 0o755, 0o777, 0o777],
+  );
+  t.equal(
+    tree.publish([file('suid', 'a', 0o4755), file('both', 'b', 0o6777), file('all', 'c', 0o7777), file('d/x', 'd', 0o1600)], T1).changed,
+    false,
+    'the same answer again is no change',
+  );
+  t.equal(
+    tree.publish([file('suid', 'a', 0o755), file('both', 'b', 0o777), file('all', 'c', 0o777), file('d/x', 'd', 0o600)], T1).changed,
+    false,
+    'nor is the same answer without the special bits',
+  );
 });
 
 t.test('adding or removing a file is a change even if the rest is equal', async (t) => {
@@ -223,7 +234,10 @@ t.test('rotation: changed file gets a new inode, unchanged keeps its id', async 
   const inv = r1.invalidations.map((i) => i.name);
   t.ok(inv.includes('..data'), 'invalidates ..data');
   t.ok(inv.includes(r0.dataDir), 'invalidates the old timestamped dir name');
-  t.ok(r1.invalidations.every((i) => i.parent === vol.id), 'all in the volume dir');
+  t.ok(
+    r1.invalidations.every((i) => i.parent === vol.id),
+    'all in the volume dir',
+  );
   t.same(inv.sort(), ['..data', r0.dataDir].sort(), 'nothing else: top-level names are unchanged');
 });
 
@@ -282,12 +296,18 @@ t.test('old version stays readable while looked up, zeroed after forget', async 
 
   table.forget(oldPw.id, 1);
   t.equal(table.get(oldPw.id), undefined);
-  t.ok(pwBytes.every((x) => x === 0), 'old password bytes zeroed');
+  t.ok(
+    pwBytes.every((x) => x === 0),
+    'old password bytes zeroed',
+  );
   t.ok(freed.includes(oldPw.id));
 
   t.equal(kBytes.toString(), 'old-key', 'k still looked up');
   table.forget(oldK.id, 1);
-  t.ok(kBytes.every((x) => x === 0), 'old key bytes zeroed');
+  t.ok(
+    kBytes.every((x) => x === 0),
+    'old key bytes zeroed',
+  );
   t.equal(tree.read('d/k')!.toString(), 'new-key', 'current version untouched');
 });
 
@@ -346,10 +366,17 @@ t.test('retire grace: the old version stays reachable by name until swept', asyn
   const oldBytes = oldPw.data!;
 
   const r2 = tree.publish([file('pw', 'two'), file('same', 's')], new Date(t0 + 100));
-  t.same(r2.invalidations.map((i) => i.name), ['..data'], 'the old dir is not invalidated yet');
+  t.same(
+    r2.invalidations.map((i) => i.name),
+    ['..data'],
+    'the old dir is not invalidated yet',
+  );
   t.ok(table.child(vol.id, r1.dataDir), 'old dir still reachable by name');
-  t.equal(table.child(table.child(vol.id, r1.dataDir)!.id, 'pw')!.data!.toString(), 'one',
-    'a reader that resolved the old ..data still reads the old version');
+  t.equal(
+    table.child(table.child(vol.id, r1.dataDir)!.id, 'pw')!.data!.toString(),
+    'one',
+    'a reader that resolved the old ..data still reads the old version',
+  );
   t.equal(resolve(table, vol.id, 'pw')!.data!.toString(), 'two', 'new readers see the new version');
   t.equal(tree.nextSweepIn(t0 + 100), 1000);
   t.equal(tree.nextSweepIn(t0 + 600), 500);
@@ -360,7 +387,10 @@ t.test('retire grace: the old version stays reachable by name until swept', asyn
   t.same(tree.sweep(t0 + 1100), [{ parent: vol.id, name: r1.dataDir }], 'due: unlinked and invalidated');
   t.equal(table.child(vol.id, r1.dataDir), undefined);
   t.equal(table.get(oldPw.id), undefined, 'old file freed');
-  t.ok(oldBytes.every((x) => x === 0), 'and zeroed');
+  t.ok(
+    oldBytes.every((x) => x === 0),
+    'and zeroed',
+  );
   t.equal(tree.read('same')!.toString(), 's', 'the shared unchanged file survives');
   t.equal(tree.nextSweepIn(t0 + 1100), null);
   t.same(tree.sweep(t0 + 99_999), [], 'nothing left');
@@ -379,8 +409,11 @@ t.test('retire grace: a later publish sweeps what is due', async (t) => {
   t.same(names(table, vol.id), ['..data', r1.dataDir, r2.dataDir, r3.dataDir, 'a'].sort(), 'two retired versions');
   t.equal(tree.nextSweepIn(t0 + 20), 990, 'the oldest is due first');
   const r4 = tree.publish([file('a', '4')], new Date(t0 + 1015));
-  t.same(r4.invalidations.map((i) => i.name).sort(), ['..data', r1.dataDir].sort(),
-    'r1 (retired at +10) is due, r2 (retired at +20) is not, r3 (retired now) is not');
+  t.same(
+    r4.invalidations.map((i) => i.name).sort(),
+    ['..data', r1.dataDir].sort(),
+    'r1 (retired at +10) is due, r2 (retired at +20) is not, r3 (retired now) is not',
+  );
   t.same(names(table, vol.id), ['..data', r2.dataDir, r3.dataDir, r4.dataDir, 'a'].sort());
   t.equal(tree.nextSweepIn(t0 + 1015), 5);
 });
@@ -392,9 +425,17 @@ t.test('prepare builds the new version out of sight; its steps, applied in order
   const plan = tree.prepare([file('pw', 'v2'), file('user', 'admin'), file('conf/app.json', '{}')], new Date(Date.UTC(2026, 0, 2)))!;
   t.same(names(table, vol.id), before, 'nothing visible changed yet');
   t.equal(resolve(table, vol.id, 'pw')!.data!.toString(), 'v1');
-  t.same(plan.steps.map((s) => `${s.kind} ${s.name}${s.kind === 'rename' ? ` ${s.to}` : ''}${s.kind === 'symlink' ? ` -> ${s.target}` : ''}`), [
-    `mkdir ${plan.tsName}`, `symlink ..data_tmp -> ${plan.tsName}`, 'rename ..data_tmp ..data', 'symlink conf -> ..data/conf', 'unlink gone',
-  ], 'the atomic writer\'s order');
+  t.same(
+    plan.steps.map((s) => `${s.kind} ${s.name}${s.kind === 'rename' ? ` ${s.to}` : ''}${s.kind === 'symlink' ? ` -> ${s.target}` : ''}`),
+    [
+      `mkdir ${plan.tsName}`,
+      `symlink ..data_tmp -> ${plan.tsName}`,
+      'rename ..data_tmp ..data',
+      'symlink conf -> ..data/conf',
+      'unlink gone',
+    ],
+    "the atomic writer's order",
+  );
   t.ok(plan.steps.every((s) => s.parent === vol.id && s.dir === ''));
   const [mk, tmp, mv] = plan.steps;
   t.equal(mk!.apply()!.kind, 'dir');
@@ -421,8 +462,11 @@ t.test('removal steps delete a retired version deepest first, sparing files the 
   t.same(tree.dueRetired(2000 + 59_999), [], 'not due inside the grace period');
   t.same(tree.dueRetired(2000 + 60_000), [oldTs]);
   const steps = tree.removalSteps(oldTs);
-  t.same(steps.map((s) => `${s.kind} ${s.dir ? `${s.dir}/` : ''}${s.name}`), [`unlink ${oldTs}/pw`, `unlink ${oldTs}/conf/b`, `rmdir ${oldTs}/conf`, `rmdir ${oldTs}`],
-    'changed files unlinked, shared ones (user, conf/a) left to the rmdir');
+  t.same(
+    steps.map((s) => `${s.kind} ${s.dir ? `${s.dir}/` : ''}${s.name}`),
+    [`unlink ${oldTs}/pw`, `unlink ${oldTs}/conf/b`, `rmdir ${oldTs}/conf`, `rmdir ${oldTs}`],
+    'changed files unlinked, shared ones (user, conf/a) left to the rmdir',
+  );
   for (const s of steps) s.apply();
   tree.removed(oldTs);
   t.notOk(table.child(vol.id, oldTs));
@@ -445,7 +489,11 @@ t.test('a switch cut short by a crash is finished by the process that takes over
     const table2 = InodeTable.restore(exported.state, Buffer.concat(exported.data));
     const tree2 = VolumeTree.restore(table2, treeState, 2000);
     const inval = tree2.rollForward();
-    t.same(inval.map((i) => i.name).sort(), ['..data', '..data_tmp', plan.tsName, 'gone', 'new'].sort(), `${made} steps made: every name the kernel may hold is invalidated`);
+    t.same(
+      inval.map((i) => i.name).sort(),
+      ['..data', '..data_tmp', plan.tsName, 'gone', 'new'].sort(),
+      `${made} steps made: every name the kernel may hold is invalidated`,
+    );
     t.equal(resolve(table2, vol.id, 'pw')!.data!.toString(), 'v2', 'the new version is served');
     t.equal(resolve(table2, vol.id, 'new')!.data!.toString(), 'n');
     t.notOk(table2.child(vol.id, 'gone'));

@@ -32,11 +32,14 @@ t.test('a key queued while it runs runs once more, and stop() drops what waits',
   const seen: string[] = [];
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const q = new WorkQueue(async (key) => {
-    seen.push(key);
-    if (seen.length === 1) await gate;
-    return { requeueAfterMs: 10_000 };
-  }, () => {});
+  const q = new WorkQueue(
+    async (key) => {
+      seen.push(key);
+      if (seen.length === 1) await gate;
+      return { requeueAfterMs: 10_000 };
+    },
+    () => {},
+  );
   q.add('k');
   q.add('k');
   q.add('k');

@@ -24,7 +24,10 @@ t.test('setuid, setgid and sticky bits a provider sets are dropped', (t) => {
   w.setattr(f.id, { mode: 0o7777 }, 2);
   t.equal(table.get(f.id)!.mode, 0o777, 'chmod 07777: 0777');
   w.setattr(f.id, { mode: 0o2640 }, 3);
-  t.same(w.close().files.map((x) => [x.name, x.mode]), [['a', 0o640]]);
+  t.same(
+    w.close().files.map((x) => [x.name, x.mode]),
+    [['a', 0o640]],
+  );
   w.release();
   t.end();
 });
@@ -44,14 +47,20 @@ t.test('the AWS sequence: create temp, chmod, write, rename over the final name'
   const r = w.close();
   t.notOk(w.allows(PROVIDER), 'closed: nobody writes any more');
   t.equal(r.wrote, true);
-  t.same(r.files.map((f) => [f.name, f.mode, f.contents.toString('latin1')]), [['pw', 0o640, 'hello\0\0!']]);
+  t.same(
+    r.files.map((f) => [f.name, f.mode, f.contents.toString('latin1')]),
+    [['pw', 0o640, 'hello\0\0!']],
+  );
   t.same(r.removed, ['pw'], 'the published pw is replaced');
   const data = table.get(tmp.id)!.data!;
   w.release();
   t.equal(table.get(tmp.id)?.id, tmp.id, 'still there while the kernel holds it');
   table.forget(tmp.id, 2);
   t.equal(table.get(tmp.id), undefined, 'freed once forgotten');
-  t.ok(data.every((b) => b === 0), 'and zeroed');
+  t.ok(
+    data.every((b) => b === 0),
+    'and zeroed',
+  );
   t.end();
 });
 
@@ -74,8 +83,14 @@ t.test('errors: existing names, bad names, published files never move, unknown u
 t.test('filesAfterWindow: nothing written means the response is everything', (t) => {
   const served = [{ path: 'old', mode: 0o644, contents: Buffer.from('o') }];
   const returned = [{ path: 'new', mode: 0o644, contents: Buffer.from('n') }];
-  t.same(filesAfterWindow(served, null, returned).files.map((f) => f.path), ['new']);
-  t.same(filesAfterWindow(served, { wrote: false, files: [], removed: [] }, returned).files.map((f) => f.path), ['new']);
+  t.same(
+    filesAfterWindow(served, null, returned).files.map((f) => f.path),
+    ['new'],
+  );
+  t.same(
+    filesAfterWindow(served, { wrote: false, files: [], removed: [] }, returned).files.map((f) => f.path),
+    ['new'],
+  );
   t.end();
 });
 
@@ -87,13 +102,23 @@ t.test('filesAfterWindow: served minus removed, plus written, returned files win
     { path: 'dir/inner', mode: 0o644, contents: b('i') },
     { path: 'both', mode: 0o644, contents: b('served') },
   ];
-  const r = filesAfterWindow(served, {
-    wrote: true, removed: ['gone'],
-    files: [{ name: 'dir', mode: 0o600, contents: b('now a file') }, { name: 'both', mode: 0o600, contents: b('written') }],
-  }, [{ path: 'both', mode: 0o400, contents: b('returned') }]);
+  const r = filesAfterWindow(
+    served,
+    {
+      wrote: true,
+      removed: ['gone'],
+      files: [
+        { name: 'dir', mode: 0o600, contents: b('now a file') },
+        { name: 'both', mode: 0o600, contents: b('written') },
+      ],
+    },
+    [{ path: 'both', mode: 0o400, contents: b('returned') }],
+  );
   t.equal(r.error, null);
   t.same(r.files.map((f) => [f.path, f.mode, f.contents.toString()]).sort(), [
-    ['both', 0o400, 'returned'], ['dir', 0o600, 'now a file'], ['keep', 0o644, 'k'],
+    ['both', 0o400, 'returned'],
+    ['dir', 0o600, 'now a file'],
+    ['keep', 0o644, 'k'],
   ]);
   t.end();
 });

@@ -57,7 +57,8 @@ export function nodePublishRequest(s: PublishSpec): NodePublishVolumeRequest {
 /** A unary call of a grpc-js client method (bound to its client) as a promise, with a deadline. */
 export function unary<Req, Res>(
   fn: (req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => unknown,
-  req: Req, timeoutMs: number,
+  req: Req,
+  timeoutMs: number,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
     fn(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (e, r) => (e ? reject(e) : resolve(r)));

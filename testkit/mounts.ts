@@ -6,11 +6,16 @@ import { parseMountInfo } from '../src/mount/mountinfo.js';
 import { run } from './run.js';
 
 /** `dir` itself or anything below it. */
-export const atOrUnder = (dir: string) => (p: string): boolean => p === dir || p.startsWith(`${dir}/`);
+export const atOrUnder =
+  (dir: string) =>
+  (p: string): boolean =>
+    p === dir || p.startsWith(`${dir}/`);
 
 /** Mount points of a mountinfo text that `match` accepts, in table order (stacked mounts repeated). */
 export function mountPointsIn(mountinfo: string, match: (mountPoint: string) => boolean): string[] {
-  return parseMountInfo(mountinfo).map((m) => m.mountPoint).filter(match);
+  return parseMountInfo(mountinfo)
+    .map((m) => m.mountPoint)
+    .filter(match);
 }
 
 /** Deepest first: the order to unmount in. */
@@ -28,7 +33,10 @@ export async function umountAllWhere(match: (mountPoint: string) => boolean, err
     const now = await mountsWhere(match);
     if (now.length === 0) break;
     for (const m of now) {
-      await run('umount', ['-l', m], { timeoutMs: 10_000 }).then(() => done.push(m), (e: unknown) => errors.push((e as Error).message));
+      await run('umount', ['-l', m], { timeoutMs: 10_000 }).then(
+        () => done.push(m),
+        (e: unknown) => errors.push((e as Error).message),
+      );
     }
   }
   const still = await mountsWhere(match);

@@ -15,7 +15,10 @@ export class Proc {
   private readonly listeners = new Set<(line: string, at: bigint) => void>();
   private stopRequested = false;
 
-  constructor(readonly child: ChildProcess, name?: string) {
+  constructor(
+    readonly child: ChildProcess,
+    name?: string,
+  ) {
     this.name = name ?? basename(child.spawnfile);
     const reader = (): ((d: string) => void) => {
       let partial = '';
@@ -29,7 +32,9 @@ export class Proc {
     };
     child.stdout?.setEncoding('utf8').on('data', reader());
     child.stderr?.setEncoding('utf8').on('data', reader());
-    child.on('error', (e) => { this.out += `${e.message}\n`; }); // a failed spawn: its exit follows
+    child.on('error', (e) => {
+      this.out += `${e.message}\n`;
+    }); // a failed spawn: its exit follows
     this.exited = new Promise((r) => child.on('close', (code) => r(code)));
   }
 
@@ -49,8 +54,13 @@ export class Proc {
 
   /** Its last lines, for error messages (native stack frames left out). */
   recentOutput(lines = 15): string {
-    return this.out.split('\n').slice(-41, -1).filter((l) => !/^\s*\d+: 0x[0-9a-f]+ /.test(l)).slice(-lines)
-      .map((l) => `  [${this.name}] ${l}`).join('\n');
+    return this.out
+      .split('\n')
+      .slice(-41, -1)
+      .filter((l) => !/^\s*\d+: 0x[0-9a-f]+ /.test(l))
+      .slice(-lines)
+      .map((l) => `  [${this.name}] ${l}`)
+      .join('\n');
   }
 
   /** Calls `fn` with every complete line from now on and the monotonic time (ns) its chunk arrived; returns the unsubscribe. */
@@ -62,14 +72,23 @@ export class Proc {
   /** Resolves with the first line from now on that `pred` accepts; rejects when it ends first or on timeout. */
   waitForLine(pred: (line: string) => boolean, ms = 10_000, what = 'a line'): Promise<string> {
     return new Promise((resolve, reject) => {
-      const done = (): void => { off(); clearTimeout(timer); };
+      const done = (): void => {
+        off();
+        clearTimeout(timer);
+      };
       const off = this.onLine((line) => {
         if (!pred(line)) return;
         done();
         resolve(line);
       });
-      const timer = setTimeout(() => { done(); reject(new Error(`${this.name}: timed out after ${ms} ms waiting for ${what}\n${this.recentOutput()}`)); }, ms);
-      void this.exited.then((code) => { done(); reject(new Error(`${this.name} exited (${code}) before ${what}\n${this.recentOutput()}`)); });
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.name}: timed out after ${ms} ms waiting for ${what}\n${this.recentOutput()}`));
+      }, ms);
+      void this.exited.then((code) => {
+        done();
+        reject(new Error(`${this.name} exited (${code}) before ${what}\n${this.recentOutput()}`));
+      });
     });
   }
 
@@ -78,7 +97,8 @@ export class Proc {
     const end = Date.now() + ms;
     while (!re.test(this.out)) {
       if (Date.now() > end) throw new Error(`${this.name}: timed out after ${ms} ms waiting for ${re}\n${this.recentOutput()}`);
-      if (!this.running) throw new Error(`${this.name} exited (${this.child.signalCode ?? this.child.exitCode}) before ${re}\n${this.recentOutput()}`);
+      if (!this.running)
+        throw new Error(`${this.name} exited (${this.child.signalCode ?? this.child.exitCode}) before ${re}\n${this.recentOutput()}`);
       await sleep(20);
     }
   }

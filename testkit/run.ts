@@ -35,19 +35,28 @@ export function runCaptured(cmd: string, args: readonly string[], opts: RunOptio
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
     let timedOut = false;
-    const timer = opts.timeoutMs ? setTimeout(() => {
-      timedOut = true;
-      const pid = child.pid ?? -1;
-      void (opts.beforeKill ? opts.beforeKill(pid).catch(() => undefined) : Promise.resolve()).finally(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      });
-    }, opts.timeoutMs) : undefined;
-    child.on('error', (e) => { clearTimeout(timer); reject(new Error(`${cmd}: ${e.message}`)); });
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true;
+          const pid = child.pid ?? -1;
+          void (opts.beforeKill ? opts.beforeKill(pid).catch(() => undefined) : Promise.resolve()).finally(() => {
+            if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+          });
+        }, opts.timeoutMs)
+      : undefined;
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd}: ${e.message}`));
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolvePromise({
-        code, signal, timedOut, pid: child.pid ?? -1,
-        stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'),
+        code,
+        signal,
+        timedOut,
+        pid: child.pid ?? -1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
       });
     });
   });

@@ -16,7 +16,8 @@ export async function threadStates(pid: number): Promise<Array<{ comm: string; w
   return out;
 }
 
-export const howEnded = (r: CapturedRun): string => (r.timedOut ? 'killed after the timeout' : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`);
+export const howEnded = (r: CapturedRun): string =>
+  r.timedOut ? 'killed after the timeout' : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`;
 
 /** A bench child's JSON result, or why there is none (how it ended, its last lines). */
 export function childJson<T>(r: CapturedRun): { res: T | null; error: string } {

@@ -58,7 +58,12 @@ export class CsiClient {
 
   /** NodePublishVolume as kubelet sends it for an inline secrets-store volume. */
   async publish(s: PublishSpec, timeoutMs = 30_000): Promise<void> {
-    const req = nodePublishRequest({ volumeId: CsiClient.volumeId(s.targetPath), targetPath: s.targetPath, spc: s.spc, pod: benchPod(s.podUid) });
+    const req = nodePublishRequest({
+      volumeId: CsiClient.volumeId(s.targetPath),
+      targetPath: s.targetPath,
+      spc: s.spc,
+      pod: benchPod(s.podUid),
+    });
     // kubelet creates the parent of the target; the driver creates the target itself.
     await mkdir(dirname(s.targetPath), { recursive: true });
     await unary(this.node.nodePublishVolume.bind(this.node), req, timeoutMs);
@@ -100,4 +105,3 @@ export function providerRequest(secretsFile: string, targetPath: string, podUid:
 }
 
 export const newPodUid = (): string => randomUUID();
-

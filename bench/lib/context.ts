@@ -49,5 +49,5 @@ interface SectionBase {
 
 /** One part of the bench; the runner starts the driver it names (shared with the next section that names the same one). */
 export type Section =
-  | SectionBase & { readonly driver: DriverKind; run(ctx: SectionContext, driver: Driver): Promise<void> }
-  | SectionBase & { readonly driver?: undefined; run(ctx: SectionContext): Promise<void> };
+  | (SectionBase & { readonly driver: DriverKind; run(ctx: SectionContext, driver: Driver): Promise<void> })
+  | (SectionBase & { readonly driver?: undefined; run(ctx: SectionContext): Promise<void> });

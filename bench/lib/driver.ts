@@ -98,4 +98,3 @@ export async function forceGc(inspectorUrl: string, timeoutMs = 10_000): Promise
     ws.close();
   }
 }
-

@@ -9,19 +9,28 @@ import { P } from './params.js';
 
 const DRIVERS: Record<DriverKind, { readonly phase: string; readonly options: Omit<DriverOptions, 'providerDir' | 'spcDir'> }> = {
   // At the production poll interval, so polls of many volumes do not load the machine.
-  main: { phase: 'starting driver (poll interval 2m) for reads and publishes', options: { name: 'main', rotationPollInterval: P.mainPollInterval, logLevel: 'warn' } },
+  main: {
+    phase: 'starting driver (poll interval 2m) for reads and publishes',
+    options: { name: 'main', rotationPollInterval: P.mainPollInterval, logLevel: 'warn' },
+  },
   mem: {
     phase: 'starting driver (poll interval 2m, default flags, --inspect) for memory',
     options: { name: 'mem', rotationPollInterval: P.mainPollInterval, logLevel: 'warn', inspect: true },
   },
-  rot: { phase: 'starting driver (poll interval 1s) for rotation', options: { name: 'rot', rotationPollInterval: P.rotationPollInterval, logLevel: 'info' } },
+  rot: {
+    phase: 'starting driver (poll interval 1s) for rotation',
+    options: { name: 'rot', rotationPollInterval: P.rotationPollInterval, logLevel: 'info' },
+  },
 };
 
 /** At most one driver at a time: the one the current section asked for. */
 export class DriverSlot {
   private current: { kind: DriverKind; driver: Driver } | null = null;
 
-  constructor(private readonly env: BenchEnv, private readonly dirs: { providerDir: string; spcDir: string }) {}
+  constructor(
+    private readonly env: BenchEnv,
+    private readonly dirs: { providerDir: string; spcDir: string },
+  ) {}
 
   /** The driver of `kind`, started now unless it is the one running (another one is stopped first). */
   async get(kind: DriverKind): Promise<Driver> {

@@ -66,11 +66,22 @@ export class BenchEnv {
     const errors: string[] = [];
     const crashed = this.crashedChildren();
     for (const c of this.clients.splice(0)) {
-      try { c.close(); } catch (e) { errors.push(`client close: ${(e as Error).message}`); }
+      try {
+        c.close();
+      } catch (e) {
+        errors.push(`client close: ${(e as Error).message}`);
+      }
     }
-    await Promise.all(this.children.splice(0).reverse().map((c) => c.stop('SIGTERM', 4000).catch((e: unknown) => {
-      errors.push(`stop ${c.name}: ${(e as Error).message}`);
-    })));
+    await Promise.all(
+      this.children
+        .splice(0)
+        .reverse()
+        .map((c) =>
+          c.stop('SIGTERM', 4000).catch((e: unknown) => {
+            errors.push(`stop ${c.name}: ${(e as Error).message}`);
+          }),
+        ),
+    );
     let leftover: string[] = [];
     try {
       leftover = await this.mountsUnderRoot();
@@ -97,4 +108,3 @@ export class BenchEnv {
     });
   }
 }
-

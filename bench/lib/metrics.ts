@@ -43,4 +43,3 @@ export async function statusKiB(pid: number, field = 'VmRSS'): Promise<number> {
 }
 
 export const rssKiB = (pid: number): Promise<number> => statusKiB(pid, 'VmRSS');
-

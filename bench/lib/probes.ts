@@ -89,15 +89,17 @@ export async function probeSecretAllocGc(buffers = 2000, rounds = 6): Promise<Se
   const text = r.stdout + r.stderr;
   const alloc = /^allocator (\{.*\})$/m.exec(r.stdout);
   const done = /^done (\{.*\})$/m.exec(r.stdout);
-  const a = alloc ? JSON.parse(alloc[1]!) as { locked: boolean; lockError: string | null } : null;
-  const d = done ? JSON.parse(done[1]!) as { intact: boolean; gcs: number; start: number; held: number; afterRelease: number } : null;
+  const a = alloc ? (JSON.parse(alloc[1]!) as { locked: boolean; lockError: string | null }) : null;
+  const d = done ? (JSON.parse(done[1]!) as { intact: boolean; gcs: number; start: number; held: number; afterRelease: number }) : null;
   return {
     survived: r.code === 0 && d !== null,
     how: r.timedOut ? 'timed out (killed)' : r.signal ? `signal ${r.signal}` : `exit code ${r.code}`,
-    locked: a?.locked ?? null, lockError: a?.lockError ?? null,
-    buffers, gcCalls: d?.gcs ?? 0, contentIntact: d?.intact ?? null,
+    locked: a?.locked ?? null,
+    lockError: a?.lockError ?? null,
+    buffers,
+    gcCalls: d?.gcs ?? 0,
+    contentIntact: d?.intact ?? null,
     vmLckKiB: d ? { start: d.start, held: d.held, afterRelease: d.afterRelease } : null,
     error: r.code === 0 ? '' : (/Check failed: [^\n]*/.exec(text)?.[0] ?? text.trim().split('\n').slice(-3).join(' | ')),
   };
 }
-

@@ -55,12 +55,16 @@ export function watchForChange(bin: string, path: string, sleepUs: number, timeo
   const chunks: Buffer[] = [];
   let stderr = '';
   let readyResolve!: () => void;
-  const ready = new Promise<void>((r) => { readyResolve = r; });
+  const ready = new Promise<void>((r) => {
+    readyResolve = r;
+  });
   proc.stdout.on('data', (d: Buffer) => {
     chunks.push(d);
     if (Buffer.concat(chunks).includes('ready\n')) readyResolve();
   });
-  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  proc.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const changed = new Promise<WatchResult>((resolvePromise, reject) => {
     proc.on('error', reject);
     proc.on('close', (code) => {
@@ -73,10 +77,20 @@ export function watchForChange(bin: string, path: string, sleepUs: number, timeo
         reject(new Error(`readloop watch exited ${code}: ${header || '(no output)'} ${stderr.trim()}`));
         return;
       }
-      resolvePromise({ monoNs: BigInt(m[1]!), realMs: Number(BigInt(m[2]!) / 1_000_000n), readUs: Number(m[4]) / 1000, content: all.subarray(nl + 1) });
+      resolvePromise({
+        monoNs: BigInt(m[1]!),
+        realMs: Number(BigInt(m[2]!) / 1_000_000n),
+        readUs: Number(m[4]) / 1000,
+        content: all.subarray(nl + 1),
+      });
     });
   });
   changed.catch(() => undefined);
-  return { ready, changed, kill: () => { if (proc.exitCode === null) proc.kill('SIGKILL'); } };
+  return {
+    ready,
+    changed,
+    kill: () => {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
 }
-

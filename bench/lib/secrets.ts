@@ -4,7 +4,10 @@
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export interface SecretFile { readonly path: string; readonly contents: Buffer }
+export interface SecretFile {
+  readonly path: string;
+  readonly contents: Buffer;
+}
 
 /** Writes the example provider's source file atomically (temp + rename), so a Mount never sees half of it. */
 export async function writeSecretsFile(file: string, files: readonly SecretFile[]): Promise<void> {
@@ -14,10 +17,17 @@ export async function writeSecretsFile(file: string, files: readonly SecretFile[
 }
 
 /** A SecretProviderClass manifest for --secret-provider-class-dir. */
-export async function writeSpc(dir: string, name: string, secretsFile: string, provider = 'example', extra: Record<string, string> = {}): Promise<void> {
+export async function writeSpc(
+  dir: string,
+  name: string,
+  secretsFile: string,
+  provider = 'example',
+  extra: Record<string, string> = {},
+): Promise<void> {
   await mkdir(dir, { recursive: true });
   const doc = {
-    apiVersion: 'secrets-store.csi.x-k8s.io/v1', kind: 'SecretProviderClass',
+    apiVersion: 'secrets-store.csi.x-k8s.io/v1',
+    kind: 'SecretProviderClass',
     metadata: { name, namespace: 'bench' },
     spec: { provider, parameters: { secretsFile, ...extra } },
   };

@@ -43,7 +43,12 @@ export function round(x: number, digits = 1): number {
 /** Summary with every field rounded, ready for JSON. */
 export function roundSummary(s: Summary, digits = 1): Summary {
   return {
-    n: s.n, min: round(s.min, digits), median: round(s.median, digits), p95: round(s.p95, digits),
-    p99: round(s.p99, digits), max: round(s.max, digits), mean: round(s.mean, digits),
+    n: s.n,
+    min: round(s.min, digits),
+    median: round(s.median, digits),
+    p95: round(s.p95, digits),
+    p99: round(s.p99, digits),
+    max: round(s.max, digits),
+    mean: round(s.mean, digits),
   };
 }

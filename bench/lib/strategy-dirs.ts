@@ -22,7 +22,7 @@ export async function mountStrategyDirs(): Promise<string[]> {
 export async function removeMountStrategyDirs(dirs: readonly string[], errors: string[] = []): Promise<string[]> {
   const undone: string[] = [];
   for (const d of dirs) {
-    undone.push(...await umountAllWhere(atOrUnder(d), errors));
+    undone.push(...(await umountAllWhere(atOrUnder(d), errors)));
     if ((await mountsWhere(atOrUnder(d))).length > 0) {
       errors.push(`${d}: still mounted, kept`);
       continue;
@@ -51,7 +51,7 @@ export class StrategyDirs {
     if (scanAllMounts) {
       // A mount under /tmp/ssbench-mounts-* whose directory is not a pre-existing one (e.g. its directory is gone).
       const preexisting = [...this.atStart].map(atOrUnder);
-      undone.push(...await umountAllWhere((m) => m.startsWith(MOUNT_STRATEGY_PREFIX) && !preexisting.some((f) => f(m)), errors));
+      undone.push(...(await umountAllWhere((m) => m.startsWith(MOUNT_STRATEGY_PREFIX) && !preexisting.some((f) => f(m)), errors)));
     }
     return undone;
   }

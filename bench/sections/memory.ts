@@ -14,7 +14,11 @@ import type { probeMlockGc, probeSecretAllocGc } from '../lib/probes.js';
 import { round } from '../lib/stats.js';
 import { sleep } from '../../testkit/wait.js';
 
-interface Triple { before: number; afterPublish: number; afterUnpublish: number }
+interface Triple {
+  before: number;
+  afterPublish: number;
+  afterUnpublish: number;
+}
 
 interface MemoryResult {
   config: string;
@@ -51,7 +55,14 @@ interface MemoryResult {
  * (HeapProfiler.collectGarbage), so garbage from the calls does not count and
  * collected secret buffers have given back their locked pages.
  */
-async function benchMemory(env: BenchEnv, driver: Driver, config: string, filesPerVolume: number, fileBytes: number, lockWarning: () => string | null): Promise<MemoryResult> {
+async function benchMemory(
+  env: BenchEnv,
+  driver: Driver,
+  config: string,
+  filesPerVolume: number,
+  fileBytes: number,
+  lockWarning: () => string | null,
+): Promise<MemoryResult> {
   phase(`memory (${P.memoryVolumes} volumes, ${config})`);
   if (!driver.inspectorUrl) throw new Error('memory: the driver must run with --inspect (forced GC)');
   const inspectorUrl = driver.inspectorUrl;
@@ -65,8 +76,11 @@ async function benchMemory(env: BenchEnv, driver: Driver, config: string, filesP
     const m = await scrape(driver.metricsUrl);
     const heap = m.get('nodejs_heap_size_used_bytes') ?? Number.NaN;
     return {
-      rss: await rssKiB(pid), heapKiB: round(heap / KiB, 0), vmLck: await statusKiB(pid, 'VmLck'),
-      inodes: m.get('secrets_store_fuse_inodes') ?? Number.NaN, fileBytes: m.get('secrets_store_fuse_file_bytes') ?? Number.NaN,
+      rss: await rssKiB(pid),
+      heapKiB: round(heap / KiB, 0),
+      vmLck: await statusKiB(pid, 'VmLck'),
+      inodes: m.get('secrets_store_fuse_inodes') ?? Number.NaN,
+      fileBytes: m.get('secrets_store_fuse_file_bytes') ?? Number.NaN,
     };
   };
   // Warm-up: code paths compiled, pools and caches filled, before the baseline.
@@ -94,14 +108,32 @@ async function benchMemory(env: BenchEnv, driver: Driver, config: string, filesP
     end = await sample(500);
   }
   const per = (a: number, b: number, d = 1): number => round((a - b) / P.memoryVolumes, d);
-  const t = (k: 'rss' | 'heapKiB' | 'vmLck' | 'inodes' | 'fileBytes'): Triple => ({ before: before[k], afterPublish: after[k], afterUnpublish: end[k] });
+  const t = (k: 'rss' | 'heapKiB' | 'vmLck' | 'inodes' | 'fileBytes'): Triple => ({
+    before: before[k],
+    afterPublish: after[k],
+    afterUnpublish: end[k],
+  });
   return {
-    config, forcedGc: true, volumes: P.memoryVolumes, filesPerVolume, fileBytes, bindMountsSeen: mounted, secretLockWarning: lockWarning(),
-    rssKiB: t('rss'), heapUsedKiB: t('heapKiB'), vmLckKiB: t('vmLck'), fuseInodes: t('inodes'), fuseFileBytes: t('fileBytes'),
-    rssPerVolumeKiB: per(after.rss, before.rss), heapPerVolumeKiB: per(after.heapKiB, before.heapKiB),
-    vmLckPerVolumeKiB: per(after.vmLck, before.vmLck, 2), vmLckPerFileKiB: round((after.vmLck - before.vmLck) / (P.memoryVolumes * filesPerVolume), 2),
-    vmLckBackToBaseline: end.vmLck === before.vmLck, extraGcRoundsAfterUnpublish: extra,
-    publishAllMs: round(publishAllMs, 0), unpublishAllMs: round(unpublishAllMs, 0),
+    config,
+    forcedGc: true,
+    volumes: P.memoryVolumes,
+    filesPerVolume,
+    fileBytes,
+    bindMountsSeen: mounted,
+    secretLockWarning: lockWarning(),
+    rssKiB: t('rss'),
+    heapUsedKiB: t('heapKiB'),
+    vmLckKiB: t('vmLck'),
+    fuseInodes: t('inodes'),
+    fuseFileBytes: t('fileBytes'),
+    rssPerVolumeKiB: per(after.rss, before.rss),
+    heapPerVolumeKiB: per(after.heapKiB, before.heapKiB),
+    vmLckPerVolumeKiB: per(after.vmLck, before.vmLck, 2),
+    vmLckPerFileKiB: round((after.vmLck - before.vmLck) / (P.memoryVolumes * filesPerVolume), 2),
+    vmLckBackToBaseline: end.vmLck === before.vmLck,
+    extraGcRoundsAfterUnpublish: extra,
+    publishAllMs: round(publishAllMs, 0),
+    unpublishAllMs: round(unpublishAllMs, 0),
   };
 }
 
@@ -110,40 +142,82 @@ function printMemory({ results, notes }: Report, r: MemoryResult): void {
   out(`3. Memory per mounted volume, KiB: ${r.volumes} volumes x ${r.filesPerVolume} files x ${r.fileBytes / KiB} KiB`);
   out(`   driver with default flags (--lock-memory=true: secret file contents in mlock'ed pages of their own, no mlockall),`);
   out('   started with --inspect only to force two full GCs (HeapProfiler.collectGarbage) before each sample');
-  table(['measure', 'before', 'after publish', 'after unpublish', 'per volume', 'unpublished - before'], [
-    ['VmRSS', r.rssKiB.before, r.rssKiB.afterPublish, r.rssKiB.afterUnpublish, fmt(r.rssPerVolumeKiB, 1), r.rssKiB.afterUnpublish - r.rssKiB.before],
-    ['V8 heap used', r.heapUsedKiB.before, r.heapUsedKiB.afterPublish, r.heapUsedKiB.afterUnpublish, fmt(r.heapPerVolumeKiB, 1), r.heapUsedKiB.afterUnpublish - r.heapUsedKiB.before],
-    ['VmLck (locked secret pages)', r.vmLckKiB.before, r.vmLckKiB.afterPublish, r.vmLckKiB.afterUnpublish, fmt(r.vmLckPerVolumeKiB, 2), r.vmLckKiB.afterUnpublish - r.vmLckKiB.before],
-  ], 28);
-  out(`  VmLck growth: ${fmt(r.vmLckPerFileKiB, 2)} KiB per secret file (one 4 KiB page per file expected); `
-    + `back to baseline after unpublish + GC: ${r.vmLckBackToBaseline ? 'yes' : 'NO'}`
-    + (r.extraGcRoundsAfterUnpublish > 0 ? ` (after ${r.extraGcRoundsAfterUnpublish} extra GC round(s))` : ''));
+  table(
+    ['measure', 'before', 'after publish', 'after unpublish', 'per volume', 'unpublished - before'],
+    [
+      [
+        'VmRSS',
+        r.rssKiB.before,
+        r.rssKiB.afterPublish,
+        r.rssKiB.afterUnpublish,
+        fmt(r.rssPerVolumeKiB, 1),
+        r.rssKiB.afterUnpublish - r.rssKiB.before,
+      ],
+      [
+        'V8 heap used',
+        r.heapUsedKiB.before,
+        r.heapUsedKiB.afterPublish,
+        r.heapUsedKiB.afterUnpublish,
+        fmt(r.heapPerVolumeKiB, 1),
+        r.heapUsedKiB.afterUnpublish - r.heapUsedKiB.before,
+      ],
+      [
+        'VmLck (locked secret pages)',
+        r.vmLckKiB.before,
+        r.vmLckKiB.afterPublish,
+        r.vmLckKiB.afterUnpublish,
+        fmt(r.vmLckPerVolumeKiB, 2),
+        r.vmLckKiB.afterUnpublish - r.vmLckKiB.before,
+      ],
+    ],
+    28,
+  );
+  out(
+    `  VmLck growth: ${fmt(r.vmLckPerFileKiB, 2)} KiB per secret file (one 4 KiB page per file expected); ` +
+      `back to baseline after unpublish + GC: ${r.vmLckBackToBaseline ? 'yes' : 'NO'}` +
+      (r.extraGcRoundsAfterUnpublish > 0 ? ` (after ${r.extraGcRoundsAfterUnpublish} extra GC round(s))` : ''),
+  );
   if (r.secretLockWarning) out(`  the driver could not lock secret memory: ${r.secretLockWarning}`);
-  out(`  ${r.bindMountsSeen} bind mounts seen; publishing all took ${fmt(r.publishAllMs, 0)} ms, unpublishing all ${fmt(r.unpublishAllMs, 0)} ms;`);
-  out(`  driver's table: inodes ${r.fuseInodes.before} -> ${r.fuseInodes.afterPublish} -> ${r.fuseInodes.afterUnpublish}, `
-    + `file bytes ${r.fuseFileBytes.before} -> ${r.fuseFileBytes.afterPublish} -> ${r.fuseFileBytes.afterUnpublish} (before -> published -> unpublished)`);
+  out(
+    `  ${r.bindMountsSeen} bind mounts seen; publishing all took ${fmt(r.publishAllMs, 0)} ms, unpublishing all ${fmt(r.unpublishAllMs, 0)} ms;`,
+  );
+  out(
+    `  driver's table: inodes ${r.fuseInodes.before} -> ${r.fuseInodes.afterPublish} -> ${r.fuseInodes.afterUnpublish}, ` +
+      `file bytes ${r.fuseFileBytes.before} -> ${r.fuseFileBytes.afterPublish} -> ${r.fuseFileBytes.afterUnpublish} (before -> published -> unpublished)`,
+  );
   out('  kernel side (FUSE inodes/dentries/page cache, bind mounts) is not counted');
-  const probes = results.lockedMemoryProbes as { mlockallGc: Awaited<ReturnType<typeof probeMlockGc>>; secretAllocatorGc: Awaited<ReturnType<typeof probeSecretAllocGc>> } | undefined;
+  const probes = results.lockedMemoryProbes as
+    { mlockallGc: Awaited<ReturnType<typeof probeMlockGc>>; secretAllocatorGc: Awaited<ReturnType<typeof probeSecretAllocGc>> } | undefined;
   if (probes) {
     const m = probes.mlockallGc;
     const a = probes.secretAllocatorGc;
-    out(`  locked-memory probes (details in the notes): mlockall + gc(): ${m.survived ? 'survived' : `died (${m.how})`}, which is why the driver does not mlockall;`);
+    out(
+      `  locked-memory probes (details in the notes): mlockall + gc(): ${m.survived ? 'survived' : `died (${m.how})`}, which is why the driver does not mlockall;`,
+    );
     out(`    secretAllocator(loadNative(), true) + ${a.buffers} secret buffers + ${a.gcCalls} gc(): survived: ${a.survived}`);
   }
   out();
   if (r.secretLockWarning || r.vmLckPerFileKiB < 4) {
-    notes.push(`memory: secret pages do not look locked (VmLck +${fmt(r.vmLckPerFileKiB, 2)} KiB per file)${r.secretLockWarning ? `: ${r.secretLockWarning}` : ''}`);
+    notes.push(
+      `memory: secret pages do not look locked (VmLck +${fmt(r.vmLckPerFileKiB, 2)} KiB per file)${r.secretLockWarning ? `: ${r.secretLockWarning}` : ''}`,
+    );
   }
   if (!r.vmLckBackToBaseline) {
-    notes.push(`memory: VmLck did not return to its baseline after unpublishing everything and forcing GC (${r.vmLckKiB.before} -> ${r.vmLckKiB.afterUnpublish} KiB)`);
+    notes.push(
+      `memory: VmLck did not return to its baseline after unpublishing everything and forcing GC (${r.vmLckKiB.before} -> ${r.vmLckKiB.afterUnpublish} KiB)`,
+    );
   }
 }
 
 export const memory: Section = {
-  name: 'memory', driver: 'mem',
+  name: 'memory',
+  driver: 'mem',
   async run(ctx: SectionContext, driver: Driver): Promise<void> {
     const { pubFiles } = ctx.fixtures;
     const lockWarning = (): string | null => /could not lock secret memory[^\n]*/.exec(driver.child.recentOutput())?.[0] ?? null;
-    printMemory(ctx.report, await benchMemory(ctx.env, driver, 'default flags, forced GC', pubFiles.length, pubFiles[0]!.contents.length, lockWarning));
+    printMemory(
+      ctx.report,
+      await benchMemory(ctx.env, driver, 'default flags, forced GC', pubFiles.length, pubFiles[0]!.contents.length, lockWarning),
+    );
   },
 };

@@ -17,7 +17,11 @@ import { round, roundSummary, summarize, type Summary } from '../lib/stats.js';
 import { monoNs } from '../lib/clock.js';
 
 async function benchPublish(ctx: SectionContext, driver: Driver): Promise<void> {
-  const { env, bin, fixtures: { providerSocket, pubSecrets, pubFiles, tmpfsDir } } = ctx;
+  const {
+    env,
+    bin,
+    fixtures: { providerSocket, pubSecrets, pubFiles, tmpfsDir },
+  } = ctx;
   const { results } = ctx.report;
   phase('publish latency');
   const ms = (t0: bigint): number => Number(monoNs() - t0) / 1e6;
@@ -40,8 +44,9 @@ async function benchPublish(ctx: SectionContext, driver: Driver): Promise<void> 
   }
   // The provider call as the driver saw it (its own histogram), to split the publish time.
   const m1 = await scrape(driver.metricsUrl);
-  const hk = (k: string): number => (m1.get(`secrets_store_provider_mount_duration_seconds_${k}{provider="example",result="ok"}`) ?? 0)
-    - (m0.get(`secrets_store_provider_mount_duration_seconds_${k}{provider="example",result="ok"}`) ?? 0);
+  const hk = (k: string): number =>
+    (m1.get(`secrets_store_provider_mount_duration_seconds_${k}{provider="example",result="ok"}`) ?? 0) -
+    (m0.get(`secrets_store_provider_mount_duration_seconds_${k}{provider="example",result="ok"}`) ?? 0);
   const driverProviderMeanMs = hk('count') > 0 ? (hk('sum') / hk('count')) * 1000 : Number.NaN;
   // The published content is what the provider served (checked from a child process).
   if (bin) {
@@ -67,7 +72,10 @@ async function benchPublish(ctx: SectionContext, driver: Driver): Promise<void> 
     }
     const t1 = monoNs();
     await driver.csi.unpublish(t);
-    if (i >= P.publishWarmup) { wpub.push(p); wunpub.push(ms(t1)); }
+    if (i >= P.publishWarmup) {
+      wpub.push(p);
+      wunpub.push(ms(t1));
+    }
   }
 
   // Baseline: the provider's Mount alone, called as the driver calls it.
@@ -104,7 +112,10 @@ async function benchPublish(ctx: SectionContext, driver: Driver): Promise<void> 
       await run('umount', [dir]);
       mounted = false;
       const u = ms(t1);
-      if (i >= P.publishWarmup) { cycleMount.push(m); cycleUmount.push(u); }
+      if (i >= P.publishWarmup) {
+        cycleMount.push(m);
+        cycleUmount.push(u);
+      }
     } finally {
       if (mounted) await run('umount', ['-l', dir]).catch(() => undefined);
     }
@@ -122,24 +133,36 @@ async function benchPublish(ctx: SectionContext, driver: Driver): Promise<void> 
   };
   const upstreamLikePublish = round(s.providerMount.median + s.tmpfsMountAndWrite.median, 2);
   results.publish = {
-    n: P.publishN, filesPerVolume: pubFiles.length, fileBytes: pubFiles[0]!.contents.length, ms: s,
-    providerMountInDriverMeanMs: round(driverProviderMeanMs, 2), upstreamLikePublishMedianEstimate: upstreamLikePublish,
+    n: P.publishN,
+    filesPerVolume: pubFiles.length,
+    fileBytes: pubFiles[0]!.contents.length,
+    ms: s,
+    providerMountInDriverMeanMs: round(driverProviderMeanMs, 2),
+    upstreamLikePublishMedianEstimate: upstreamLikePublish,
   };
 
-  out(`2. Publish latency, ms (N=${P.publishN} sequential, distinct kubelet-style target paths, ${pubFiles.length} files of ${pubFiles[0]!.contents.length / KiB} KiB)`);
+  out(
+    `2. Publish latency, ms (N=${P.publishN} sequential, distinct kubelet-style target paths, ${pubFiles.length} files of ${pubFiles[0]!.contents.length / KiB} KiB)`,
+  );
   const row = (label: string, x: Summary): string[] => [label, fmt(x.median, 2), fmt(x.p95, 2), fmt(x.max, 2), fmt(x.mean, 2)];
-  table(['operation', 'median', 'p95', 'max', 'mean'], [
-    row('NodePublishVolume (ours, round trip)', s.publish),
-    row('NodeUnpublishVolume (ours, round trip)', s.unpublish),
-    row('NodePublishVolume, provider writes (window)', s.publishWriteWindow),
-    row('NodeUnpublishVolume after a window', s.unpublishWriteWindow),
-    row('baseline: provider Mount alone', s.providerMount),
-    row('baseline: mount tmpfs + write files', s.tmpfsMountAndWrite),
-    row('baseline: umount tmpfs', s.tmpfsUmount),
-  ], 40);
+  table(
+    ['operation', 'median', 'p95', 'max', 'mean'],
+    [
+      row('NodePublishVolume (ours, round trip)', s.publish),
+      row('NodeUnpublishVolume (ours, round trip)', s.unpublish),
+      row('NodePublishVolume, provider writes (window)', s.publishWriteWindow),
+      row('NodeUnpublishVolume after a window', s.unpublishWriteWindow),
+      row('baseline: provider Mount alone', s.providerMount),
+      row('baseline: mount tmpfs + write files', s.tmpfsMountAndWrite),
+      row('baseline: umount tmpfs', s.tmpfsUmount),
+    ],
+    40,
+  );
   out(`  provider Mount inside our publishes (driver's histogram, mean): ${fmt(driverProviderMeanMs, 2)} ms`);
   out(`  upstream-like publish estimate (provider Mount + tmpfs mount/write, sum of medians): ${fmt(upstreamLikePublish, 2)} ms`);
-  out(`  a write window costs ${fmt(s.publishWriteWindow.median - s.publish.median, 2)} ms more per publish (median): the provider's own writes through FUSE and one remount to read-only; its content was checked byte for byte from a child process`);
+  out(
+    `  a write window costs ${fmt(s.publishWriteWindow.median - s.publish.median, 2)} ms more per publish (median): the provider's own writes through FUSE and one remount to read-only; its content was checked byte for byte from a child process`,
+  );
   out();
 }
 

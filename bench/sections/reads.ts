@@ -27,7 +27,11 @@ interface ReadRow {
 }
 
 async function benchReads(ctx: SectionContext, driver: Driver): Promise<void> {
-  const { env, bin, fixtures: { tmpfsDir, readFiles } } = ctx;
+  const {
+    env,
+    bin,
+    fixtures: { tmpfsDir, readFiles },
+  } = ctx;
   const { results, notes } = ctx.report;
   if (!bin) throw new Error('read latency needs readloop');
   phase('read latency');
@@ -77,14 +81,18 @@ async function benchReads(ctx: SectionContext, driver: Driver): Promise<void> {
     }
     for (const t of targets(f.path)) {
       const s = samples.get(t.target)!;
-      const rq = t.fuse ? reqs.get(t.target) ?? {} : null;
+      const rq = t.fuse ? (reqs.get(t.target) ?? {}) : null;
       const loops = P.readRounds * (perRound + P.readRoundWarmup);
       const rm = summarize(roundMedians.get(key(size, t.target))!);
       rows.push({
-        size, target: t.target, path: t.path.replace(env.root, '<tmp>'), us: roundSummary(summarize(s), 2),
+        size,
+        target: t.target,
+        path: t.path.replace(env.root, '<tmp>'),
+        us: roundSummary(summarize(s), 2),
         roundMedianRange: [round(rm.min, 2), round(rm.max, 2)],
-        firstPassFuseRequests: t.fuse ? firstPass.get(t.target) ?? {} : null,
-        fuseRequests: rq, fuseRequestsPerIteration: rq ? round(Object.values(rq).reduce((a, b) => a + b, 0) / loops, 5) : null,
+        firstPassFuseRequests: t.fuse ? (firstPass.get(t.target) ?? {}) : null,
+        fuseRequests: rq,
+        fuseRequestsPerIteration: rq ? round(Object.values(rq).reduce((a, b) => a + b, 0) / loops, 5) : null,
       });
     }
   }
@@ -117,40 +125,85 @@ async function benchReads(ctx: SectionContext, driver: Driver): Promise<void> {
     };
   }
   results.read = {
-    iterationsPerTarget: perRound * P.readRounds, rounds: P.readRounds, warmupPass: P.readWarmup, warmupPerRound: P.readRoundWarmup,
-    rows, ratios, target: 'fuse median within 1.5x of tmpfs',
+    iterationsPerTarget: perRound * P.readRounds,
+    rounds: P.readRounds,
+    warmupPass: P.readWarmup,
+    warmupPerRound: P.readRoundWarmup,
+    rows,
+    ratios,
+    target: 'fuse median within 1.5x of tmpfs',
   };
 
   out('1. Read latency: open + read to EOF + close, one reader process (readloop.c), µs');
-  out(`   ${perRound * P.readRounds} timed iterations per target: ${P.readRounds} interleaved rounds of ${perRound} (each after ${P.readRoundWarmup} untimed reads),`);
+  out(
+    `   ${perRound * P.readRounds} timed iterations per target: ${P.readRounds} interleaved rounds of ${perRound} (each after ${P.readRoundWarmup} untimed reads),`,
+  );
   out(`   after a warm-up pass of ${P.readWarmup} reads per target checked byte for byte; FUSE requests from the driver's metrics`);
-  const reqText = (r: Record<string, number> | null): string => (r === null ? '-' : Object.entries(r).map(([k, v]) => `${k}=${v}`).join(' ') || 'none');
-  table(['size / target', 'median', 'p99', 'mean', 'max', 'round medians', 'FUSE req/iter', 'FUSE req in warm-up pass'],
-    rows.map((r) => [`${r.size} ${r.target}`, fmt(r.us.median, 2), fmt(r.us.p99, 2), fmt(r.us.mean, 2), fmt(r.us.max, 0),
+  const reqText = (r: Record<string, number> | null): string =>
+    r === null
+      ? '-'
+      : Object.entries(r)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ') || 'none';
+  table(
+    ['size / target', 'median', 'p99', 'mean', 'max', 'round medians', 'FUSE req/iter', 'FUSE req in warm-up pass'],
+    rows.map((r) => [
+      `${r.size} ${r.target}`,
+      fmt(r.us.median, 2),
+      fmt(r.us.p99, 2),
+      fmt(r.us.mean, 2),
+      fmt(r.us.max, 0),
       `${fmt(r.roundMedianRange[0]!, 2)}-${fmt(r.roundMedianRange[1]!, 2)}`,
-      r.fuseRequestsPerIteration === null ? '-' : fmt(r.fuseRequestsPerIteration, 5), reqText(r.firstPassFuseRequests)]), 22);
+      r.fuseRequestsPerIteration === null ? '-' : fmt(r.fuseRequestsPerIteration, 5),
+      reqText(r.firstPassFuseRequests),
+    ]),
+    22,
+  );
   out();
   const pr = (x: unknown): string => {
     const p = x as { median: number; min: number; max: number };
     return `${fmt(p.median, 2)}x (${fmt(p.min, 2)}-${fmt(p.max, 2)})`;
   };
-  table(['size', 'fuse/tmpfs', 'paired per round', 'fuse/tmpfs-atomic', 'paired per round', 'fuse..data/tmpfs', 'p99 fuse/tmpfs', 'fuse-tmpfs µs', 'target 1.5x'],
-    Object.entries(ratios).map(([size, r]) => [size, `${fmt(r.fuse_vs_tmpfs_median as number, 2)}x`, pr(r.paired_fuse_vs_tmpfs),
-      `${fmt(r.fuse_vs_tmpfsAtomic_median as number, 2)}x`, pr(r.paired_fuse_vs_tmpfsAtomic),
-      `${fmt(r.fuseData_vs_tmpfs_median as number, 2)}x`, `${fmt(r.fuse_vs_tmpfs_p99 as number, 2)}x`, fmt(r.fuse_minus_tmpfs_median_us as number, 2),
-      (r.fuse_vs_tmpfs_median as number) <= 1.5 ? 'within' : 'ABOVE']));
+  table(
+    [
+      'size',
+      'fuse/tmpfs',
+      'paired per round',
+      'fuse/tmpfs-atomic',
+      'paired per round',
+      'fuse..data/tmpfs',
+      'p99 fuse/tmpfs',
+      'fuse-tmpfs µs',
+      'target 1.5x',
+    ],
+    Object.entries(ratios).map(([size, r]) => [
+      size,
+      `${fmt(r.fuse_vs_tmpfs_median as number, 2)}x`,
+      pr(r.paired_fuse_vs_tmpfs),
+      `${fmt(r.fuse_vs_tmpfsAtomic_median as number, 2)}x`,
+      pr(r.paired_fuse_vs_tmpfsAtomic),
+      `${fmt(r.fuseData_vs_tmpfs_median as number, 2)}x`,
+      `${fmt(r.fuse_vs_tmpfs_p99 as number, 2)}x`,
+      fmt(r.fuse_minus_tmpfs_median_us as number, 2),
+      (r.fuse_vs_tmpfs_median as number) <= 1.5 ? 'within' : 'ABOVE',
+    ]),
+  );
   out('   ratios are of medians; "paired per round": median (min-max) over rounds of the ratio within one round');
   out();
   for (const r of rows) {
     if (r.fuseRequestsPerIteration !== null && r.fuseRequestsPerIteration > 0.01) {
-      notes.push(`${r.size} ${r.target}: ${r.fuseRequestsPerIteration} FUSE requests per open+read+close: the kernel cache is not being used for this path`);
+      notes.push(
+        `${r.size} ${r.target}: ${r.fuseRequestsPerIteration} FUSE requests per open+read+close: the kernel cache is not being used for this path`,
+      );
     }
   }
   const fuseRows = rows.filter((r) => r.fuseRequestsPerIteration !== null);
   if (fuseRows.length > 0 && fuseRows.every((r) => r.fuseRequestsPerIteration! <= 0.01)) {
     const worst = Math.max(...fuseRows.map((r) => r.fuseRequestsPerIteration!));
-    notes.push(`reads: the kernel cache serves the FUSE reads (at most ${worst} FUSE requests per open+read+close in the timed rounds; `
-      + 'the driver is not on the read path), so the extra time over tmpfs is spent in the kernel\'s FUSE code');
+    notes.push(
+      `reads: the kernel cache serves the FUSE reads (at most ${worst} FUSE requests per open+read+close in the timed rounds; ` +
+        "the driver is not on the read path), so the extra time over tmpfs is spent in the kernel's FUSE code",
+    );
   }
 }
 

@@ -16,7 +16,11 @@ import { writeSecretsFile } from '../lib/secrets.js';
 import { round, roundSummary, summarize } from '../lib/stats.js';
 
 async function benchRotation(ctx: SectionContext, driver: Driver): Promise<void> {
-  const { env, bin, fixtures: { rotSecrets } } = ctx;
+  const {
+    env,
+    bin,
+    fixtures: { rotSecrets },
+  } = ctx;
   const { results } = ctx.report;
   const provider = ctx.provider();
   if (!bin) throw new Error('rotation needs readloop');
@@ -39,7 +43,9 @@ async function benchRotation(ctx: SectionContext, driver: Driver): Promise<void>
     try {
       const o = JSON.parse(line) as { time?: string | number };
       rotatedLogs.push(typeof o.time === 'number' ? o.time : Date.parse(String(o.time)));
-    } catch { /* not JSON */ }
+    } catch {
+      /* not JSON */
+    }
   });
   const m0 = await scrape(driver.metricsUrl);
 
@@ -51,14 +57,20 @@ async function benchRotation(ctx: SectionContext, driver: Driver): Promise<void>
     for (let i = 1; i <= P.rotations; i++) {
       const w = watchForChange(bin, join(target, name), P.watchSleepUs, 10_000);
       try {
-        await Promise.race([w.ready, w.changed.then(() => { throw new Error('watcher saw a change before the rotation'); })]);
+        await Promise.race([
+          w.ready,
+          w.changed.then(() => {
+            throw new Error('watcher saw a change before the rotation');
+          }),
+        ]);
         // A random phase against the poll timer, so the figures sample the whole interval.
         await sleep(Math.random() * 1100);
         const next = canaryBytes(KiB, `rot${i}`);
         const T = monoNs();
         await writeSecretsFile(rotSecrets, [{ path: name, contents: next }]);
         const seen = await w.changed;
-        if (!seen.content.equals(next)) throw new Error(`rotation ${i}: new content differs from what was written (${seen.content.length} bytes)`);
+        if (!seen.content.equals(next))
+          throw new Error(`rotation ${i}: new content differs from what was written (${seen.content.length} bytes)`);
         e2e.push(Number(seen.monoNs - T) / 1e6);
         firstReadUs.push(seen.readUs);
         const answered = providerAnswers.filter((a) => a > T && a <= seen.monoNs + 5_000_000n).pop();
@@ -82,7 +94,10 @@ async function benchRotation(ctx: SectionContext, driver: Driver): Promise<void>
   const polls = delta('rotation_reconcile_duration_sec_count{os_type="linux"}');
   const pollMeanMs = polls > 0 ? (delta('rotation_reconcile_duration_sec_sum{os_type="linux"}') / polls) * 1000 : Number.NaN;
   const provCount = delta('secrets_store_provider_mount_duration_seconds_count{provider="example",result="ok"}');
-  const provMeanMs = provCount > 0 ? (delta('secrets_store_provider_mount_duration_seconds_sum{provider="example",result="ok"}') / provCount) * 1000 : Number.NaN;
+  const provMeanMs =
+    provCount > 0
+      ? (delta('secrets_store_provider_mount_duration_seconds_sum{provider="example",result="ok"}') / provCount) * 1000
+      : Number.NaN;
   const s = {
     endToEnd: roundSummary(summarize(e2e), 1),
     providerAnswerToVisible: roundSummary(summarize(providerToVisible), 2),
@@ -92,23 +107,71 @@ async function benchRotation(ctx: SectionContext, driver: Driver): Promise<void>
   const rotReqs = diffCounts(fuseRequests(m1), fuseRequests(m0));
   results.rotation = {
     fuseRequestsDuringPhase: rotReqs,
-    rotations: P.rotations, pollInterval: P.rotationPollInterval, pollJitter: '±10%', readerRecheckUs: P.watchSleepUs, ms: s,
-    driverPollsDuringPhase: polls, driverPollMeanMs: round(pollMeanMs, 2), providerMountMeanMs: round(provMeanMs, 2),
+    rotations: P.rotations,
+    pollInterval: P.rotationPollInterval,
+    pollJitter: '±10%',
+    readerRecheckUs: P.watchSleepUs,
+    ms: s,
+    driverPollsDuringPhase: polls,
+    driverPollMeanMs: round(pollMeanMs, 2),
+    providerMountMeanMs: round(provMeanMs, 2),
   };
-  out(`4. Rotation to visible, ms (${P.rotations} rotations; driver --rotation-poll-interval=${P.rotationPollInterval} ±10% jitter; reader re-opens every ${P.watchSleepUs} µs)`);
-  table(['measure', 'median', 'p95', 'min', 'max', 'n'], [
-    ['secrets file rewritten -> new bytes read', fmt(s.endToEnd.median), fmt(s.endToEnd.p95), fmt(s.endToEnd.min), fmt(s.endToEnd.max), s.endToEnd.n],
-    ['provider answered -> new bytes read', fmt(s.providerAnswerToVisible.median, 2), fmt(s.providerAnswerToVisible.p95, 2), fmt(s.providerAnswerToVisible.min, 2), fmt(s.providerAnswerToVisible.max, 2), s.providerAnswerToVisible.n],
-    ['driver logged rotation -> new bytes read', fmt(s.driverLogToVisible.median), fmt(s.driverLogToVisible.p95), fmt(s.driverLogToVisible.min), fmt(s.driverLogToVisible.max), s.driverLogToVisible.n],
-    ['first open+read+close of the new version (µs)', fmt(s.firstReadOfNewVersionUs.median), fmt(s.firstReadOfNewVersionUs.p95), fmt(s.firstReadOfNewVersionUs.min), fmt(s.firstReadOfNewVersionUs.max), s.firstReadOfNewVersionUs.n],
-  ], 42);
-  out(`  driver poll (SPC read + provider Mount + swap), mean over ${polls} polls in the phase: ${fmt(pollMeanMs, 2)} ms; provider Mount alone: ${fmt(provMeanMs, 2)} ms`);
-  out(`  FUSE requests during the phase (${P.rotations} rotations, reader spinning): ${Object.entries(rotReqs).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`);
+  out(
+    `4. Rotation to visible, ms (${P.rotations} rotations; driver --rotation-poll-interval=${P.rotationPollInterval} ±10% jitter; reader re-opens every ${P.watchSleepUs} µs)`,
+  );
+  table(
+    ['measure', 'median', 'p95', 'min', 'max', 'n'],
+    [
+      [
+        'secrets file rewritten -> new bytes read',
+        fmt(s.endToEnd.median),
+        fmt(s.endToEnd.p95),
+        fmt(s.endToEnd.min),
+        fmt(s.endToEnd.max),
+        s.endToEnd.n,
+      ],
+      [
+        'provider answered -> new bytes read',
+        fmt(s.providerAnswerToVisible.median, 2),
+        fmt(s.providerAnswerToVisible.p95, 2),
+        fmt(s.providerAnswerToVisible.min, 2),
+        fmt(s.providerAnswerToVisible.max, 2),
+        s.providerAnswerToVisible.n,
+      ],
+      [
+        'driver logged rotation -> new bytes read',
+        fmt(s.driverLogToVisible.median),
+        fmt(s.driverLogToVisible.p95),
+        fmt(s.driverLogToVisible.min),
+        fmt(s.driverLogToVisible.max),
+        s.driverLogToVisible.n,
+      ],
+      [
+        'first open+read+close of the new version (µs)',
+        fmt(s.firstReadOfNewVersionUs.median),
+        fmt(s.firstReadOfNewVersionUs.p95),
+        fmt(s.firstReadOfNewVersionUs.min),
+        fmt(s.firstReadOfNewVersionUs.max),
+        s.firstReadOfNewVersionUs.n,
+      ],
+    ],
+    42,
+  );
+  out(
+    `  driver poll (SPC read + provider Mount + swap), mean over ${polls} polls in the phase: ${fmt(pollMeanMs, 2)} ms; provider Mount alone: ${fmt(provMeanMs, 2)} ms`,
+  );
+  out(
+    `  FUSE requests during the phase (${P.rotations} rotations, reader spinning): ${
+      Object.entries(rotReqs)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'none'
+    }`,
+  );
   out('  end-to-end is dominated by waiting for the next poll (uniform over the interval); the rest is the poll itself');
   out('  "provider answered" is when the provider\'s log line reached the bench; "driver logged" has ms resolution and may be negative');
   out('  (the driver logs after the swap is complete, the reader can see it first)');
   out('  the first open of a new version is not cached: it waits for the driver to answer LOOKUP/READLINK/READ, so it includes');
-  out('  any stall of the driver\'s JS thread at that moment');
+  out("  any stall of the driver's JS thread at that moment");
   out();
 }
 

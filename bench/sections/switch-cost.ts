@@ -20,40 +20,72 @@ async function benchSwitchCost(ctx: SectionContext): Promise<void> {
   const volumes = P.switchVolumes;
   phase(`rotation switch cost (${rotations} rotations, ${volumes} concurrent volumes, child process)`);
   const r = await runCaptured(process.execPath, [SWITCH_JS, String(rotations), String(volumes)], {
-    timeoutMs: 120_000, env: { ...process.env, UV_THREADPOOL_SIZE: '16' }, onSpawn: ctx.env.trackSpawned,
+    timeoutMs: 120_000,
+    env: { ...process.env, UV_THREADPOOL_SIZE: '16' },
+    onSpawn: ctx.env.trackSpawned,
   });
   // The child unmounts what it mounted; after a failure anything left under its temp dir goes here.
   const cleanupErrors: string[] = [];
   const leftovers = await umountAllWhere((m) => m.startsWith('/tmp/ssbench-switch-'), cleanupErrors);
-  if (leftovers.length > 0) notes.push(`switch cost: ${leftovers.length} mount(s) left by the child had to be unmounted: ${leftovers.slice(0, 4).join(' ')}`);
+  if (leftovers.length > 0)
+    notes.push(`switch cost: ${leftovers.length} mount(s) left by the child had to be unmounted: ${leftovers.slice(0, 4).join(' ')}`);
   for (const e of cleanupErrors) notes.push(`switch cost cleanup: ${e}`);
   const { res, error } = childJson<SwitchCostResult>(r);
-  results.switchCost = { command: `UV_THREADPOOL_SIZE=16 node dist/bench/switch-cost.js ${rotations} ${volumes}`, result: res, error: error || null };
+  results.switchCost = {
+    command: `UV_THREADPOOL_SIZE=16 node dist/bench/switch-cost.js ${rotations} ${volumes}`,
+    result: res,
+    error: error || null,
+  };
   out(`6. A rotation's switch inside the driver (bench/switch-cost.ts in a child process; 3 files of 1 KiB, one changes per rotation)`);
   if (!res) {
     out(`  FAILED: ${error}`);
     out();
     throw new Error(`switch cost: ${error}`);
   }
-  const reqs = (m: Record<string, number>): string => Object.entries(m).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
+  const reqs = (m: Record<string, number>): string =>
+    Object.entries(m)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ') || 'none';
   const v = res.vfsSteps;
   const tb = res.tableOnly;
-  table(['switch', 'median µs', 'p95 µs', 'mean µs', `${volumes} volumes at once, ms`], [
-    ['syscalls in a forked child (default)', fmt(v.publishUs.median, 0), fmt(v.publishUs.p95, 0), fmt(v.publishUs.mean, 0), fmt(v.concurrentMs, 1)],
-    ['table only + invalidations (baseline)', fmt(tb.publishUs.median, 0), fmt(tb.publishUs.p95, 0), fmt(tb.publishUs.mean, 0), fmt(tb.concurrentMs, 1)],
-  ], 38);
-  out(`  ratio (median): ${fmt(v.publishUs.median / tb.publishUs.median, 1)}x; the difference is what makes a rotation visible to inotify watchers`);
+  table(
+    ['switch', 'median µs', 'p95 µs', 'mean µs', `${volumes} volumes at once, ms`],
+    [
+      [
+        'syscalls in a forked child (default)',
+        fmt(v.publishUs.median, 0),
+        fmt(v.publishUs.p95, 0),
+        fmt(v.publishUs.mean, 0),
+        fmt(v.concurrentMs, 1),
+      ],
+      [
+        'table only + invalidations (baseline)',
+        fmt(tb.publishUs.median, 0),
+        fmt(tb.publishUs.p95, 0),
+        fmt(tb.publishUs.mean, 0),
+        fmt(tb.concurrentMs, 1),
+      ],
+    ],
+    38,
+  );
+  out(
+    `  ratio (median): ${fmt(v.publishUs.median / tb.publishUs.median, 1)}x; the difference is what makes a rotation visible to inotify watchers`,
+  );
   out(`  FUSE requests per rotation, switch only: ${reqs(v.switchRequests)}`);
   out(`  with the old version's removal (grace 0): ${reqs(v.withRemovalRequests)}`);
   out('  keeper snapshot (the whole state encoded, then handed to a keeper process; once per rotation, publish and unpublish;');
   out('  the JS thread waits for both):');
   for (const sn of res.snapshotMs) {
-    out(`    ${pad(sn.volumes, 5)} volumes: ${pad(fmt(sn.bytes / KiB, 0), 6)} KiB in ${fmt(sn.ms, 2)} ms (encode ${fmt(sn.encodeMs, 2)}, hand-over ${fmt(sn.sendMs, 2)})`);
+    out(
+      `    ${pad(sn.volumes, 5)} volumes: ${pad(fmt(sn.bytes / KiB, 0), 6)} KiB in ${fmt(sn.ms, 2)} ms (encode ${fmt(sn.encodeMs, 2)}, hand-over ${fmt(sn.sendMs, 2)})`,
+    );
   }
   out();
-  notes.push(`rotation switch: ${fmt(v.publishUs.median / 1000, 2)} ms median with the syscalls made by a forked child (inotify sees them) `
-    + `vs ${fmt(tb.publishUs.median / 1000, 2)} ms table-only; ${volumes} volumes rotating at once: ${fmt(v.concurrentMs, 0)} ms vs ${fmt(tb.concurrentMs, 0)} ms. `
-    + `Keeper snapshots grow with the node: ${res.snapshotMs.map((sn) => `${sn.volumes} volumes ${fmt(sn.ms, 1)} ms`).join(', ')}.`);
+  notes.push(
+    `rotation switch: ${fmt(v.publishUs.median / 1000, 2)} ms median with the syscalls made by a forked child (inotify sees them) ` +
+      `vs ${fmt(tb.publishUs.median / 1000, 2)} ms table-only; ${volumes} volumes rotating at once: ${fmt(v.concurrentMs, 0)} ms vs ${fmt(tb.concurrentMs, 0)} ms. ` +
+      `Keeper snapshots grow with the node: ${res.snapshotMs.map((sn) => `${sn.volumes} volumes ${fmt(sn.ms, 1)} ms`).join(', ')}.`,
+  );
 }
 
 export const switchCost: Section = { name: 'switch-cost', run: benchSwitchCost };

@@ -19,7 +19,10 @@ import { parseDuration } from '../cli/flags.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const arg = (name: string, def: string): string =>
-  process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;
+  process.argv
+    .slice(2)
+    .find((a) => a.startsWith(`--${name}=`))
+    ?.slice(name.length + 3) ?? def;
 const rotateMs = parseDuration(arg('rotate-every', '5s'));
 const durationMs = parseDuration(arg('duration', '0'));
 
@@ -32,12 +35,13 @@ if (!existsSync('/dev/fuse')) {
   process.exit(1);
 }
 
-const freePort = (): Promise<number> => new Promise((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
   });
-});
 
 const work = await mkdtemp('/tmp/secrets-store-demo-');
 await chmod(work, 0o755);
@@ -54,21 +58,42 @@ await mkdir(dirname(target), { recursive: true, mode: 0o755 });
 let version = 1;
 const writeSecrets = async (): Promise<void> => {
   const password = randomBytes(9).toString('base64url');
-  await writeFile(secretsFile, [
-    'files:',
-    '  - path: username', '    contents: "demo-user"', '    mode: 0o444',
-    '  - path: password', `    contents: "version ${version} ${password}\\n"`, '    mode: 0o400',
-    '  - path: config/app.json', `    contents: '{"endpoint": "https://db.example", "version": ${version}}'`, '    mode: 0o444',
-  ].join('\n'), { mode: 0o600 });
+  await writeFile(
+    secretsFile,
+    [
+      'files:',
+      '  - path: username',
+      '    contents: "demo-user"',
+      '    mode: 0o444',
+      '  - path: password',
+      `    contents: "version ${version} ${password}\\n"`,
+      '    mode: 0o400',
+      '  - path: config/app.json',
+      `    contents: '{"endpoint": "https://db.example", "version": ${version}}'`,
+      '    mode: 0o444',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
 };
 await writeSecrets();
-await writeFile(join(spcDir, 'app-secrets.yaml'), [
-  'apiVersion: secrets-store.csi.x-k8s.io/v1',
-  'kind: SecretProviderClass',
-  'metadata:', '  name: app-secrets', '  namespace: default',
-  'spec:', '  provider: example', '  parameters:', `    secretsFile: ${secretsFile}`,
-  '    objects: |', '      - objectName: username', '      - objectName: password', '      - objectName: config/app.json',
-].join('\n'));
+await writeFile(
+  join(spcDir, 'app-secrets.yaml'),
+  [
+    'apiVersion: secrets-store.csi.x-k8s.io/v1',
+    'kind: SecretProviderClass',
+    'metadata:',
+    '  name: app-secrets',
+    '  namespace: default',
+    'spec:',
+    '  provider: example',
+    '  parameters:',
+    `    secretsFile: ${secretsFile}`,
+    '    objects: |',
+    '      - objectName: username',
+    '      - objectName: password',
+    '      - objectName: config/app.json',
+  ].join('\n'),
+);
 
 const metricsPort = await freePort();
 const children: ChildProcess[] = [];
@@ -81,7 +106,9 @@ const start = (bin: string, args: string[], tag: string): ChildProcess => {
       try {
         const j = JSON.parse(l) as { level?: number | string; msg?: string };
         show = (typeof j.level === 'number' && j.level >= 40) || /rotated|failed/.test(j.msg ?? '');
-      } catch { /* not JSON: show it */ }
+      } catch {
+        /* not JSON: show it */
+      }
       if (show) process.stdout.write(`  [${tag}] ${l}\n`);
     }
   };
@@ -92,11 +119,21 @@ const start = (bin: string, args: string[], tag: string): ChildProcess => {
 };
 start('example-provider.js', ['--endpoint', `unix://${join(providers, 'example.sock')}`], 'provider');
 const csiSock = join(work, 'csi.sock');
-start('driver.js', [
-  `--endpoint=unix://${csiSock}`, '--nodeid=demo-node', `--provider-volume=${providers}`, '--additional-provider-volume-paths=',
-  `--secret-provider-class-dir=${spcDir}`, `--fuse-mount-dir=${join(work, 'fuse')}`, `--metrics-addr=127.0.0.1:${metricsPort}`,
-  `--rotation-poll-interval=${Math.max(1000, Math.floor(rotateMs / 2))}ms`, '--log-level=info',
-], 'driver');
+start(
+  'driver.js',
+  [
+    `--endpoint=unix://${csiSock}`,
+    '--nodeid=demo-node',
+    `--provider-volume=${providers}`,
+    '--additional-provider-volume-paths=',
+    `--secret-provider-class-dir=${spcDir}`,
+    `--fuse-mount-dir=${join(work, 'fuse')}`,
+    `--metrics-addr=127.0.0.1:${metricsPort}`,
+    `--rotation-poll-interval=${Math.max(1000, Math.floor(rotateMs / 2))}ms`,
+    '--log-level=info',
+  ],
+  'driver',
+);
 
 const client = new NodeClient(`unix:${csiSock}`, credentials.createInsecure());
 const waitReady = async (): Promise<void> => {
@@ -126,14 +163,33 @@ process.on('SIGTERM', () => void cleanup(0));
 
 try {
   await waitReady();
-  await new Promise<void>((resolve, reject) => client.nodePublishVolume({
-    volumeId: 'demo-volume', targetPath: target, readonly: true, stagingTargetPath: '', publishContext: {}, secrets: {},
-    volumeCapability: { accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } }, accessMode: { mode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY } },
-    volumeContext: {
-      secretProviderClass: 'app-secrets', 'csi.storage.k8s.io/pod.name': 'demo-pod', 'csi.storage.k8s.io/pod.namespace': 'default',
-      'csi.storage.k8s.io/pod.uid': 'demo-pod-uid', 'csi.storage.k8s.io/serviceAccount.name': 'default', 'csi.storage.k8s.io/ephemeral': 'true',
-    },
-  }, new Metadata(), { deadline: Date.now() + 30_000 }, (e) => (e ? reject(e) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    client.nodePublishVolume(
+      {
+        volumeId: 'demo-volume',
+        targetPath: target,
+        readonly: true,
+        stagingTargetPath: '',
+        publishContext: {},
+        secrets: {},
+        volumeCapability: {
+          accessType: { $case: 'mount', value: { fsType: '', mountFlags: [], volumeMountGroup: '' } },
+          accessMode: { mode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY },
+        },
+        volumeContext: {
+          secretProviderClass: 'app-secrets',
+          'csi.storage.k8s.io/pod.name': 'demo-pod',
+          'csi.storage.k8s.io/pod.namespace': 'default',
+          'csi.storage.k8s.io/pod.uid': 'demo-pod-uid',
+          'csi.storage.k8s.io/serviceAccount.name': 'default',
+          'csi.storage.k8s.io/ephemeral': 'true',
+        },
+      },
+      new Metadata(),
+      { deadline: Date.now() + 30_000 },
+      (e) => (e ? reject(e) : resolve()),
+    ),
+  );
 } catch (e) {
   console.error(`publish failed: ${(e as Error).message}`);
   await cleanup(1);

@@ -8,16 +8,18 @@ import { driverVersion } from '../cli/version.js';
 
 const args = process.argv.slice(2);
 if (args.includes('--help') || args.includes('-h')) {
-  process.stdout.write([
-    'Usage of secrets-store-example-provider:',
-    '  --endpoint <string>',
-    '      unix socket to listen on (default "unix:///var/run/secrets-store-csi-providers/example.sock")',
-    '  --secrets-file <string>',
-    '      the file to serve when a SecretProviderClass sets no secretsFile parameter',
-    '  --help',
-    '      print this help',
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      'Usage of secrets-store-example-provider:',
+      '  --endpoint <string>',
+      '      unix socket to listen on (default "unix:///var/run/secrets-store-csi-providers/example.sock")',
+      '  --secrets-file <string>',
+      '      the file to serve when a SecretProviderClass sets no secretsFile parameter',
+      '  --help',
+      '      print this help',
+      '',
+    ].join('\n'),
+  );
   process.exit(0);
 }
 const opt = (name: string): string | undefined => {
@@ -36,7 +38,9 @@ if (ep.kind !== 'unix') {
 }
 const secretsFile = opt('secrets-file');
 const server = await startExampleProvider({
-  socketPath: ep.path, version: driverVersion(), ...(secretsFile ? { secretsFile } : {}),
+  socketPath: ep.path,
+  version: driverVersion(),
+  ...(secretsFile ? { secretsFile } : {}),
   log: (msg, fields) => process.stdout.write(`${JSON.stringify({ level: 'info', component: 'example-provider', msg, ...fields })}\n`),
 });
 process.stdout.write(`${JSON.stringify({ level: 'info', component: 'example-provider', msg: 'listening', endpoint })}\n`);

@@ -7,16 +7,18 @@ import { Keeper } from '../takeover/keeper.js';
 
 const args = process.argv.slice(2);
 if (args.includes('--help') || args.includes('-h')) {
-  process.stdout.write([
-    'Usage of secrets-store-csi-keeper:',
-    '  --socket <string>',
-    '      unix socket the driver connects to with --keeper-socket (default "/var/run/secrets-store-csi-driver/keeper.sock")',
-    '  --lock-memory',
-    '      lock the state it holds in RAM so secrets never reach swap (default true; --lock-memory=false turns it off)',
-    '  --help',
-    '      print this help',
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      'Usage of secrets-store-csi-keeper:',
+      '  --socket <string>',
+      '      unix socket the driver connects to with --keeper-socket (default "/var/run/secrets-store-csi-driver/keeper.sock")',
+      '  --lock-memory',
+      '      lock the state it holds in RAM so secrets never reach swap (default true; --lock-memory=false turns it off)',
+      '  --help',
+      '      print this help',
+      '',
+    ].join('\n'),
+  );
   process.exit(0);
 }
 const opt = (name: string, def: string): string => {
@@ -27,14 +29,22 @@ const opt = (name: string, def: string): string => {
   }
   return def;
 };
-const log = (level: string) => (obj: object, msg: string): void => {
-  process.stdout.write(`${JSON.stringify({ level, time: new Date().toISOString(), component: 'secrets-store-csi-keeper', ...obj, msg })}\n`);
-};
+const log =
+  (level: string) =>
+  (obj: object, msg: string): void => {
+    process.stdout.write(
+      `${JSON.stringify({ level, time: new Date().toISOString(), component: 'secrets-store-csi-keeper', ...obj, msg })}\n`,
+    );
+  };
 const native = loadNative();
 hardenProcess(native, { lockMemory: false });
 const secrets = secretAllocator(native, opt('lock-memory', 'true') !== 'false');
 if (secrets.lockError) log('warn')({ err: secrets.lockError }, 'could not lock memory');
-const keeper = new Keeper(native, { socketPath: opt('socket', '/var/run/secrets-store-csi-driver/keeper.sock'), log: { info: log('info'), warn: log('warn') }, alloc: secrets.allocate });
+const keeper = new Keeper(native, {
+  socketPath: opt('socket', '/var/run/secrets-store-csi-driver/keeper.sock'),
+  log: { info: log('info'), warn: log('warn') },
+  alloc: secrets.allocate,
+});
 keeper.start();
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {

@@ -62,8 +62,18 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   const harden = hardenProcess(native, { lockMemory: false });
   const secrets = secretAllocator(native, flags.lockMemory);
   if (secrets.lockError) log.warn({ err: secrets.lockError }, 'could not lock secret memory; secrets could reach swap');
-  log.info({ version, driverName: flags.driverName, nodeId: flags.nodeId, dumpable: harden.dumpable, secretsLocked: secrets.locked,
-    rotation: flags.enableSecretRotation, rotationPollIntervalMs: flags.rotationPollIntervalMs }, 'starting secrets-store CSI driver');
+  log.info(
+    {
+      version,
+      driverName: flags.driverName,
+      nodeId: flags.nodeId,
+      dumpable: harden.dumpable,
+      secretsLocked: secrets.locked,
+      rotation: flags.enableSecretRotation,
+      rotationPollIntervalMs: flags.rotationPollIntervalMs,
+    },
+    'starting secrets-store CSI driver',
+  );
 
   const metrics = new DriverMetrics();
   const metricsServer: HttpServer | null = flags.metricsAddr ? await metrics.listen(flags.metricsAddr) : null;
@@ -92,17 +102,29 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     maxRecvMsgSize: flags.maxCallRecvMsgSize,
   });
   const manager = new VolumeManager({
-    fs, state, spcs, providers, metrics, log,
+    fs,
+    state,
+    spcs,
+    providers,
+    metrics,
+    log,
     ...(k ? kubeHooks(k) : {}),
     // Who may write into a volume during a provider call: that provider's process.
     providerPid: async (provider: string) => native.peerPid(await providers.resolveSocket(provider)),
-    rotation: { enabled: flags.enableSecretRotation, intervalMs: flags.rotationPollIntervalMs, concurrency: flags.rotationConcurrency, retryBaseMs: Math.min(10_000, flags.rotationPollIntervalMs) },
+    rotation: {
+      enabled: flags.enableSecretRotation,
+      intervalMs: flags.rotationPollIntervalMs,
+      concurrency: flags.rotationConcurrency,
+      retryBaseMs: Math.min(10_000, flags.rotationPollIntervalMs),
+    },
     providerTimeoutMs: flags.providerTimeoutMs,
   });
   let ready = true;
-  const { server, removeSocket } = await startCsiServer(flags.endpoint,
+  const { server, removeSocket } = await startCsiServer(
+    flags.endpoint,
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
-    nodeServer({ nodeId: flags.nodeId, manager, metrics, log }));
+    nodeServer({ nodeId: flags.nodeId, manager, metrics, log }),
+  );
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
   const exitNow = async (code = 0): Promise<never> => {
     await new Promise<void>((r) => log.flush(() => r()));
@@ -112,8 +134,14 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   /** Graceful for 2 s (calls in flight finish), then forced: idle client connections must not hold us. */
   const shutdownServer = async (): Promise<void> => {
     await new Promise<void>((resolve) => {
-      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
-      server.tryShutdown(() => { clearTimeout(force); resolve(); });
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
     });
     await removeSocket();
   };
@@ -124,7 +152,9 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   log.info({ endpoint: flags.endpoint, fuseMountDir: flags.fuseMountDir }, 'listening');
   // In the background: probing stale mounts must never delay serving.
   if (!inherited) {
-    void reportDeadMounts(fs.mountDir, flags, k, log).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not look for dead secrets mounts'));
+    void reportDeadMounts(fs.mountDir, flags, k, log).catch((e: unknown) =>
+      log.warn({ err: (e as Error).message }, 'could not look for dead secrets mounts'),
+    );
   }
 
   // An upgrade: a newer driver takes over. Stop taking calls, hand the final
@@ -149,7 +179,9 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     // which a bind mount elsewhere (a container's view) or the keeper outlives:
     // the main thread would then wait in a futex forever.
     exit: exitNow,
-    log, fs, manager,
+    log,
+    fs,
+    manager,
     async stop() {
       ready = false;
       manager.close();
@@ -166,10 +198,17 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
         const published = state.list().map((v) => v.targetPath);
         const aborted = await fs.close();
         if (aborted || published.length > 0) {
-          log.warn({ published: published.length, targets: published, abort: aborted?.method ?? 'not needed', ...(aborted?.error ? { err: aborted.error } : {}) },
+          log.warn(
+            {
+              published: published.length,
+              targets: published,
+              abort: aborted?.method ?? 'not needed',
+              ...(aborted?.error ? { err: aborted.error } : {}),
+            },
             'stopped without a keeper: nobody serves the secrets mounts left behind. Reads there fail with ECONNABORTED (in flight) or ENOTCONN ' +
-            '("Transport endpoint is not connected") until kubelet unpublishes them (it unmounts them when the pod goes); ' +
-            'a driver started again mounts a volume anew at its next republish, which only containers with mountPropagation HostToContainer see');
+              '("Transport endpoint is not connected") until kubelet unpublishes them (it unmounts them when the pod goes); ' +
+              'a driver started again mounts a volume anew at its next republish, which only containers with mountPropagation HostToContainer see',
+          );
         }
       }
     },
@@ -180,7 +219,11 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
  * With a keeper, takes over the connection a previous driver left there
  * (crash or upgrade); otherwise, or when there is none, mounts afresh.
  */
-async function openFilesystem(keeper: KeeperClient | null, log: Logger, o: FilesystemOptions): Promise<{ fs: SecretsFilesystem; inherited: DriverState | null }> {
+async function openFilesystem(
+  keeper: KeeperClient | null,
+  log: Logger,
+  o: FilesystemOptions,
+): Promise<{ fs: SecretsFilesystem; inherited: DriverState | null }> {
   const hello = keeper ? await keeper.hello() : { kind: 'empty' as const };
   if (hello.kind !== 'state') {
     const fs = await SecretsFilesystem.mount(o);
@@ -191,7 +234,10 @@ async function openFilesystem(keeper: KeeperClient | null, log: Logger, o: Files
   const decoded = decodeState(hello.state);
   const fs = await SecretsFilesystem.adopt(o, hello.fd, decoded.state.fs, decoded.blob);
   hello.state.fill(0);
-  log.info({ volumes: decoded.state.volumes.length, ms: Math.round(performance.now() - started) }, 'took over the FUSE connection from the previous driver');
+  log.info(
+    { volumes: decoded.state.volumes.length, ms: Math.round(performance.now() - started) },
+    'took over the FUSE connection from the previous driver',
+  );
   return { fs, inherited: decoded.state };
 }
 
@@ -202,14 +248,24 @@ async function openFilesystem(keeper: KeeperClient | null, log: Logger, o: Files
  */
 async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeState): Promise<{ spcs: SpcSource; kube: KubeParts | null }> {
   if (flags.secretProviderClassDir) return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null };
-  const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
-    import('../kube/api.js'), import('../spc/kube-source.js'), import('../kube/pod-status.js'), import('../kube/secret-sync.js'), import('../kube/events.js'),
-  ]);
+  const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] =
+    await Promise.all([
+      import('../kube/api.js'),
+      import('../spc/kube-source.js'),
+      import('../kube/pod-status.js'),
+      import('../kube/secret-sync.js'),
+      import('../kube/events.js'),
+    ]);
   const api = new KubeApi(loadKubeConfig(flags.kubeconfig || undefined));
   const spcs = await KubeSpcSource.start({ kc: api.kc, log });
   const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
   const sync = new SecretSync({
-    api, nodeId: flags.nodeId, driverName: flags.driverName, spcs, events, log,
+    api,
+    nodeId: flags.nodeId,
+    driverName: flags.driverName,
+    spcs,
+    events,
+    log,
     readFile: (targetPath, objectName) => volumes.readFile(targetPath, objectName),
   });
   await sync.start();
@@ -222,15 +278,31 @@ function kubeHooks(k: KubeParts): Pick<VolumeManagerOptions, 'onVersion' | 'onDe
     onVersion: async (st: VolumeStatus, first: boolean) => {
       const written = await k.podStatus.write(st);
       k.sync.enqueue(written.metadata.namespace, written.metadata.name);
-      if (!first) await k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Normal', k.reasons.MountRotationComplete, `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`);
+      if (!first)
+        await k.events.emit(
+          { name: st.podName, namespace: st.podNamespace, uid: st.podUid },
+          'Normal',
+          k.reasons.MountRotationComplete,
+          `successfully rotated mounted contents for spc ${st.podNamespace}/${st.spcName}`,
+        );
     },
     onDeadMountRepaired: (st: VolumeStatus) => {
-      void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.SecretsMountRepaired,
-        `the secrets volume ${st.targetPath} had died with a previous driver; a new mount was stacked over it. Containers that mount it with mountPropagation HostToContainer see it again; others keep failing with "Transport endpoint is not connected" until the pod is restarted`);
+      void k.events.emit(
+        { name: st.podName, namespace: st.podNamespace, uid: st.podUid },
+        'Warning',
+        k.reasons.SecretsMountRepaired,
+        `the secrets volume ${st.targetPath} had died with a previous driver; a new mount was stacked over it. Containers that mount it with mountPropagation HostToContainer see it again; others keep failing with "Transport endpoint is not connected" until the pod is restarted`,
+      );
     },
     onRotationError: (st: VolumeStatus, err: DriverError, failures: number) => {
       // One event per failure streak, not one per retry.
-      if (failures === 1) void k.events.emit({ name: st.podName, namespace: st.podNamespace, uid: st.podUid }, 'Warning', k.reasons.MountRotationFailed, err.message);
+      if (failures === 1)
+        void k.events.emit(
+          { name: st.podName, namespace: st.podNamespace, uid: st.podUid },
+          'Warning',
+          k.reasons.MountRotationFailed,
+          err.message,
+        );
     },
   };
 }
@@ -243,7 +315,8 @@ function kubeHooks(k: KubeParts): Pick<VolumeManagerOptions, 'onVersion' | 'onDe
  */
 async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: KubeParts | null, log: Logger): Promise<void> {
   const dead = await findDeadMounts(rootDir, {
-    onUnresponsive: (mountPoint) => log.warn({ mountPoint }, 'a secrets mount of this driver did not answer a stat within 5 s; not treated as dead'),
+    onUnresponsive: (mountPoint) =>
+      log.warn({ mountPoint }, 'a secrets mount of this driver did not answer a stat within 5 s; not treated as dead'),
   });
   log.info({ dead: dead.length }, 'looked for secrets mounts that died with a previous driver');
   if (dead.length === 0) return;
@@ -254,14 +327,25 @@ async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: KubePart
     const pod = pods?.items.find((p) => p.metadata?.uid === d.podUid);
     if (!pod?.metadata?.name || !pod.metadata.namespace) continue;
     const ref = { name: pod.metadata.name, namespace: pod.metadata.namespace, uid: pod.metadata.uid ?? '' };
-    await k.events.emit(ref, 'Warning', k.reasons.DeadSecretsMount,
+    await k.events.emit(
+      ref,
+      'Warning',
+      k.reasons.DeadSecretsMount,
       `the secrets volume ${d.volumeName ?? d.targetPath} died with a previous driver process ("Transport endpoint is not connected"). ` +
-      'It is mounted again at the next republish, which repairs containers that use mountPropagation HostToContainer; others need the pod restarted' +
-      (flags.deletePodsWithDeadMounts ? ': deleting the pod so that its controller recreates it' : ' (delete the pod, or run the driver with --delete-pods-with-dead-mounts)'));
+        'It is mounted again at the next republish, which repairs containers that use mountPropagation HostToContainer; others need the pod restarted' +
+        (flags.deletePodsWithDeadMounts
+          ? ': deleting the pod so that its controller recreates it'
+          : ' (delete the pod, or run the driver with --delete-pods-with-dead-mounts)'),
+    );
     if (flags.deletePodsWithDeadMounts) {
       await k.api.core.deleteNamespacedPod({ name: ref.name, namespace: ref.namespace }).then(
         () => log.warn({ pod: `${ref.namespace}/${ref.name}` }, 'deleted a pod whose secrets mount was dead'),
-        (e: unknown) => log.warn({ pod: `${ref.namespace}/${ref.name}`, err: (e as Error).message }, 'could not delete a pod whose secrets mount was dead'));
+        (e: unknown) =>
+          log.warn(
+            { pod: `${ref.namespace}/${ref.name}`, err: (e as Error).message },
+            'could not delete a pod whose secrets mount was dead',
+          ),
+      );
     }
   }
 }

@@ -28,28 +28,60 @@ export interface DriverFlags {
 }
 
 type Kind = 'string' | 'bool' | 'duration' | 'int' | 'list';
-interface Spec { key: keyof DriverFlags | null; kind: Kind; help: string }
+interface Spec {
+  key: keyof DriverFlags | null;
+  kind: Kind;
+  help: string;
+}
 
 const SPECS: Record<string, Spec> = {
   endpoint: { key: 'endpoint', kind: 'string', help: 'CSI endpoint (unix:///path or tcp://host:port)' },
   nodeid: { key: 'nodeId', kind: 'string', help: 'node name (NodeGetInfo)' },
   drivername: { key: 'driverName', kind: 'string', help: 'name of the driver' },
   'provider-volume': { key: 'providerVolume', kind: 'string', help: 'directory of provider sockets' },
-  'additional-provider-volume-paths': { key: 'additionalProviderVolumePaths', kind: 'list', help: 'comma-separated directories searched for provider sockets before --provider-volume' },
+  'additional-provider-volume-paths': {
+    key: 'additionalProviderVolumePaths',
+    kind: 'list',
+    help: 'comma-separated directories searched for provider sockets before --provider-volume',
+  },
   'enable-secret-rotation': { key: 'enableSecretRotation', kind: 'bool', help: 're-poll every volume every --rotation-poll-interval' },
   'rotation-poll-interval': { key: 'rotationPollIntervalMs', kind: 'duration', help: 'how often each volume is re-polled' },
   'rotation-concurrency': { key: 'rotationConcurrency', kind: 'int', help: 'at most this many polls at once' },
-  'provider-timeout': { key: 'providerTimeoutMs', kind: 'duration', help: 'deadline of a provider call that has no caller deadline (polls)' },
+  'provider-timeout': {
+    key: 'providerTimeoutMs',
+    kind: 'duration',
+    help: 'deadline of a provider call that has no caller deadline (polls)',
+  },
   'metrics-addr': { key: 'metricsAddr', kind: 'string', help: 'address of the Prometheus /metrics endpoint (empty: off)' },
   'max-call-recv-msg-size': { key: 'maxCallRecvMsgSize', kind: 'int', help: 'largest provider response accepted, in bytes' },
   kubeconfig: { key: 'kubeconfig', kind: 'string', help: 'kubeconfig file (default: in-cluster config)' },
-  'secret-provider-class-dir': { key: 'secretProviderClassDir', kind: 'string', help: 'read SecretProviderClass manifests from this directory instead of the Kubernetes API' },
+  'secret-provider-class-dir': {
+    key: 'secretProviderClassDir',
+    kind: 'string',
+    help: 'read SecretProviderClass manifests from this directory instead of the Kubernetes API',
+  },
   'fuse-mount-dir': { key: 'fuseMountDir', kind: 'string', help: 'where the node-wide FUSE connection is mounted (private to the driver)' },
   'log-level': { key: 'logLevel', kind: 'string', help: 'trace, debug, info, warn, error' },
-  'keeper-socket': { key: 'keeperSocket', kind: 'string', help: 'unix socket of the keeper that holds the FUSE connection across restarts (empty: none)' },
-  'delete-pods-with-dead-mounts': { key: 'deletePodsWithDeadMounts', kind: 'bool', help: 'delete pods whose secrets mount died with a previous driver, so their controllers recreate them (needs pods delete RBAC)' },
-  'lock-memory': { key: 'lockMemory', kind: 'bool', help: 'keep secret bytes in locked memory so they never reach swap (needs CAP_IPC_LOCK)' },
-  'inotify-events': { key: 'inotifyEvents', kind: 'bool', help: 'make each rotation\'s directory changes as syscalls in a forked child, so inotify watchers see them as on tmpfs (false: switch inside the driver, silent for inotify, ~4 ms cheaper)' },
+  'keeper-socket': {
+    key: 'keeperSocket',
+    kind: 'string',
+    help: 'unix socket of the keeper that holds the FUSE connection across restarts (empty: none)',
+  },
+  'delete-pods-with-dead-mounts': {
+    key: 'deletePodsWithDeadMounts',
+    kind: 'bool',
+    help: 'delete pods whose secrets mount died with a previous driver, so their controllers recreate them (needs pods delete RBAC)',
+  },
+  'lock-memory': {
+    key: 'lockMemory',
+    kind: 'bool',
+    help: 'keep secret bytes in locked memory so they never reach swap (needs CAP_IPC_LOCK)',
+  },
+  'inotify-events': {
+    key: 'inotifyEvents',
+    kind: 'bool',
+    help: "make each rotation's directory changes as syscalls in a forked child, so inotify watchers see them as on tmpfs (false: switch inside the driver, silent for inotify, ~4 ms cheaper)",
+  },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
   h: { key: 'help', kind: 'bool', help: 'print this help' },
@@ -154,7 +186,7 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
   const out = defaultFlags() as unknown as Record<string, unknown>;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--' ) break;
+    if (arg === '--') break;
     const m = /^--?([^=]+)(?:=(.*))?$/s.exec(arg);
     if (!m) throw new Error(`unexpected argument ${JSON.stringify(arg)}`);
     const name = m[1]!;
@@ -168,8 +200,12 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
     }
     let parsed: unknown;
     switch (spec.kind) {
-      case 'bool': parsed = parseBool(value, name); break;
-      case 'duration': parsed = parseDuration(value); break;
+      case 'bool':
+        parsed = parseBool(value, name);
+        break;
+      case 'duration':
+        parsed = parseDuration(value);
+        break;
       case 'int': {
         try {
           parsed = parseGoInt(value);
@@ -180,8 +216,11 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
         }
         break;
       }
-      case 'list': parsed = value.split(',').filter((s) => s.length > 0); break;
-      default: parsed = value;
+      case 'list':
+        parsed = value.split(',').filter((s) => s.length > 0);
+        break;
+      default:
+        parsed = value;
     }
     if (spec.key) out[spec.key] = parsed;
   }
@@ -193,6 +232,8 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
 }
 
 export function usage(): string {
-  return Object.entries(SPECS).filter(([n]) => n !== 'h')
-    .map(([n, s]) => `  --${n}${s.kind === 'bool' ? '' : ` <${s.kind}>`}\n      ${s.help}`).join('\n');
+  return Object.entries(SPECS)
+    .filter(([n]) => n !== 'h')
+    .map(([n, s]) => `  --${n}${s.kind === 'bool' ? '' : ` <${s.kind}>`}\n      ${s.help}`)
+    .join('\n');
 }

@@ -15,8 +15,11 @@ import { unary } from './handler.js';
 
 function unimplemented<Req, Res>(rpc: string): handleUnaryCall<Req, Res> {
   return unary<Req, Res>(async () => {
-    throw new DriverError(`${rpc} is not implemented: this driver only serves ephemeral inline volumes on the node, it has no controller`,
-      'ERR_UNIMPLEMENTED', status.UNIMPLEMENTED);
+    throw new DriverError(
+      `${rpc} is not implemented: this driver only serves ephemeral inline volumes on the node, it has no controller`,
+      'ERR_UNIMPLEMENTED',
+      status.UNIMPLEMENTED,
+    );
   });
 }
 

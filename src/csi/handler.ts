@@ -12,7 +12,10 @@ export function toServiceError(e: unknown): Partial<ServiceError> {
 
 export function unary<Req, Res>(fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>): void => {
-    fn(call.request, call).then((res) => cb(null, res), (e: unknown) => cb(toServiceError(e)));
+    fn(call.request, call).then(
+      (res) => cb(null, res),
+      (e: unknown) => cb(toServiceError(e)),
+    );
   };
 }
 

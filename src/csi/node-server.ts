@@ -30,17 +30,32 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
         const invalid = checkPublish(req);
         if (invalid) throw invalid;
         await o.manager.publish({
-          volumeId: req.volumeId, targetPath: req.targetPath, readonly: req.readonly,
-          volumeContext: req.volumeContext, secrets: req.secrets, deadline: callDeadline(call),
-          onProvider: (p) => { provider = p; },
+          volumeId: req.volumeId,
+          targetPath: req.targetPath,
+          readonly: req.readonly,
+          volumeContext: req.volumeContext,
+          secrets: req.secrets,
+          deadline: callDeadline(call),
+          onProvider: (p) => {
+            provider = p;
+          },
         });
         o.metrics.publishOk(provider);
         return {};
       } catch (e) {
         const err = isDriverError(e) ? e : null;
         o.metrics.publishError(provider, err?.errorType ?? 'FailedToMount');
-        o.log.error({ targetPath: req.targetPath, volumeId: req.volumeId, pod, code: err?.code, err: (e as Error).message,
-          ms: Math.round(performance.now() - started) }, 'node publish volume failed');
+        o.log.error(
+          {
+            targetPath: req.targetPath,
+            volumeId: req.volumeId,
+            pod,
+            code: err?.code,
+            err: (e as Error).message,
+            ms: Math.round(performance.now() - started),
+          },
+          'node publish volume failed',
+        );
         throw e;
       }
     }),
@@ -67,8 +82,12 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
       if (invalid) throw invalid;
       return {};
     }),
-    nodeGetVolumeStats: unary(async () => { throw unimplemented('NodeGetVolumeStats is not implemented'); }),
-    nodeExpandVolume: unary(async () => { throw unimplemented('NodeExpandVolume is not implemented'); }),
+    nodeGetVolumeStats: unary(async () => {
+      throw unimplemented('NodeGetVolumeStats is not implemented');
+    }),
+    nodeExpandVolume: unary(async () => {
+      throw unimplemented('NodeExpandVolume is not implemented');
+    }),
     nodeGetCapabilities: unary(async () => ({
       capabilities: [{ type: { $case: 'rpc', value: { type: NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME } } }],
     })),

@@ -28,13 +28,19 @@ export async function startCsiServer(endpoint: string, identity: IdentityServer,
   server.addService(IdentityService, identity);
   server.addService(NodeService, node);
   server.addService(ControllerService, controllerServer());
-  const bind = (address: string): Promise<Server> => new Promise<Server>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve(server)));
-  });
+  const bind = (address: string): Promise<Server> =>
+    new Promise<Server>((resolve, reject) => {
+      server.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve(server)));
+    });
   if (ep.kind === 'tcp') return { server: await bind(grpcAddress(ep)), removeSocket: async () => undefined };
   await mkdir(dirname(ep.path), { recursive: true });
   // Bound elsewhere and renamed over the path: this also replaces a socket a
   // previous process left (grpc-js would fail with EADDRINUSE).
-  await bindSocketFile(ep.path, CSI_SOCKET_MODE, (at) => bind(grpcAddress({ kind: 'unix', path: at })), (s) => s.forceShutdown());
+  await bindSocketFile(
+    ep.path,
+    CSI_SOCKET_MODE,
+    (at) => bind(grpcAddress({ kind: 'unix', path: at })),
+    (s) => s.forceShutdown(),
+  );
   return { server, removeSocket: await socketFileRemover(ep.path) };
 }

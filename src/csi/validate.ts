@@ -2,7 +2,12 @@
 // rule is tested without a server. Returns the first error, or null.
 
 import { isAbsolute } from 'node:path';
-import type { NodePublishVolumeRequest, NodeUnpublishVolumeRequest, NodeStageVolumeRequest, NodeUnstageVolumeRequest } from '../gen/csi/v1/csi.js';
+import type {
+  NodePublishVolumeRequest,
+  NodeUnpublishVolumeRequest,
+  NodeStageVolumeRequest,
+  NodeUnstageVolumeRequest,
+} from '../gen/csi/v1/csi.js';
 import { errors, type DriverError } from '../errors.js';
 
 const bad = (m: string): DriverError => errors.invalidArgument(m);

@@ -18,7 +18,10 @@ import { join } from 'node:path';
 import { Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { parse } from 'yaml';
 import {
-  CSIDriverProviderService, type CSIDriverProviderServer, type MountRequest, type MountResponse,
+  CSIDriverProviderService,
+  type CSIDriverProviderServer,
+  type MountRequest,
+  type MountResponse,
 } from '../gen/provider/v1alpha1/service.js';
 import { readSource, versionOf } from './source.js';
 
@@ -99,6 +102,7 @@ export async function startExampleProvider(o: ExampleProviderOptions): Promise<S
   const server = new Server();
   server.addService(CSIDriverProviderService, exampleProvider(o));
   await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix:${o.socketPath}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    server.bindAsync(`unix:${o.socketPath}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+  );
   return server;
 }

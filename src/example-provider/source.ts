@@ -30,12 +30,18 @@ export interface Source {
   readonly objectVersions?: Array<{ id: string; version: string }>;
 }
 
-interface RawFile { path?: unknown; contents?: unknown; contentsBase64?: unknown; mode?: unknown }
+interface RawFile {
+  path?: unknown;
+  contents?: unknown;
+  contentsBase64?: unknown;
+  mode?: unknown;
+}
 
 export async function readSource(file: string): Promise<Source> {
-  const raw = parse(await readFile(file, 'utf8'), { intAsBigInt: false }) as Record<string, unknown> | null ?? {};
+  const raw = (parse(await readFile(file, 'utf8'), { intAsBigInt: false }) as Record<string, unknown> | null) ?? {};
   const files = ((raw.files ?? []) as RawFile[]).map((f) => {
-    const contents = typeof f.contentsBase64 === 'string' ? Buffer.from(f.contentsBase64, 'base64') : Buffer.from(String(f.contents ?? ''), 'utf8');
+    const contents =
+      typeof f.contentsBase64 === 'string' ? Buffer.from(f.contentsBase64, 'base64') : Buffer.from(String(f.contents ?? ''), 'utf8');
     return { path: String(f.path ?? ''), contents, ...(typeof f.mode === 'number' ? { mode: f.mode } : {}) };
   });
   return {
@@ -49,5 +55,10 @@ export async function readSource(file: string): Promise<Source> {
 
 /** A file's version: a short digest of path, mode and content (changes exactly when the file does). */
 export function versionOf(f: SourceFile): string {
-  return createHash('sha256').update(f.path).update(String(f.mode ?? '')).update(f.contents).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(f.path)
+    .update(String(f.mode ?? ''))
+    .update(f.contents)
+    .digest('hex')
+    .slice(0, 16);
 }

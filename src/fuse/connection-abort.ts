@@ -49,7 +49,9 @@ function run(cmd: string, args: readonly string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${stderr.trim()}`))));
   });
@@ -67,7 +69,12 @@ const WRITE_ABORT = 'echo 1 > "$0/$1/abort"';
  */
 export async function abortFuseConnection(id: number): Promise<AbortResult> {
   const dir = `${FUSECTL_DIR}/${id}`;
-  if (await access(dir).then(() => true, () => false)) {
+  if (
+    await access(dir).then(
+      () => true,
+      () => false,
+    )
+  ) {
     try {
       await writeFile(`${dir}/abort`, '1');
       return { method: 'fusectl' };
@@ -76,7 +83,17 @@ export async function abortFuseConnection(id: number): Promise<AbortResult> {
     }
   }
   try {
-    await run('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', `${MOUNT_FUSECTL}; ${WRITE_ABORT}`, FUSECTL_DIR, String(id)]);
+    await run('unshare', [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      `${MOUNT_FUSECTL}; ${WRITE_ABORT}`,
+      FUSECTL_DIR,
+      String(id),
+    ]);
     return { method: 'private-namespace' };
   } catch (e) {
     const first = (e as Error).message;

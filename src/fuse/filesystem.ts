@@ -9,7 +9,14 @@ import { basename, dirname, join } from 'node:path';
 import { InodeTable, ROOT_ID, type Inode, type TableState } from './inode-table.js';
 import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
-import { VolumeTree, type VolumeFile, type PublishResult, type VolumeTreeState, type EntryInvalidation, type RotationStep } from './volume-tree.js';
+import {
+  VolumeTree,
+  type VolumeFile,
+  type PublishResult,
+  type VolumeTreeState,
+  type EntryInvalidation,
+  type RotationStep,
+} from './volume-tree.js';
 import { mountFuse, unmount } from '../mount/commands.js';
 import { readMountInfo } from '../mount/mountinfo.js';
 import { abortFuseConnection, fuseConnectionId, type AbortResult } from './connection-abort.js';
@@ -143,7 +150,13 @@ export class SecretsFilesystem {
     return { ...(o.onFree ? { onFree: o.onFree } : {}), ...(o.alloc ? { alloc: o.alloc } : {}) };
   }
 
-  private static assemble(o: FilesystemOptions, mountDir: string, table: InodeTable, fd: number, volumeDirs: Set<number>): SecretsFilesystem {
+  private static assemble(
+    o: FilesystemOptions,
+    mountDir: string,
+    table: InodeTable,
+    fd: number,
+    volumeDirs: Set<number>,
+  ): SecretsFilesystem {
     const ttl = o.cacheTtl ?? 86_400;
     const windows = new Map<number, WriteWindow>();
     const lookup = {
@@ -154,10 +167,20 @@ export class SecretsFilesystem {
       },
     };
     const steps = o.forkSyscalls ? new VfsSteps(o.forkSyscalls) : null;
-    const ops = new Operations(table, {
-      entryTtl: ttl, attrTtl: ttl, dirAttrTtl: 1, maxWrite: MAX_WRITE,
-      ...(o.onRequest ? { onRequest: o.onRequest } : {}),
-    }, (id) => id === ROOT_ID || volumeDirs.has(id), lookup, threadGroupOf, steps);
+    const ops = new Operations(
+      table,
+      {
+        entryTtl: ttl,
+        attrTtl: ttl,
+        dirAttrTtl: 1,
+        maxWrite: MAX_WRITE,
+        ...(o.onRequest ? { onRequest: o.onRequest } : {}),
+      },
+      (id) => id === ROOT_ID || volumeDirs.has(id),
+      lookup,
+      threadGroupOf,
+      steps,
+    );
     const session = new FuseSession(fd, ops, { readers: o.readers ?? 2, bufferSize: BUFFER_SIZE, log: o.log, callerHistory: 256 });
     return new SecretsFilesystem(mountDir, table, ops, session, volumeDirs, o.retireGraceMs ?? 2000, o.onMutation, windows, steps, o.log);
   }
@@ -194,7 +217,9 @@ export class SecretsFilesystem {
     const t = this.table.exportState();
     return {
       state: {
-        mountDir: this.mountDir, negotiated: this.ops.negotiated, table: t.state,
+        mountDir: this.mountDir,
+        negotiated: this.ops.negotiated,
+        table: t.state,
         volumes: [...this.volumes.values()].map((v) => ({ name: v.name, tree: v.tree.exportState() })),
       },
       data: t.data,
@@ -268,7 +293,8 @@ export class SecretsFilesystem {
    * names invalidated, as without VFS steps. Returns those invalidations.
    */
   private async perform(v: VolumeHandle, steps: readonly RotationStep[]): Promise<EntryInvalidation[]> {
-    const outcomes = this.stopped ? steps.map(() => 'not-applied' as const)
+    const outcomes = this.stopped
+      ? steps.map(() => 'not-applied' as const)
       : await this.steps!.run(steps, (s) => (s.dir ? join(v.sourcePath, s.dir) : v.sourcePath));
     // Destroyed meanwhile (an unpublish during a removal pass): its tree is scrubbed and unlinked, so the
     // steps that failed on the way there have nothing left to apply.
@@ -377,10 +403,14 @@ export class SecretsFilesystem {
   async close(graceMs = 2000): Promise<AbortResult | null> {
     const id = await fuseConnectionId(this.mountDir).catch(() => null);
     await unmount(this.mountDir, { lazy: true }).catch(() => undefined);
-    const wait = (ms: number): Promise<boolean> => Promise.race([this.session.done.then(() => true), new Promise<boolean>((r) => setTimeout(r, ms, false).unref())]);
+    const wait = (ms: number): Promise<boolean> =>
+      Promise.race([this.session.done.then(() => true), new Promise<boolean>((r) => setTimeout(r, ms, false).unref())]);
     let aborted: AbortResult | null = null;
     if (!(await wait(graceMs))) {
-      aborted = id === null ? { method: 'failed', error: `no FUSE mount at ${this.mountDir} to find the connection by` } : await abortFuseConnection(id);
+      aborted =
+        id === null
+          ? { method: 'failed', error: `no FUSE mount at ${this.mountDir} to find the connection by` }
+          : await abortFuseConnection(id);
       await wait(1000);
     }
     this.session.close();

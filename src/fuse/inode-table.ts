@@ -105,8 +105,17 @@ export class InodeTable {
 
   private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number): Inode {
     return {
-      id, kind, mode: servedMode(mode), uid: 0, gid: 0, mtimeMs, data,
-      children: kind === 'dir' ? new Map() : null, links: 0, nlookup: 0, scrubbed: false,
+      id,
+      kind,
+      mode: servedMode(mode),
+      uid: 0,
+      gid: 0,
+      mtimeMs,
+      data,
+      children: kind === 'dir' ? new Map() : null,
+      links: 0,
+      nlookup: 0,
+      scrubbed: false,
     };
   }
 
@@ -244,7 +253,12 @@ export class InodeTable {
     const data: Buffer[] = [];
     for (const n of this.nodes.values()) {
       nodes.push({
-        id: n.id, kind: n.kind, mode: n.mode, mtimeMs: n.mtimeMs, links: n.links, scrubbed: n.scrubbed,
+        id: n.id,
+        kind: n.kind,
+        mode: n.mode,
+        mtimeMs: n.mtimeMs,
+        links: n.links,
+        scrubbed: n.scrubbed,
         dataLen: n.data ? n.data.length : -1,
         ...(n.children ? { children: [...n.children.entries()] } : {}),
       });

@@ -3,12 +3,35 @@
 
 import { constants as os } from 'node:os';
 import {
-  Op, InitFlag, FUSE_KERNEL_VERSION, FUSE_OUR_MINOR, IN_HEADER_SIZE,
-  decodeInHeader, decodeInitIn, decodeReadIn, decodeName, decodeForgetIn, decodeBatchForget,
-  encodeReply, encodeEntryOut, encodeAttrOut, encodeInitOut, encodeDirents, encodeStatfs,
-  decodeMknodIn, decodeWriteIn, encodeWriteOut, decodeSetattrIn, decodeRenameIn, FATTR, S_IFMT, S_IFREG,
-  decodeMkdirIn, decodeSymlinkIn,
-  type InHeader, type InitIn,
+  Op,
+  InitFlag,
+  FUSE_KERNEL_VERSION,
+  FUSE_OUR_MINOR,
+  IN_HEADER_SIZE,
+  decodeInHeader,
+  decodeInitIn,
+  decodeReadIn,
+  decodeName,
+  decodeForgetIn,
+  decodeBatchForget,
+  encodeReply,
+  encodeEntryOut,
+  encodeAttrOut,
+  encodeInitOut,
+  encodeDirents,
+  encodeStatfs,
+  decodeMknodIn,
+  decodeWriteIn,
+  encodeWriteOut,
+  decodeSetattrIn,
+  decodeRenameIn,
+  FATTR,
+  S_IFMT,
+  S_IFREG,
+  decodeMkdirIn,
+  decodeSymlinkIn,
+  type InHeader,
+  type InitIn,
 } from './protocol.js';
 import { ROOT_ID, type Inode, type InodeTable } from './inode-table.js';
 import type { RotationStep } from './volume-tree.js';
@@ -42,8 +65,14 @@ export interface Negotiated {
 }
 
 /** Flags we want, if the kernel offers them. */
-const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.NO_OPENDIR_SUPPORT |
-  InitFlag.CACHE_SYMLINKS | InitFlag.PARALLEL_DIROPS | InitFlag.EXPLICIT_INVAL_DATA | InitFlag.MAX_PAGES |
+const WANTED_FLAGS =
+  InitFlag.ASYNC_READ |
+  InitFlag.NO_OPEN_SUPPORT |
+  InitFlag.NO_OPENDIR_SUPPORT |
+  InitFlag.CACHE_SYMLINKS |
+  InitFlag.PARALLEL_DIROPS |
+  InitFlag.EXPLICIT_INVAL_DATA |
+  InitFlag.MAX_PAGES |
   InitFlag.BIG_WRITES;
 
 // Mutations nobody may make. MKNOD, WRITE, SETATTR, RENAME(2) and UNLINK go
@@ -52,9 +81,7 @@ const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.NO_OPEN_SUPPORT | InitFlag.N
 // else). CREATE answers ENOSYS, so the kernel creates files with MKNOD (then
 // opens them without asking us, as with every open), the one creation path a
 // window handles.
-const READ_ONLY_OPS: ReadonlySet<number> = new Set([
-  Op.LINK, Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.TMPFILE, Op.COPY_FILE_RANGE,
-]);
+const READ_ONLY_OPS: ReadonlySet<number> = new Set([Op.LINK, Op.SETXATTR, Op.REMOVEXATTR, Op.FALLOCATE, Op.TMPFILE, Op.COPY_FILE_RANGE]);
 
 /**
  * The driver's rotation steps in flight through the VFS (vfs-steps.ts):
@@ -196,14 +223,31 @@ export class Operations {
     let name: string;
     let extra = '';
     switch (h.opcode) {
-      case Op.MKDIR: kind = 'mkdir'; name = decodeMkdirIn(body).name; break;
-      case Op.SYMLINK: { const s = decodeSymlinkIn(body); kind = 'symlink'; name = s.name; extra = s.target; break; }
-      case Op.RMDIR: kind = 'rmdir'; name = decodeName(body); break;
-      case Op.UNLINK: kind = 'unlink'; name = decodeName(body); break;
+      case Op.MKDIR:
+        kind = 'mkdir';
+        name = decodeMkdirIn(body).name;
+        break;
+      case Op.SYMLINK: {
+        const s = decodeSymlinkIn(body);
+        kind = 'symlink';
+        name = s.name;
+        extra = s.target;
+        break;
+      }
+      case Op.RMDIR:
+        kind = 'rmdir';
+        name = decodeName(body);
+        break;
+      case Op.UNLINK:
+        kind = 'unlink';
+        name = decodeName(body);
+        break;
       default: {
         const r = decodeRenameIn(body, h.opcode === Op.RENAME2);
         if (r.newdir !== id || r.flags !== 0) return null;
-        kind = 'rename'; name = r.from; extra = r.to;
+        kind = 'rename';
+        name = r.from;
+        extra = r.to;
       }
     }
     const res = this.ownSteps.take(kind, id, name, extra, this.tgidOf(h.pid));
@@ -235,10 +279,14 @@ export class Operations {
       case Op.SETATTR: {
         const a = decodeSetattrIn(body);
         if (a.valid & (FATTR.UID | FATTR.GID)) return reply(E.EPERM);
-        win.setattr(id, {
-          ...(a.valid & FATTR.MODE ? { mode: a.mode } : {}),
-          ...(a.valid & FATTR.SIZE ? { size: a.size } : {}),
-        }, now);
+        win.setattr(
+          id,
+          {
+            ...(a.valid & FATTR.MODE ? { mode: a.mode } : {}),
+            ...(a.valid & FATTR.SIZE ? { size: a.size } : {}),
+          },
+          now,
+        );
         return reply(0, encodeAttrOut(t.attr(t.get(id)!), 0));
       }
       case Op.RENAME:
@@ -266,10 +314,20 @@ export class Operations {
     const flags = init.flags & WANTED_FLAGS;
     this.negotiated = { major: FUSE_KERNEL_VERSION, minor, flags, maxReadahead: init.maxReadahead };
     const maxPages = Math.ceil(this.opts.maxWrite / 4096);
-    return encodeReply(h.unique, 0, encodeInitOut({
-      major: FUSE_KERNEL_VERSION, minor, maxReadahead: init.maxReadahead, flags,
-      maxBackground: 16, congestionThreshold: 12, maxWrite: this.opts.maxWrite, timeGran: 1,
-      maxPages: Math.max(1, maxPages),
-    }));
+    return encodeReply(
+      h.unique,
+      0,
+      encodeInitOut({
+        major: FUSE_KERNEL_VERSION,
+        minor,
+        maxReadahead: init.maxReadahead,
+        flags,
+        maxBackground: 16,
+        congestionThreshold: 12,
+        maxWrite: this.opts.maxWrite,
+        timeGran: 1,
+        maxPages: Math.max(1, maxPages),
+      }),
+    );
   }
 }

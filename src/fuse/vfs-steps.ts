@@ -34,7 +34,10 @@ export interface SyscallChild {
 export type ForkSyscalls = (script: Buffer) => SyscallChild;
 
 /** forkSyscalls from the native addon: results read from the child's pipe without a threadpool thread, the child reaped. */
-export function nativeForkSyscalls(native: { forkSyscalls(script: Buffer): [number, number]; reapChild(pid: number): number }): ForkSyscalls {
+export function nativeForkSyscalls(native: {
+  forkSyscalls(script: Buffer): [number, number];
+  reapChild(pid: number): number;
+}): ForkSyscalls {
   // The child has closed its pipe by exiting; it may take a moment to become
   // reapable. (ECHILD, already reaped, ends the loop like an exit status.)
   const reap = (pid: number, tries = 0): void => {

@@ -62,10 +62,10 @@ interface StepBase {
   readonly name: string;
 }
 export type RotationStep =
-  | StepBase & { readonly kind: 'mkdir'; readonly apply: () => Inode }
-  | StepBase & { readonly kind: 'symlink'; readonly target: string; readonly apply: () => Inode }
-  | StepBase & { readonly kind: 'rename'; readonly to: string; readonly apply: () => null }
-  | StepBase & { readonly kind: 'unlink' | 'rmdir'; readonly apply: () => null };
+  | (StepBase & { readonly kind: 'mkdir'; readonly apply: () => Inode })
+  | (StepBase & { readonly kind: 'symlink'; readonly target: string; readonly apply: () => Inode })
+  | (StepBase & { readonly kind: 'rename'; readonly to: string; readonly apply: () => null })
+  | (StepBase & { readonly kind: 'unlink' | 'rmdir'; readonly apply: () => null });
 
 export interface RotationPlan {
   readonly tsName: string;
@@ -87,8 +87,10 @@ const DIR_MODE = 0o755;
 /** `..YYYY_MM_DD_HH_MM_SS.<random>` in UTC, the atomic writer's naming. */
 export function timestampDirName(now: Date, random = randomInt(0, 2 ** 32)): string {
   const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  return `..${p(now.getUTCFullYear(), 4)}_${p(now.getUTCMonth() + 1)}_${p(now.getUTCDate())}_` +
-    `${p(now.getUTCHours())}_${p(now.getUTCMinutes())}_${p(now.getUTCSeconds())}.${random}`;
+  return (
+    `..${p(now.getUTCFullYear(), 4)}_${p(now.getUTCMonth() + 1)}_${p(now.getUTCDate())}_` +
+    `${p(now.getUTCHours())}_${p(now.getUTCMinutes())}_${p(now.getUTCSeconds())}.${random}`
+  );
 }
 
 export class VolumeTree {
@@ -113,7 +115,13 @@ export class VolumeTree {
   ) {}
 
   exportState(): VolumeTreeState {
-    return { dirId: this.dirId, current: [...this.current.entries()], tsDirName: this.tsDirName, retired: [...this.retired], pending: this.pending };
+    return {
+      dirId: this.dirId,
+      current: [...this.current.entries()],
+      tsDirName: this.tsDirName,
+      retired: [...this.retired],
+      pending: this.pending,
+    };
   }
 
   static restore(table: InodeTable, s: VolumeTreeState, retireGraceMs: number): VolumeTree {
@@ -228,7 +236,8 @@ export class VolumeTree {
     const dataLink = t.mksymlink(tsName, ms);
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
-    const added: Array<[string, number]> = [...newTop].filter((n) => !oldTop.has(n))
+    const added: Array<[string, number]> = [...newTop]
+      .filter((n) => !oldTop.has(n))
       .map((name) => [name, t.mksymlink(`${DATA_DIR}/${name}`, ms).id]);
     const removed = [...oldTop].filter((n) => !newTop.has(n));
     this.pending = { tsName, tsDirId: tsDir.id, dataLinkId: dataLink.id, next: [...next.entries()], added, removed, at: ms };
@@ -241,16 +250,60 @@ export class VolumeTree {
     const vol = this.dirId;
     const node = (id: number): Inode => t.get(id)!;
     return [
-      { kind: 'mkdir', parent: vol, dir: '', name: p.tsName, apply: () => { t.link(vol, p.tsName, p.tsDirId); return node(p.tsDirId); } },
-      { kind: 'symlink', parent: vol, dir: '', name: DATA_TMP, target: p.tsName, apply: () => { t.link(vol, DATA_TMP, p.dataLinkId); return node(p.dataLinkId); } },
       {
-        kind: 'rename', parent: vol, dir: '', name: DATA_TMP, to: DATA_DIR,
-        apply: () => { t.link(vol, DATA_DIR, p.dataLinkId); t.unlink(vol, DATA_TMP); return null; },
+        kind: 'mkdir',
+        parent: vol,
+        dir: '',
+        name: p.tsName,
+        apply: () => {
+          t.link(vol, p.tsName, p.tsDirId);
+          return node(p.tsDirId);
+        },
+      },
+      {
+        kind: 'symlink',
+        parent: vol,
+        dir: '',
+        name: DATA_TMP,
+        target: p.tsName,
+        apply: () => {
+          t.link(vol, DATA_TMP, p.dataLinkId);
+          return node(p.dataLinkId);
+        },
+      },
+      {
+        kind: 'rename',
+        parent: vol,
+        dir: '',
+        name: DATA_TMP,
+        to: DATA_DIR,
+        apply: () => {
+          t.link(vol, DATA_DIR, p.dataLinkId);
+          t.unlink(vol, DATA_TMP);
+          return null;
+        },
       },
       ...p.added.map(([name, id]): RotationStep => ({
-        kind: 'symlink', parent: vol, dir: '', name, target: `${DATA_DIR}/${name}`, apply: () => { t.link(vol, name, id); return node(id); },
+        kind: 'symlink',
+        parent: vol,
+        dir: '',
+        name,
+        target: `${DATA_DIR}/${name}`,
+        apply: () => {
+          t.link(vol, name, id);
+          return node(id);
+        },
       })),
-      ...p.removed.map((name): RotationStep => ({ kind: 'unlink', parent: vol, dir: '', name, apply: () => { t.unlink(vol, name); return null; } })),
+      ...p.removed.map((name): RotationStep => ({
+        kind: 'unlink',
+        parent: vol,
+        dir: '',
+        name,
+        apply: () => {
+          t.unlink(vol, name);
+          return null;
+        },
+      })),
     ];
   }
 
@@ -294,7 +347,16 @@ export class VolumeTree {
       if (node.children) for (const n of [...node.children.keys()]) walk(node.id, dir ? `${dir}/${childName}` : childName, n);
       // A file the new version still serves is not deleted: the directory's rmdir takes its name.
       if (!node.children && node.links > 1) return;
-      steps.push({ kind: node.children ? 'rmdir' : 'unlink', parent, dir, name: childName, apply: () => { t.unlink(parent, childName); return null; } });
+      steps.push({
+        kind: node.children ? 'rmdir' : 'unlink',
+        parent,
+        dir,
+        name: childName,
+        apply: () => {
+          t.unlink(parent, childName);
+          return null;
+        },
+      });
     };
     walk(this.dirId, '', name);
     return steps;

@@ -152,6 +152,5 @@ export class WriteWindow {
 
 /** A single path element a provider may create: no separators, not `.`/`..`, within NAME_MAX bytes. */
 function validName(name: string): boolean {
-  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') &&
-    Buffer.byteLength(name) <= 255;
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name) <= 255;
 }

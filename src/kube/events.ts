@@ -23,7 +23,12 @@ export const EventReason = {
 } as const;
 
 export class EventRecorder {
-  constructor(private readonly api: KubeApi, private readonly component: string, private readonly host: string, private readonly log: Logger) {}
+  constructor(
+    private readonly api: KubeApi,
+    private readonly component: string,
+    private readonly host: string,
+    private readonly log: Logger,
+  ) {}
 
   async emit(pod: PodRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const now = new Date();
@@ -33,10 +38,15 @@ export class EventRecorder {
         body: {
           metadata: { name: `${pod.name}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
           involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
-          type, reason, message: message.slice(0, 1024),
+          type,
+          reason,
+          message: message.slice(0, 1024),
           source: { component: this.component, host: this.host },
-          reportingComponent: this.component, reportingInstance: this.host,
-          firstTimestamp: now, lastTimestamp: now, count: 1,
+          reportingComponent: this.component,
+          reportingInstance: this.host,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
         },
       });
     } catch (e) {

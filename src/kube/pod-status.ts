@@ -50,33 +50,62 @@ export function buildPodStatus(v: VolumeStatus, nodeId: string): PodStatusObject
       secretProviderClassName: v.spcName,
       mounted: true,
       targetPath: v.targetPath,
-      objects: [...v.objectVersions].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((o) => ({ id: o.id, version: o.version })),
+      objects: [...v.objectVersions]
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        .map((o) => ({ id: o.id, version: o.version })),
     },
   };
 }
 
 export class PodStatusWriter {
-  constructor(private readonly api: KubeApi, private readonly nodeId: string) {}
+  constructor(
+    private readonly api: KubeApi,
+    private readonly nodeId: string,
+  ) {}
 
   /** Create, or on AlreadyExists take the object over: node label, status and owner set anew. */
   async write(v: VolumeStatus): Promise<PodStatusObject> {
     const want = buildPodStatus(v, this.nodeId);
     const ns = want.metadata.namespace;
     try {
-      return await this.api.custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: SPCPS_PLURAL, body: want }) as PodStatusObject;
+      return (await this.api.custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: 'v1',
+        namespace: ns,
+        plural: SPCPS_PLURAL,
+        body: want,
+      })) as PodStatusObject;
     } catch (e) {
-      if (apiStatus(e) !== 409) throw new Error(`failed to create secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, { cause: e });
+      if (apiStatus(e) !== 409)
+        throw new Error(`failed to create secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, {
+          cause: e,
+        });
     }
     for (let attempt = 0; ; attempt++) {
       try {
-        const cur = await this.api.custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: SPCPS_PLURAL, name: want.metadata.name }) as PodStatusObject;
+        const cur = (await this.api.custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: 'v1',
+          namespace: ns,
+          plural: SPCPS_PLURAL,
+          name: want.metadata.name,
+        })) as PodStatusObject;
         cur.metadata.labels = { ...(cur.metadata.labels ?? {}), [NODE_LABEL]: this.nodeId };
         cur.metadata.ownerReferences = want.metadata.ownerReferences!;
         cur.status = want.status;
-        return await this.api.custom.replaceNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: SPCPS_PLURAL, name: want.metadata.name, body: cur }) as PodStatusObject;
+        return (await this.api.custom.replaceNamespacedCustomObject({
+          group: GROUP,
+          version: 'v1',
+          namespace: ns,
+          plural: SPCPS_PLURAL,
+          name: want.metadata.name,
+          body: cur,
+        })) as PodStatusObject;
       } catch (e) {
         if (apiStatus(e) === 409 && attempt < 4) continue; // lost an update race: read again
-        throw new Error(`failed to update secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, { cause: e });
+        throw new Error(`failed to update secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, {
+          cause: e,
+        });
       }
     }
   }

@@ -86,19 +86,33 @@ export class SecretSync {
 
   constructor(private readonly o: SecretSyncOptions) {
     this.resyncMs = o.resyncMs ?? 5 * 60_000;
-    this.queue = new WorkQueue((k) => this.reconcile(k), (k, e) => o.log.warn({ spcps: k, err: (e as Error).message }, 'secret sync failed'), o.retryMs ?? 10_000);
+    this.queue = new WorkQueue(
+      (k) => this.reconcile(k),
+      (k, e) => o.log.warn({ spcps: k, err: (e as Error).message }, 'secret sync failed'),
+      o.retryMs ?? 10_000,
+    );
   }
 
   async start(): Promise<void> {
     const { api, nodeId } = this.o;
     const watch = new Watch(api.kc);
     const labelSelector = `${NODE_LABEL}=${nodeId}`;
-    this.spcpsInformer = new ListWatch<SpcpsObject>(`/apis/${GROUP}/v1/${SPCPS_PLURAL}`, watch,
-      async () => await api.custom.listClusterCustomObject({ group: GROUP, version: 'v1', plural: SPCPS_PLURAL, labelSelector }) as never,
-      false, labelSelector);
+    this.spcpsInformer = new ListWatch<SpcpsObject>(
+      `/apis/${GROUP}/v1/${SPCPS_PLURAL}`,
+      watch,
+      async () => (await api.custom.listClusterCustomObject({ group: GROUP, version: 'v1', plural: SPCPS_PLURAL, labelSelector })) as never,
+      false,
+      labelSelector,
+    );
     const fieldSelector = `spec.nodeName=${nodeId}`;
-    this.podInformer = new ListWatch<V1Pod>('/api/v1/pods', watch,
-      async () => await api.core.listPodForAllNamespaces({ fieldSelector }) as never, false, undefined, fieldSelector);
+    this.podInformer = new ListWatch<V1Pod>(
+      '/api/v1/pods',
+      watch,
+      async () => (await api.core.listPodForAllNamespaces({ fieldSelector })) as never,
+      false,
+      undefined,
+      fieldSelector,
+    );
     const enqueue = (obj: KubernetesObject): void => {
       if (obj.metadata?.namespace && obj.metadata.name) this.queue.add(`${obj.metadata.namespace}/${obj.metadata.name}`);
     };
@@ -139,7 +153,13 @@ export class SecretSync {
     const { api, log } = this.o;
     let spcps: SpcpsObject;
     try {
-      spcps = await api.custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace, plural: SPCPS_PLURAL, name }) as SpcpsObject;
+      spcps = (await api.custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: 'v1',
+        namespace,
+        plural: SPCPS_PLURAL,
+        name,
+      })) as SpcpsObject;
     } catch (e) {
       if (apiStatus(e) === 404) return {};
       throw e;
@@ -160,16 +180,29 @@ export class SecretSync {
     const objects = spc.spec?.secretObjects ?? [];
     if (objects.length === 0) return {};
 
-    const vol = (pod.spec?.volumes ?? []).find((v) => v.csi?.driver === this.o.driverName &&
-      v.csi.volumeAttributes?.secretProviderClass === spc.metadata?.name);
+    const vol = (pod.spec?.volumes ?? []).find(
+      (v) => v.csi?.driver === this.o.driverName && v.csi.volumeAttributes?.secretProviderClass === spc.metadata?.name,
+    );
     if (!vol) throw new Error(`failed to find secret provider class pod status volume for pod ${namespace}/${podName}`);
     const m = TARGET_PATH_RE.exec(spcps.status.targetPath);
-    if (m?.[1] !== pod.metadata?.uid) throw new Error(`secret provider class pod status targetPath did not match pod UID for pod ${namespace}/${podName}`);
-    if (m?.[2] !== vol.name) throw new Error(`secret provider class pod status volume name did not match pod Volume for pod ${namespace}/${podName}`);
+    if (m?.[1] !== pod.metadata?.uid)
+      throw new Error(`secret provider class pod status targetPath did not match pod UID for pod ${namespace}/${podName}`);
+    if (m?.[2] !== vol.name)
+      throw new Error(`secret provider class pod status volume name did not match pod Volume for pod ${namespace}/${podName}`);
 
-    const owners: V1OwnerReference[] = (pod.metadata?.ownerReferences ?? []).map((r) => ({ apiVersion: r.apiVersion, kind: r.kind, name: r.name, uid: r.uid }));
+    const owners: V1OwnerReference[] = (pod.metadata?.ownerReferences ?? []).map((r) => ({
+      apiVersion: r.apiVersion,
+      kind: r.kind,
+      name: r.name,
+      uid: r.uid,
+    }));
     if (owners.length === 0) {
-      owners.push({ apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClassPodStatus', name: spcps.metadata.name, uid: spcps.metadata.uid ?? '' });
+      owners.push({
+        apiVersion: `${GROUP}/v1`,
+        kind: 'SecretProviderClassPodStatus',
+        name: spcps.metadata.name,
+        uid: spcps.metadata.uid ?? '',
+      });
     }
 
     const errs: string[] = [];
@@ -191,12 +224,22 @@ export class SecretSync {
       }
       try {
         const result = await this.writeSecret(namespace, secretName, obj, data, owners);
-        if (result === 'created') await this.o.events.emit(podRef, 'Normal', EventReason.SecretSynced, `synced secret ${namespace}/${secretName}`);
-        if (result === 'data-changed') await this.o.events.emit(podRef, 'Normal', EventReason.SecretRotationComplete, `updated secret ${namespace}/${secretName} with rotated content`);
+        if (result === 'created')
+          await this.o.events.emit(podRef, 'Normal', EventReason.SecretSynced, `synced secret ${namespace}/${secretName}`);
+        if (result === 'data-changed')
+          await this.o.events.emit(
+            podRef,
+            'Normal',
+            EventReason.SecretRotationComplete,
+            `updated secret ${namespace}/${secretName} with rotated content`,
+          );
       } catch (e) {
         const forbidden = apiStatus(e) === 403;
         const msg = `failed to sync secret ${namespace}/${secretName}: ${apiErrorText(e)}${forbidden ? `. ${SYNC_FORBIDDEN_WARNING} (with deploy/: bind the secretprovidersyncing-role ClusterRole)` : ''}`;
-        log.warn({ secret: `${namespace}/${secretName}`, err: apiErrorText(e) }, forbidden ? SYNC_FORBIDDEN_WARNING : 'failed to sync secret');
+        log.warn(
+          { secret: `${namespace}/${secretName}`, err: apiErrorText(e) },
+          forbidden ? SYNC_FORBIDDEN_WARNING : 'failed to sync secret',
+        );
         await this.o.events.emit(podRef, 'Warning', EventReason.FailedToCreateSecret, msg);
         errs.push(msg);
       } finally {
@@ -208,8 +251,13 @@ export class SecretSync {
   }
 
   /** Create, or update in place keeping other owners; returns what changed. */
-  private async writeSecret(namespace: string, name: string, obj: SecretObject, data: Record<string, Buffer>, owners: V1OwnerReference[]):
-    Promise<'created' | 'data-changed' | 'meta-changed' | 'unchanged'> {
+  private async writeSecret(
+    namespace: string,
+    name: string,
+    obj: SecretObject,
+    data: Record<string, Buffer>,
+    owners: V1OwnerReference[],
+  ): Promise<'created' | 'data-changed' | 'meta-changed' | 'unchanged'> {
     const type = (obj.type ?? '').trim() || 'Opaque';
     const labels = { ...(obj.labels ?? {}), [MANAGED_LABEL]: 'true' };
     const annotations = { ...(obj.annotations ?? {}) };
@@ -217,7 +265,10 @@ export class SecretSync {
     for (const [k, v] of Object.entries(data)) b64[k] = v.toString('base64');
     const core = this.o.api.core;
     try {
-      await core.createNamespacedSecret({ namespace, body: { metadata: { name, namespace, labels, annotations, ownerReferences: owners }, type, data: b64 } });
+      await core.createNamespacedSecret({
+        namespace,
+        body: { metadata: { name, namespace, labels, annotations, ownerReferences: owners }, type, data: b64 },
+      });
       return 'created';
     } catch (e) {
       if (apiStatus(e) !== 409) throw e;
@@ -227,8 +278,10 @@ export class SecretSync {
       const curOwners = cur.metadata?.ownerReferences ?? [];
       const mergedOwners = [...curOwners, ...owners.filter((o) => !curOwners.some((c) => sameOwner(c, o)))];
       const dataChanged = !sameMap(cur.data ?? {}, b64);
-      const metaChanged = mergedOwners.length !== curOwners.length ||
-        !sameMap(cur.metadata?.labels ?? {}, labels) || !sameMap(cur.metadata?.annotations ?? {}, annotations);
+      const metaChanged =
+        mergedOwners.length !== curOwners.length ||
+        !sameMap(cur.metadata?.labels ?? {}, labels) ||
+        !sameMap(cur.metadata?.annotations ?? {}, annotations);
       if (!dataChanged && !metaChanged) return 'unchanged';
       const body: V1Secret = { ...cur, type, data: b64, metadata: { ...cur.metadata, labels, annotations, ownerReferences: mergedOwners } };
       try {

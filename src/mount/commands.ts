@@ -5,7 +5,11 @@
 import { spawn } from 'node:child_process';
 
 export class MountError extends Error {
-  constructor(message: string, readonly exitCode: number | null, readonly stderr: string) {
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+  ) {
     super(message);
     this.name = 'MountError';
   }
@@ -17,7 +21,9 @@ function run(cmd: string, args: string[], extraFd?: number): Promise<void> {
     if (extraFd !== undefined) stdio.push(extraFd);
     const child = spawn(cmd, args, { stdio });
     let stderr = '';
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', (e) => reject(new MountError(`${cmd}: ${e.message}`, null, '')));
     child.on('close', (code) => {
       if (code === 0) resolve();

@@ -125,9 +125,7 @@ export const loadNative: () => NativeAddon = (() => {
     const here = path.dirname(fileURLToPath(import.meta.url));
     const addonPath = findAddonPath(here);
     if (addonPath === undefined) {
-      throw new Error(
-        `native addon not built: run npm run build:native (no ${ADDON_RELATIVE_PATH} above ${here})`,
-      );
+      throw new Error(`native addon not built: run npm run build:native (no ${ADDON_RELATIVE_PATH} above ${here})`);
     }
     const require = createRequire(import.meta.url);
     cached = require(addonPath) as NativeAddon;

@@ -7,8 +7,16 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 export type { Logger };
 
 export const REDACT_PATHS = [
-  'secrets', '*.secrets', 'attributes', '*.attributes', 'contents', '*.contents', 'token', '*.token',
-  'volumeContext["csi.storage.k8s.io/serviceAccount.tokens"]', '*.volumeContext["csi.storage.k8s.io/serviceAccount.tokens"]',
+  'secrets',
+  '*.secrets',
+  'attributes',
+  '*.attributes',
+  'contents',
+  '*.contents',
+  'token',
+  '*.token',
+  'volumeContext["csi.storage.k8s.io/serviceAccount.tokens"]',
+  '*.volumeContext["csi.storage.k8s.io/serviceAccount.tokens"]',
 ];
 
 export function createLogger(level: LevelWithSilent = 'info', dest: pino.DestinationStream | undefined = undefined): Logger {

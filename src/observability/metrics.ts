@@ -9,31 +9,102 @@ const OS_TYPE = process.platform === 'win32' ? 'windows' : 'linux';
 
 export class DriverMetrics {
   readonly registry = new Registry();
-  private readonly nodePublish = new Counter({ name: 'node_publish_total', help: 'Successful NodePublishVolume calls', labelNames: ['provider', 'os_type'], registers: [this.registry] });
-  private readonly nodePublishError = new Counter({ name: 'node_publish_error_total', help: 'Failed NodePublishVolume calls', labelNames: ['provider', 'error_type', 'os_type'], registers: [this.registry] });
-  private readonly nodeUnpublish = new Counter({ name: 'node_unpublish_total', help: 'Successful NodeUnpublishVolume calls', labelNames: ['os_type'], registers: [this.registry] });
-  private readonly nodeUnpublishError = new Counter({ name: 'node_unpublish_error_total', help: 'Failed NodeUnpublishVolume calls', labelNames: ['os_type'], registers: [this.registry] });
-  private readonly rotation = new Counter({ name: 'rotation_reconcile_total', help: 'Rotation polls that completed', labelNames: ['provider', 'os_type', 'rotated'], registers: [this.registry] });
-  private readonly rotationErrors = new Counter({ name: 'rotation_reconcile_error_total', help: 'Rotation polls that failed (the last good content stays served)', labelNames: ['provider', 'error_type', 'os_type', 'rotated'], registers: [this.registry] });
-  private readonly rotationDuration = new Histogram({ name: 'rotation_reconcile_duration_sec', help: 'Duration of a rotation poll in seconds', labelNames: ['os_type'], buckets: [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 30], registers: [this.registry] });
-  private readonly providerCall = new Histogram({ name: 'secrets_store_provider_mount_duration_seconds', help: 'Latency of provider Mount calls', labelNames: ['provider', 'result'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
+  private readonly nodePublish = new Counter({
+    name: 'node_publish_total',
+    help: 'Successful NodePublishVolume calls',
+    labelNames: ['provider', 'os_type'],
+    registers: [this.registry],
+  });
+  private readonly nodePublishError = new Counter({
+    name: 'node_publish_error_total',
+    help: 'Failed NodePublishVolume calls',
+    labelNames: ['provider', 'error_type', 'os_type'],
+    registers: [this.registry],
+  });
+  private readonly nodeUnpublish = new Counter({
+    name: 'node_unpublish_total',
+    help: 'Successful NodeUnpublishVolume calls',
+    labelNames: ['os_type'],
+    registers: [this.registry],
+  });
+  private readonly nodeUnpublishError = new Counter({
+    name: 'node_unpublish_error_total',
+    help: 'Failed NodeUnpublishVolume calls',
+    labelNames: ['os_type'],
+    registers: [this.registry],
+  });
+  private readonly rotation = new Counter({
+    name: 'rotation_reconcile_total',
+    help: 'Rotation polls that completed',
+    labelNames: ['provider', 'os_type', 'rotated'],
+    registers: [this.registry],
+  });
+  private readonly rotationErrors = new Counter({
+    name: 'rotation_reconcile_error_total',
+    help: 'Rotation polls that failed (the last good content stays served)',
+    labelNames: ['provider', 'error_type', 'os_type', 'rotated'],
+    registers: [this.registry],
+  });
+  private readonly rotationDuration = new Histogram({
+    name: 'rotation_reconcile_duration_sec',
+    help: 'Duration of a rotation poll in seconds',
+    labelNames: ['os_type'],
+    buckets: [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 30],
+    registers: [this.registry],
+  });
+  private readonly providerCall = new Histogram({
+    name: 'secrets_store_provider_mount_duration_seconds',
+    help: 'Latency of provider Mount calls',
+    labelNames: ['provider', 'result'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
   readonly volumes = new Gauge({ name: 'secrets_store_volumes_mounted', help: 'Volumes served from memory', registers: [this.registry] });
-  readonly versions = new Counter({ name: 'secrets_store_versions_published_total', help: 'Volume versions published since start (first mounts and rotations)', registers: [this.registry] });
+  readonly versions = new Counter({
+    name: 'secrets_store_versions_published_total',
+    help: 'Volume versions published since start (first mounts and rotations)',
+    registers: [this.registry],
+  });
   private fsStats: () => { inodes: number; fileBytes: number } = () => ({ inodes: 0, fileBytes: 0 });
-  private readonly inodes = new Gauge({ name: 'secrets_store_fuse_inodes', help: 'Inodes held in memory, including old versions the kernel still references', registers: [this.registry],
-    collect: () => { this.inodes.set(this.fsStats().inodes); } });
-  private readonly bytes = new Gauge({ name: 'secrets_store_fuse_file_bytes', help: 'Bytes of file content held in memory', registers: [this.registry],
-    collect: () => { this.bytes.set(this.fsStats().fileBytes); } });
-  private readonly fuseRequests = new Counter({ name: 'secrets_store_fuse_requests_total', help: 'FUSE requests answered, by operation', labelNames: ['op'], registers: [this.registry] });
+  private readonly inodes = new Gauge({
+    name: 'secrets_store_fuse_inodes',
+    help: 'Inodes held in memory, including old versions the kernel still references',
+    registers: [this.registry],
+    collect: () => {
+      this.inodes.set(this.fsStats().inodes);
+    },
+  });
+  private readonly bytes = new Gauge({
+    name: 'secrets_store_fuse_file_bytes',
+    help: 'Bytes of file content held in memory',
+    registers: [this.registry],
+    collect: () => {
+      this.bytes.set(this.fsStats().fileBytes);
+    },
+  });
+  private readonly fuseRequests = new Counter({
+    name: 'secrets_store_fuse_requests_total',
+    help: 'FUSE requests answered, by operation',
+    labelNames: ['op'],
+    registers: [this.registry],
+  });
 
   constructor(defaultMetrics = true) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
-  publishOk(provider: string): void { this.nodePublish.inc({ provider, os_type: OS_TYPE }); }
-  publishError(provider: string, errorType: string): void { this.nodePublishError.inc({ provider, error_type: errorType, os_type: OS_TYPE }); }
-  unpublishOk(): void { this.nodeUnpublish.inc({ os_type: OS_TYPE }); }
-  unpublishError(): void { this.nodeUnpublishError.inc({ os_type: OS_TYPE }); }
+  publishOk(provider: string): void {
+    this.nodePublish.inc({ provider, os_type: OS_TYPE });
+  }
+  publishError(provider: string, errorType: string): void {
+    this.nodePublishError.inc({ provider, error_type: errorType, os_type: OS_TYPE });
+  }
+  unpublishOk(): void {
+    this.nodeUnpublish.inc({ os_type: OS_TYPE });
+  }
+  unpublishError(): void {
+    this.nodeUnpublishError.inc({ os_type: OS_TYPE });
+  }
   rotationOk(provider: string, rotated: boolean, seconds: number): void {
     this.rotation.inc({ provider, os_type: OS_TYPE, rotated: String(rotated) });
     this.rotationDuration.observe({ os_type: OS_TYPE }, seconds);
@@ -44,9 +115,13 @@ export class DriverMetrics {
   providerMount(provider: string, ok: boolean, seconds: number): void {
     this.providerCall.observe({ provider, result: ok ? 'ok' : 'error' }, seconds);
   }
-  fuseRequest(op: string): void { this.fuseRequests.inc({ op }); }
+  fuseRequest(op: string): void {
+    this.fuseRequests.inc({ op });
+  }
   /** Where the inode and byte gauges read their values at scrape time. */
-  observeFilesystem(stats: () => { inodes: number; fileBytes: number }): void { this.fsStats = stats; }
+  observeFilesystem(stats: () => { inodes: number; fileBytes: number }): void {
+    this.fsStats = stats;
+  }
 
   /** Serves /metrics on addr (":8095", "127.0.0.1:0", …). */
   async listen(addr: string): Promise<Server> {
@@ -54,10 +129,16 @@ export class DriverMetrics {
     const host = addr.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
     const port = Number(addr.slice(i + 1));
     const server = createServer((req, res) => {
-      if (req.url !== '/metrics') { res.writeHead(404).end(); return; }
-      this.registry.metrics().then((body) => {
-        res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
-      }, () => res.writeHead(500).end());
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
+        },
+        () => res.writeHead(500).end(),
+      );
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -11,26 +11,26 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import {
-  CSIDriverProviderClient, MountRequest, type MountResponse,
-} from '../gen/provider/v1alpha1/service.js';
+import { CSIDriverProviderClient, MountRequest, type MountResponse } from '../gen/provider/v1alpha1/service.js';
 import { errors, grpcStatusText, type DriverError } from '../errors.js';
 import { validateFiles, type ProviderFile } from './paths.js';
 
 const PROVIDER_NAME = /^[a-zA-Z0-9_-]{0,30}$/;
 
 export const SERVICE_CONFIG = {
-  methodConfig: [{
-    name: [{ service: 'v1alpha1.CSIDriverProvider' }],
-    waitForReady: true,
-    retryPolicy: {
-      maxAttempts: 3,
-      initialBackoff: '1s',
-      maxBackoff: '10s',
-      backoffMultiplier: 1.1,
-      retryableStatusCodes: ['UNAVAILABLE'],
+  methodConfig: [
+    {
+      name: [{ service: 'v1alpha1.CSIDriverProvider' }],
+      waitForReady: true,
+      retryPolicy: {
+        maxAttempts: 3,
+        initialBackoff: '1s',
+        maxBackoff: '10s',
+        backoffMultiplier: 1.1,
+        retryableStatusCodes: ['UNAVAILABLE'],
+      },
     },
-  }],
+  ],
 };
 
 export interface ProviderClientOptions {
@@ -157,18 +157,21 @@ function providerCallError(e: ServiceError, req: MountRequest, maxRecvMsgSize: n
  */
 function oversizeHint(details: string, req: MountRequest, maxRecvMsgSize: number): string {
   if (!/larger than/i.test(details)) return '';
-  const request = ' (the request is larger than the provider accepts: its attributes (SecretProviderClass parameters, pod ' +
-    'information, service account tokens), secrets (nodePublishSecretRef) and permission exceed the provider\'s maximum receive ' +
-    'message size; make them smaller or raise the provider\'s limit)';
+  const request =
+    ' (the request is larger than the provider accepts: its attributes (SecretProviderClass parameters, pod ' +
+    "information, service account tokens), secrets (nodePublishSecretRef) and permission exceed the provider's maximum receive " +
+    "message size; make them smaller or raise the provider's limit)";
   const response = ` (the provider's response is larger than --max-call-recv-msg-size (${maxRecvMsgSize} bytes) allows; raise it to accept larger responses)`;
   // grpc-js "Sent message larger than max", grpc-go "trying to send message larger than max".
-  if (/\bsen[dt] message/i.test(details)) return ' (the provider\'s response is larger than the provider\'s own maximum send message size)';
+  if (/\bsen[dt] message/i.test(details)) return " (the provider's response is larger than the provider's own maximum send message size)";
   const sized = /\((\d+) vs\.? (\d+)\)/.exec(details);
   if (sized) return Number(sized[2]) !== maxRecvMsgSize || Number(sized[1]) === encodedSize(req) ? request : response;
   const limit = /larger than (?:max )?(\d+)/i.exec(details); // "decompresses to a size larger than <limit>"
   if (limit) return Number(limit[1]) === maxRecvMsgSize ? response : request;
-  return ' (either the request (attributes, secrets, permission) exceeds the provider\'s maximum receive message size, ' +
-    `or the response exceeds --max-call-recv-msg-size (${maxRecvMsgSize} bytes))`;
+  return (
+    " (either the request (attributes, secrets, permission) exceeds the provider's maximum receive message size, " +
+    `or the response exceeds --max-call-recv-msg-size (${maxRecvMsgSize} bytes))`
+  );
 }
 
 /** The request's size on the wire; the encoding holds the publish secrets, so it is zeroed at once. */

@@ -49,8 +49,10 @@ export class RotationScheduler {
     const e: Entry = { timer: null, failures: 0 };
     this.entries.set(key, e);
     const interval = this.opts.intervalMs;
-    const first = firstInMs === undefined ? jittered(interval, this.random)
-      : Math.min(interval, Math.max(0, firstInMs)) + Math.floor(this.random() * interval * 0.1);
+    const first =
+      firstInMs === undefined
+        ? jittered(interval, this.random)
+        : Math.min(interval, Math.max(0, firstInMs)) + Math.floor(this.random() * interval * 0.1);
     this.arm(key, e, first);
   }
 

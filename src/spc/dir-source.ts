@@ -55,7 +55,7 @@ export async function loadSpcDir(dir: string): Promise<SpcDir> {
   const skipped: SkippedManifest[] = [];
   for (const n of names) {
     try {
-      spcs.push(...await loadManifest(join(dir, n)));
+      spcs.push(...(await loadManifest(join(dir, n))));
     } catch (e) {
       skipped.push({ file: n, reason: reasonFor(e) });
     }
@@ -67,7 +67,10 @@ export class DirSpcSource implements SpcSource {
   /** File → reason of the skips already warned about: once per bad state of a file, not per lookup. */
   private warned = new Map<string, string>();
 
-  constructor(private readonly dir: string, private readonly log?: SpcDirLogger) {}
+  constructor(
+    private readonly dir: string,
+    private readonly log?: SpcDirLogger,
+  ) {}
 
   async get(namespace: string, name: string): Promise<SecretProviderClass> {
     let loaded: SpcDir;
@@ -75,7 +78,9 @@ export class DirSpcSource implements SpcSource {
       loaded = await loadSpcDir(this.dir);
     } catch (e) {
       throw errors.spcUnavailable(
-        `failed to get secretproviderclass ${namespace}/${name}, error: reading ${this.dir}: ${(e as Error).message}`, e);
+        `failed to get secretproviderclass ${namespace}/${name}, error: reading ${this.dir}: ${(e as Error).message}`,
+        e,
+      );
     }
     this.warnSkipped(loaded.skipped);
     const hit = loaded.spcs.find((s) => s.metadata?.name === name && (s.metadata?.namespace ?? 'default') === namespace);
@@ -83,14 +88,19 @@ export class DirSpcSource implements SpcSource {
     const notFound = spcNotFound(namespace, name);
     if (loaded.skipped.length === 0) throw notFound;
     // It may be in a skipped file: say which, so the operator looks there.
-    throw errors.spcNotFound(`${notFound.message} (skipped manifests that could not be read: ${loaded.skipped.map((s) => s.file).join(', ')})`);
+    throw errors.spcNotFound(
+      `${notFound.message} (skipped manifests that could not be read: ${loaded.skipped.map((s) => s.file).join(', ')})`,
+    );
   }
 
   private warnSkipped(skipped: readonly SkippedManifest[]): void {
     const now = new Map(skipped.map((s) => [s.file, s.reason]));
     for (const [file, reason] of now) {
       if (this.warned.get(file) === reason) continue;
-      this.log?.warn({ file: join(this.dir, file), reason }, 'skipping a SecretProviderClass manifest that cannot be read; the others are still served');
+      this.log?.warn(
+        { file: join(this.dir, file), reason },
+        'skipping a SecretProviderClass manifest that cannot be read; the others are still served',
+      );
     }
     this.warned = now;
   }

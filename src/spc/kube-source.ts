@@ -4,8 +4,14 @@
 // once, so an SPC created just before the pod is not reported missing.
 
 import {
-  ApiException, CustomObjectsApi, makeInformer, type KubeConfig,
-  type Informer, type KubernetesListObject, type KubernetesObject, type ObjectCache,
+  ApiException,
+  CustomObjectsApi,
+  makeInformer,
+  type KubeConfig,
+  type Informer,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type ObjectCache,
 } from '@kubernetes/client-node';
 import { errors } from '../errors.js';
 import { SPC_GROUP, SPC_PLURAL, spcNotFound, type SecretProviderClass, type SpcSource } from './types.js';
@@ -22,11 +28,19 @@ export class KubeSpcSource implements SpcSource {
   private readonly informer: Informer<SpcObject> & ObjectCache<SpcObject>;
   private stopped = false;
 
-  private constructor(kc: KubeConfig, private readonly log: KubeSpcSourceOptions['log']) {
+  private constructor(
+    kc: KubeConfig,
+    private readonly log: KubeSpcSourceOptions['log'],
+  ) {
     this.api = kc.makeApiClient(CustomObjectsApi);
-    this.informer = makeInformer<SpcObject>(kc, `/apis/${SPC_GROUP}/v1/${SPC_PLURAL}`,
-      () => this.api.listClusterCustomObject({ group: SPC_GROUP, version: 'v1', plural: SPC_PLURAL }) as
-        Promise<KubernetesListObject<SpcObject>>);
+    this.informer = makeInformer<SpcObject>(
+      kc,
+      `/apis/${SPC_GROUP}/v1/${SPC_PLURAL}`,
+      () =>
+        this.api.listClusterCustomObject({ group: SPC_GROUP, version: 'v1', plural: SPC_PLURAL }) as Promise<
+          KubernetesListObject<SpcObject>
+        >,
+    );
     // The informer reconnects by itself with backoff; say so when it has to.
     this.informer.on('error', (err: unknown) => {
       if (!this.stopped) this.log.warn({ err: (err as Error)?.message }, 'secretproviderclass watch failed; reconnecting');
@@ -44,7 +58,13 @@ export class KubeSpcSource implements SpcSource {
     const cached = this.informer.get(name, namespace);
     if (cached) return cached;
     try {
-      return await this.api.getNamespacedCustomObject({ group: SPC_GROUP, version: 'v1', namespace, plural: SPC_PLURAL, name }) as SecretProviderClass;
+      return (await this.api.getNamespacedCustomObject({
+        group: SPC_GROUP,
+        version: 'v1',
+        namespace,
+        plural: SPC_PLURAL,
+        name,
+      })) as SecretProviderClass;
     } catch (e) {
       if (e instanceof ApiException && e.code === 404) throw spcNotFound(namespace, name);
       const detail = e instanceof ApiException ? `HTTP ${e.code}` : (e as Error).message;

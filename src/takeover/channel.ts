@@ -28,7 +28,11 @@ export class SeqChannel {
   private onMsg: (m: Message) => void = () => undefined;
   private onEnd: () => void = () => undefined;
 
-  constructor(private readonly native: NativeAddon, readonly fd: number, private readonly pollMs = 20) {}
+  constructor(
+    private readonly native: NativeAddon,
+    readonly fd: number,
+    private readonly pollMs = 20,
+  ) {}
 
   start(onMessage: (m: Message) => void, onClose: () => void): void {
     this.onMsg = onMessage;
@@ -139,8 +143,17 @@ export class SeqChannel {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const p of this.inParts) p.fill(0);
-    for (const fd of this.inFds) try { closeSync(fd); } catch { /* gone */ }
-    try { closeSync(this.fd); } catch { /* gone */ }
+    for (const fd of this.inFds)
+      try {
+        closeSync(fd);
+      } catch {
+        /* gone */
+      }
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* gone */
+    }
     this.onEnd();
   }
 

@@ -32,13 +32,22 @@ export type Liveness = 'alive' | 'dead' | 'unresponsive' | 'gone';
 export function probeInChild(path: string, deadlineMs: number): Promise<Liveness> {
   return new Promise((resolve) => {
     const child = spawn('stat', ['-f', '-c', '%t', '--', path], {
-      stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
     });
     let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     // A stat waiting on a FUSE answer sleeps killably: SIGKILL always ends it.
-    const timer = setTimeout(() => { child.kill('SIGKILL'); resolve('unresponsive'); }, deadlineMs);
-    child.on('error', () => { clearTimeout(timer); resolve('unresponsive'); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve('unresponsive');
+    }, deadlineMs);
+    child.on('error', () => {
+      clearTimeout(timer);
+      resolve('unresponsive');
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve('alive');

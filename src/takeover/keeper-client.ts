@@ -18,7 +18,10 @@ export class KeeperClient {
       try {
         const fd = native.unixConnect(path);
         const c = new KeeperClient(new SeqChannel(native, fd, 10));
-        c.ch.start((m) => c.onMessage(m), () => undefined);
+        c.ch.start(
+          (m) => c.onMessage(m),
+          () => undefined,
+        );
         c.ch.unref();
         return c;
       } catch {

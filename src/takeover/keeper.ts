@@ -39,18 +39,29 @@ export class Keeper {
   private acceptTimer: NodeJS.Timeout | null = null;
   private readonly channels = new Set<SeqChannel>();
 
-  constructor(private readonly native: NativeAddon, private readonly o: KeeperOptions) {}
+  constructor(
+    private readonly native: NativeAddon,
+    private readonly o: KeeperOptions,
+  ) {}
 
   start(): void {
     // Whoever connects could take the FUSE connection and every secret in it: root only, from the start.
-    this.listenFd = bindSocketFileSync(this.o.socketPath, 0o600, (at) => this.native.unixListen(at), (fd) => closeSync(fd));
+    this.listenFd = bindSocketFileSync(
+      this.o.socketPath,
+      0o600,
+      (at) => this.native.unixListen(at),
+      (fd) => closeSync(fd),
+    );
     this.acceptTimer = setInterval(() => {
       for (;;) {
         const fd = this.native.unixAccept(this.listenFd);
         if (fd < 0) return;
         const ch = new SeqChannel(this.native, fd);
         this.channels.add(ch);
-        ch.start((m) => this.onMessage(ch, m), () => this.onClose(ch));
+        ch.start(
+          (m) => this.onMessage(ch, m),
+          () => this.onClose(ch),
+        );
       }
     }, 20);
     this.o.log.info({ socket: this.o.socketPath }, 'keeper listening');

@@ -36,7 +36,8 @@ export class KeeperSnapshots {
     if (!this.keeper?.connected || !this.sources) return;
     const { state, data } = this.sources.fs.exportState();
     const buf = encodeState({ version: 1, fs: state, volumes: this.sources.volumes.export() }, data, this.alloc);
-    if (!this.keeper.snapshot(buf)) this.log.warn({ bytes: buf.length }, 'the keeper did not take the state in time; a crash now could lose the newest version');
+    if (!this.keeper.snapshot(buf))
+      this.log.warn({ bytes: buf.length }, 'the keeper did not take the state in time; a crash now could lose the newest version');
     buf.fill(0);
   }
 }

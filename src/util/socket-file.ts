@@ -21,7 +21,12 @@ const SOCKET_NAME = 's';
  * Binds with `bind` (given the private path to bind at) and moves the socket
  * to `path` with `mode`; on failure after the bind, `unbind` closes it again.
  */
-export async function bindSocketFile<T>(path: string, mode: number, bind: (at: string) => Promise<T>, unbind: (bound: T) => unknown): Promise<T> {
+export async function bindSocketFile<T>(
+  path: string,
+  mode: number,
+  bind: (at: string) => Promise<T>,
+  unbind: (bound: T) => unknown,
+): Promise<T> {
   const dir = await mkdtemp(privateDirPrefix(path));
   try {
     const at = join(dir, SOCKET_NAME);

@@ -26,7 +26,10 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.stopped) return;
     clearTimeout(this.timers.get(key));
-    const t = setTimeout(() => { this.timers.delete(key); this.add(key); }, ms);
+    const t = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, ms);
     t.unref();
     this.timers.set(key, t);
   }

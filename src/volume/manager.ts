@@ -87,9 +87,18 @@ export class VolumeManager {
     const policy = new WritePolicy({ fs, targets: this.targets, log, ...(o.providerPid ? { providerPid: o.providerPid } : {}) });
     const onVersion = o.onVersion ? { onVersion: o.onVersion } : {};
     this.publisher = new Publisher({
-      fs, targets: this.targets, state, caller, policy, metrics, log, ...onVersion,
+      fs,
+      targets: this.targets,
+      state,
+      caller,
+      policy,
+      metrics,
+      log,
+      ...onVersion,
       ...(o.onDeadMountRepaired ? { onDeadMountRepaired: o.onDeadMountRepaired } : {}),
-      onServed: (targetPath) => { if (o.rotation.enabled) this.scheduler.add(targetPath); },
+      onServed: (targetPath) => {
+        if (o.rotation.enabled) this.scheduler.add(targetPath);
+      },
     });
     this.poller = new Poller({ fs, state, caller, policy, metrics, log, ...onVersion });
   }
@@ -115,10 +124,20 @@ export class VolumeManager {
   private pollFailed(targetPath: string, err: unknown, failures: number, retryInMs: number): void {
     const vol = this.o.state.get(targetPath);
     const e = err as DriverError;
-    this.o.metrics.rotationError(vol?.provider ?? '', isDriverError(e) ? e.errorType || ErrorType.FailedToRotate : ErrorType.FailedToRotate);
-    this.o.log.warn({ targetPath, pod: vol ? `${vol.podNamespace}/${vol.podName}` : undefined, err: e.message, code: e.code, failures, retryInMs },
-      'rotation poll failed; the last good content stays served');
-    if (vol) this.o.onRotationError?.(toStatus(vol), isDriverError(e) ? e : errors.providerCall(status.UNKNOWN, String((err as Error)?.message ?? err), err), failures);
+    this.o.metrics.rotationError(
+      vol?.provider ?? '',
+      isDriverError(e) ? e.errorType || ErrorType.FailedToRotate : ErrorType.FailedToRotate,
+    );
+    this.o.log.warn(
+      { targetPath, pod: vol ? `${vol.podNamespace}/${vol.podName}` : undefined, err: e.message, code: e.code, failures, retryInMs },
+      'rotation poll failed; the last good content stays served',
+    );
+    if (vol)
+      this.o.onRotationError?.(
+        toStatus(vol),
+        isDriverError(e) ? e : errors.providerCall(status.UNKNOWN, String((err as Error)?.message ?? err), err),
+        failures,
+      );
   }
 
   /** Adopts the volumes of a previous process (their FUSE directories already restored in fs) and resumes polling. */

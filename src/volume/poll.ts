@@ -35,12 +35,17 @@ export class Poller {
     const spc = await this.o.caller.resolve(vol.podNamespace, vol.spcName);
     state.update(targetPath, { provider: spc.provider }, 'with-next');
     const call = this.o.caller.prepare(spc, {
-      targetPath, podNamespace: vol.podNamespace, podName: vol.podName, volumeContext: vol.volumeContext, secrets: vol.secrets,
-      currentObjectVersions: vol.objectVersions, deadline: null,
+      targetPath,
+      podNamespace: vol.podNamespace,
+      podName: vol.podName,
+      volumeContext: vol.volumeContext,
+      secrets: vol.secrets,
+      currentObjectVersions: vol.objectVersions,
+      deadline: null,
     });
     const pid = await policy.windowPid(vol.provider);
     let out: CallOutcome;
-    if (pid !== null && await policy.openTarget(targetPath)) {
+    if (pid !== null && (await policy.openTarget(targetPath))) {
       try {
         out = await policy.inWindow(vol.handle, vol.provider, pid, call, vol.handle.tree.files());
       } catch (e) {
@@ -67,9 +72,13 @@ export class Poller {
     if (published.changed) this.o.metrics.versions.inc();
     this.o.metrics.rotationOk(vol.provider, rotated, (performance.now() - started) / 1000);
     if (rotated) {
-      this.o.log.info({ targetPath, pod: `${vol.podNamespace}/${vol.podName}`, provider: vol.provider, dataDir: published.dataDir }, 'rotated volume content');
-      await this.o.onVersion?.(toStatus(vol), false).catch((e: unknown) =>
-        this.o.log.warn({ targetPath, err: (e as Error).message }, 'could not record the rotation'));
+      this.o.log.info(
+        { targetPath, pod: `${vol.podNamespace}/${vol.podName}`, provider: vol.provider, dataDir: published.dataDir },
+        'rotated volume content',
+      );
+      await this.o
+        .onVersion?.(toStatus(vol), false)
+        .catch((e: unknown) => this.o.log.warn({ targetPath, err: (e as Error).message }, 'could not record the rotation'));
     }
   }
 }

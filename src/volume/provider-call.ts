@@ -48,7 +48,12 @@ export class ProviderCaller {
   }
 
   private async call(provider: string, attributes: Record<string, string>, i: CallInputs): Promise<MountResult> {
-    const req = buildMountRequest({ attributes, secrets: i.secrets, targetPath: i.targetPath, currentObjectVersions: i.currentObjectVersions });
+    const req = buildMountRequest({
+      attributes,
+      secrets: i.secrets,
+      targetPath: i.targetPath,
+      currentObjectVersions: i.currentObjectVersions,
+    });
     const limit = new Date(Date.now() + this.o.providerTimeoutMs);
     const started = performance.now();
     try {

@@ -61,18 +61,25 @@ export class Publisher {
     const existing = this.o.state.get(req.targetPath);
     if (existing) return this.refresh(existing, req);
     const plan = await this.plan(req);
-    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(req.targetPath, plan.windowPid !== null, (handle) => this.fill(req, plan, handle));
+    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(req.targetPath, plan.windowPid !== null, (handle) =>
+      this.fill(req, plan, handle),
+    );
     if (!plan.mock) this.o.onServed?.(req.targetPath);
     if (stackedOverDead) this.o.onDeadMountRepaired?.(toStatus(vol));
-    this.o.log.info({ targetPath: req.targetPath, pod: `${plan.who.podNamespace}/${plan.who.podName}`, provider: plan.who.provider, files: fileCount },
-      'node publish volume complete');
+    this.o.log.info(
+      { targetPath: req.targetPath, pod: `${plan.who.podNamespace}/${plan.who.podName}`, provider: plan.who.provider, files: fileCount },
+      'node publish volume complete',
+    );
   }
 
   /** kubelet's periodic republish: keep what is served, refresh what the next poll sends. */
   private refresh(existing: Volume, req: PublishRequest): void {
     req.onProvider?.(existing.provider);
     this.o.state.update(req.targetPath, { volumeContext: { ...req.volumeContext }, secrets: { ...req.secrets } });
-    this.o.log.debug({ targetPath: req.targetPath, pod: `${existing.podNamespace}/${existing.podName}` }, 'target path is already mounted; refreshed attributes');
+    this.o.log.debug(
+      { targetPath: req.targetPath, pod: `${existing.podNamespace}/${existing.podName}` },
+      'target path is already mounted; refreshed attributes',
+    );
   }
 
   /** Everything decided before the target is touched: SecretProviderClass, provider, attributes, window. */
@@ -92,7 +99,13 @@ export class Publisher {
     req.onProvider?.(spc.provider);
     if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
     const call = this.o.caller.prepare(spc, {
-      targetPath: req.targetPath, podNamespace, podName, volumeContext: vc, secrets: req.secrets, currentObjectVersions: [], deadline: req.deadline,
+      targetPath: req.targetPath,
+      podNamespace,
+      podName,
+      volumeContext: vc,
+      secrets: req.secrets,
+      currentObjectVersions: [],
+      deadline: req.deadline,
     });
     const windowPid = await this.o.policy.windowPid(spc.provider);
     return { who: { podName, podNamespace, spcName, provider: spc.provider }, mock: false, call, windowPid };
@@ -109,8 +122,10 @@ export class Publisher {
   private async fill(req: PublishRequest, plan: FillPlan, handle: VolumeHandle): Promise<{ fileCount: number; vol: Volume }> {
     const { fs, policy } = this.o;
     const { who, call, windowPid } = plan;
-    const out = !call ? NOTHING
-      : windowPid !== null ? await policy.inWindow(handle, who.provider, windowPid, call, [])
+    const out = !call
+      ? NOTHING
+      : windowPid !== null
+        ? await policy.inWindow(handle, who.provider, windowPid, call, [])
         : await policy.callWithoutWindow(who.provider, call);
     try {
       await fs.publish(handle, out.files);
@@ -123,9 +138,19 @@ export class Publisher {
     }
     const vc = req.volumeContext;
     const vol: Volume = {
-      targetPath: req.targetPath, volumeId: req.volumeId, podName: who.podName, podNamespace: who.podNamespace, podUid: vc[POD_UID] ?? '',
-      spcName: who.spcName, provider: who.provider, volumeContext: { ...vc }, secrets: { ...req.secrets },
-      objectVersions: out.result.objectVersions, handle, mock: plan.mock, lastPolledAt: Date.now(),
+      targetPath: req.targetPath,
+      volumeId: req.volumeId,
+      podName: who.podName,
+      podNamespace: who.podNamespace,
+      podUid: vc[POD_UID] ?? '',
+      spcName: who.spcName,
+      provider: who.provider,
+      volumeContext: { ...vc },
+      secrets: { ...req.secrets },
+      objectVersions: out.result.objectVersions,
+      handle,
+      mock: plan.mock,
+      lastPolledAt: Date.now(),
     };
     this.o.state.add(vol);
     this.o.metrics.versions.inc();
@@ -145,7 +170,11 @@ export class Publisher {
    * the target is undone here, once: window dropped, bind detached,
    * directory destroyed, record removed.
    */
-  private async withNewTarget<T>(target: string, writable: boolean, body: (handle: VolumeHandle) => Promise<T>): Promise<T & { stackedOverDead: boolean }> {
+  private async withNewTarget<T>(
+    target: string,
+    writable: boolean,
+    body: (handle: VolumeHandle) => Promise<T>,
+  ): Promise<T & { stackedOverDead: boolean }> {
     const { fs, targets, state } = this.o;
     let handle: VolumeHandle | null = null;
     let bound = false;
@@ -154,7 +183,7 @@ export class Publisher {
       handle = fs.createVolume(volumeDirName(target));
       await targets.bind(handle.sourcePath, target, { writable });
       bound = true;
-      return { ...await body(handle), stackedOverDead };
+      return { ...(await body(handle)), stackedOverDead };
     } catch (e) {
       if (handle) await fs.releaseWindow(handle);
       if (bound) await targets.detach(target);

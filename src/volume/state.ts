@@ -35,17 +35,24 @@ export function sameVersions(a: readonly ObjectVersion[], b: readonly ObjectVers
 }
 
 function changes(v: Volume, patch: Partial<VolumeChanges>): boolean {
-  return (patch.provider !== undefined && patch.provider !== v.provider)
-    || (patch.volumeContext !== undefined && !sameRecord(patch.volumeContext, v.volumeContext))
-    || (patch.secrets !== undefined && !sameRecord(patch.secrets, v.secrets))
-    || (patch.objectVersions !== undefined && !sameVersions(patch.objectVersions, v.objectVersions))
-    || (patch.lastPolledAt !== undefined && patch.lastPolledAt !== v.lastPolledAt);
+  return (
+    (patch.provider !== undefined && patch.provider !== v.provider) ||
+    (patch.volumeContext !== undefined && !sameRecord(patch.volumeContext, v.volumeContext)) ||
+    (patch.secrets !== undefined && !sameRecord(patch.secrets, v.secrets)) ||
+    (patch.objectVersions !== undefined && !sameVersions(patch.objectVersions, v.objectVersions)) ||
+    (patch.lastPolledAt !== undefined && patch.lastPolledAt !== v.lastPolledAt)
+  );
 }
 
 export function toStatus(v: Volume): VolumeStatus {
   return {
-    targetPath: v.targetPath, podName: v.podName, podNamespace: v.podNamespace, podUid: v.podUid,
-    spcName: v.spcName, provider: v.provider, objectVersions: [...v.objectVersions].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+    targetPath: v.targetPath,
+    podName: v.podName,
+    podNamespace: v.podNamespace,
+    podUid: v.podUid,
+    spcName: v.spcName,
+    provider: v.provider,
+    objectVersions: [...v.objectVersions].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
     files: v.handle.tree.paths(),
   };
 }
@@ -109,9 +116,19 @@ export class VolumeState {
 
   export(): VolumeRecordState[] {
     return this.list().map((v) => ({
-      targetPath: v.targetPath, volumeId: v.volumeId, podName: v.podName, podNamespace: v.podNamespace, podUid: v.podUid,
-      spcName: v.spcName, provider: v.provider, volumeContext: { ...v.volumeContext }, secrets: { ...v.secrets },
-      objectVersions: [...v.objectVersions], dirName: v.handle.name, mock: v.mock, lastPolledAt: v.lastPolledAt,
+      targetPath: v.targetPath,
+      volumeId: v.volumeId,
+      podName: v.podName,
+      podNamespace: v.podNamespace,
+      podUid: v.podUid,
+      spcName: v.spcName,
+      provider: v.provider,
+      volumeContext: { ...v.volumeContext },
+      secrets: { ...v.secrets },
+      objectVersions: [...v.objectVersions],
+      dirName: v.handle.name,
+      mock: v.mock,
+      lastPolledAt: v.lastPolledAt,
     }));
   }
 
@@ -121,7 +138,10 @@ export class VolumeState {
    * sends the whole state once it serves. Returns what was adopted and the
    * target paths that had no directory.
    */
-  restore(records: readonly VolumeRecordState[], dirs: (name: string) => VolumeHandle | undefined): { adopted: Volume[]; missing: string[] } {
+  restore(
+    records: readonly VolumeRecordState[],
+    dirs: (name: string) => VolumeHandle | undefined,
+  ): { adopted: Volume[]; missing: string[] } {
     const adopted: Volume[] = [];
     const missing: string[] = [];
     for (const r of records) {
@@ -133,8 +153,12 @@ export class VolumeState {
       const { dirName: _dir, ...record } = r;
       // A state from before lastPolledAt was kept: due now.
       const v: Mutable<Volume> = {
-        ...record, lastPolledAt: r.lastPolledAt ?? 0, volumeContext: { ...r.volumeContext }, secrets: { ...r.secrets },
-        objectVersions: [...r.objectVersions], handle,
+        ...record,
+        lastPolledAt: r.lastPolledAt ?? 0,
+        volumeContext: { ...r.volumeContext },
+        secrets: { ...r.secrets },
+        objectVersions: [...r.objectVersions],
+        handle,
       };
       this.volumes.set(r.targetPath, v);
       adopted.push(v);

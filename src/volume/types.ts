@@ -54,9 +54,10 @@ export interface VolumeChanges {
 }
 
 /** A served volume: who it is for, what may change (VolumeChanges), and its FUSE directory. */
-export type Volume = Omit<VolumeRecordState, 'dirName' | keyof VolumeChanges> & VolumeChanges & {
-  readonly handle: VolumeHandle;
-};
+export type Volume = Omit<VolumeRecordState, 'dirName' | keyof VolumeChanges> &
+  VolumeChanges & {
+    readonly handle: VolumeHandle;
+  };
 
 /** Who a volume is for and where its content comes from, known before the provider is called. */
 export interface VolumeOwner {

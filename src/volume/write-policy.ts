@@ -68,7 +68,13 @@ export class WritePolicy {
    * closed (no more writes) when this returns or throws; the caller
    * releases it after publishing (endWindow, or the publish transaction).
    */
-  async inWindow(handle: VolumeHandle, provider: string, pid: number, call: ProviderCall, served: readonly ProviderFile[]): Promise<CallOutcome> {
+  async inWindow(
+    handle: VolumeHandle,
+    provider: string,
+    pid: number,
+    call: ProviderCall,
+    served: readonly ProviderFile[],
+  ): Promise<CallOutcome> {
     // pid 0: the provider is outside our pid namespace, so it cannot be told
     // apart; kubelet's container binds of the volume are read-only regardless.
     this.o.fs.openWindow(handle, (caller) => pid <= 0 || caller === pid);
@@ -87,23 +93,33 @@ export class WritePolicy {
       scrubResponse(result.files);
       throw errors.invalidResponse(`provider ${provider} wrote invalid files: ${merged.error}`);
     }
-    if (w?.wrote) this.o.log.debug({ provider, written: w.files.length, removed: w.removed.length }, 'the provider wrote files into the volume');
+    if (w?.wrote)
+      this.o.log.debug({ provider, written: w.files.length, removed: w.removed.length }, 'the provider wrote files into the volume');
     return { result, files: merged.files };
   }
 
   /** Makes a served target writable for a poll's window; false (logged) when it cannot be, and the poll goes without one. */
   async openTarget(targetPath: string): Promise<boolean> {
-    return this.o.targets.setWritable(targetPath, true).then(() => true, (e: unknown) => {
-      this.o.log.warn({ targetPath, err: (e as Error).message }, 'could not make the target writable for the provider; polling without a write window');
-      return false;
-    });
+    return this.o.targets.setWritable(targetPath, true).then(
+      () => true,
+      (e: unknown) => {
+        this.o.log.warn(
+          { targetPath, err: (e as Error).message },
+          'could not make the target writable for the provider; polling without a write window',
+        );
+        return false;
+      },
+    );
   }
 
   /** Drops a poll's write window (if one is open) and makes the target read-only again. */
   async endWindow(handle: VolumeHandle, targetPath: string): Promise<void> {
     if (!this.o.fs.closeWindow(handle)) return;
     await this.o.fs.releaseWindow(handle);
-    await this.o.targets.setWritable(targetPath, false).catch((e: unknown) =>
-      this.o.log.error({ targetPath, err: (e as Error).message }, 'could not make the target read-only again after the provider call'));
+    await this.o.targets
+      .setWritable(targetPath, false)
+      .catch((e: unknown) =>
+        this.o.log.error({ targetPath, err: (e as Error).message }, 'could not make the target read-only again after the provider call'),
+      );
   }
 }

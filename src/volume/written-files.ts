@@ -13,7 +13,9 @@ import { validateFiles } from '../provider/paths.js';
 import type { WindowResult } from '../fuse/write-window.js';
 
 export function filesAfterWindow(
-  served: readonly ProviderFile[], window: WindowResult | null, returned: readonly ProviderFile[],
+  served: readonly ProviderFile[],
+  window: WindowResult | null,
+  returned: readonly ProviderFile[],
 ): { files: ProviderFile[]; error: string | null } {
   if (!window?.wrote) return { files: [...returned], error: null };
   const removed = new Set(window.removed);

@@ -66,7 +66,9 @@ export async function controlPlaneBinaries(): Promise<string> {
     const { stdout } = await run('bash', [join(ROOT, 'test/control-plane/build.sh'), '--check']);
     return stdout.trim().split('\n').pop()!;
   } catch {
-    throw new ControlPlaneUnavailable('the control-plane binaries are not built: run test/control-plane/build.sh (needs Go; .ci/run does it)');
+    throw new ControlPlaneUnavailable(
+      'the control-plane binaries are not built: run test/control-plane/build.sh (needs Go; .ci/run does it)',
+    );
   }
 }
 
@@ -77,7 +79,10 @@ function readyz(url: string, ca: string): Promise<boolean> {
       res(r.statusCode === 200);
     });
     req.on('error', () => res(false));
-    req.on('timeout', () => { req.destroy(); res(false); });
+    req.on('timeout', () => {
+      req.destroy();
+      res(false);
+    });
   });
 }
 
@@ -87,20 +92,65 @@ function waitReady(url: string, ca: string, ms: number): Promise<void> {
 
 async function pki(dir: string): Promise<void> {
   const o = (args: string[]) => run('openssl', args, { cwd: dir });
-  await o(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650', '-subj', '/CN=sscsi-test-ca', '-keyout', 'ca.key', '-out', 'ca.crt']);
+  await o([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=sscsi-test-ca',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  ]);
   await o(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=kube-apiserver', '-keyout', 'apiserver.key', '-out', 'apiserver.csr']);
-  await writeFile(join(dir, 'apiserver.ext'), 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n');
-  await o(['x509', '-req', '-in', 'apiserver.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '3650', '-extfile', 'apiserver.ext', '-out', 'apiserver.crt']);
+  await writeFile(
+    join(dir, 'apiserver.ext'),
+    'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n',
+  );
+  await o([
+    'x509',
+    '-req',
+    '-in',
+    'apiserver.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '3650',
+    '-extfile',
+    'apiserver.ext',
+    '-out',
+    'apiserver.crt',
+  ]);
   await o(['genrsa', '-out', 'sa.key', '2048']);
   await o(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
 }
 
 export function kubeconfigYaml(server: string, caFile: string, token: string, user: string): string {
   return [
-    'apiVersion: v1', 'kind: Config', 'current-context: test',
-    'clusters:', `- name: test`, '  cluster:', `    server: ${server}`, `    certificate-authority: ${caFile}`,
-    'users:', `- name: ${user}`, '  user:', `    token: ${token}`,
-    'contexts:', '- name: test', '  context: {cluster: test, user: ' + user + '}', '',
+    'apiVersion: v1',
+    'kind: Config',
+    'current-context: test',
+    'clusters:',
+    `- name: test`,
+    '  cluster:',
+    `    server: ${server}`,
+    `    certificate-authority: ${caFile}`,
+    'users:',
+    `- name: ${user}`,
+    '  user:',
+    `    token: ${token}`,
+    'contexts:',
+    '- name: test',
+    '  context: {cluster: test, user: ' + user + '}',
+    '',
   ].join('\n');
 }
 
@@ -119,21 +169,35 @@ async function start(): Promise<ControlPlane> {
     return c.pid!;
   };
   const etcd = spawnD('etcd', [
-    `--data-dir=${join(dir, 'etcd')}`, '--name=default',
-    `--listen-client-urls=http://127.0.0.1:${etcdClient}`, `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
-    `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-    `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`, '--unsafe-no-fsync', '--log-level=warn',
+    `--data-dir=${join(dir, 'etcd')}`,
+    '--name=default',
+    `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
+    `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+    `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+    `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+    `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+    '--unsafe-no-fsync',
+    '--log-level=warn',
   ]);
   const server = `https://127.0.0.1:${apiPort}`;
   const ca = join(dir, 'ca.crt');
   const api = spawnD('kube-apiserver', [
-    `--etcd-servers=http://127.0.0.1:${etcdClient}`, '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${apiPort}`,
-    `--tls-cert-file=${join(dir, 'apiserver.crt')}`, `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
-    `--client-ca-file=${ca}`, `--token-auth-file=${join(dir, 'tokens.csv')}`,
+    `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${apiPort}`,
+    `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
+    `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
+    `--client-ca-file=${ca}`,
+    `--token-auth-file=${join(dir, 'tokens.csv')}`,
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-    `--service-account-key-file=${join(dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-    '--authorization-mode=RBAC', '--service-cluster-ip-range=10.0.0.0/24', '--allow-privileged=true',
-    '--disable-admission-plugins=ServiceAccount', '--v=0',
+    `--service-account-key-file=${join(dir, 'sa.pub')}`,
+    `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+    '--authorization-mode=RBAC',
+    '--service-cluster-ip-range=10.0.0.0/24',
+    '--allow-privileged=true',
+    '--disable-admission-plugins=ServiceAccount',
+    '--v=0',
   ]);
   closeSync(logFd);
   const pids = [etcd, api];
@@ -142,15 +206,33 @@ async function start(): Promise<ControlPlane> {
   try {
     await waitReady(server, ca, 90_000);
   } catch (e) {
-    for (const p of pids) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
-    throw new Error(`${(e as Error).message}; log tail:\n${(await readFile(join(dir, 'control-plane.log'), 'utf8')).slice(-3000)}`, { cause: e });
+    for (const p of pids)
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    throw new Error(`${(e as Error).message}; log tail:\n${(await readFile(join(dir, 'control-plane.log'), 'utf8')).slice(-3000)}`, {
+      cause: e,
+    });
   }
   const kcmLog = openSync(join(dir, 'control-plane.log'), 'a');
-  const kcm = spawn(join(bin, 'kube-controller-manager'), [
-    `--kubeconfig=${adminKubeconfig}`, `--authentication-kubeconfig=${adminKubeconfig}`, `--authorization-kubeconfig=${adminKubeconfig}`,
-    '--leader-elect=false', '--controllers=garbagecollector,serviceaccount,namespace', '--secure-port=0',
-    `--root-ca-file=${ca}`, `--service-account-private-key-file=${join(dir, 'sa.key')}`, '--use-service-account-credentials=false', '--v=0',
-  ], { detached: true, stdio: ['ignore', kcmLog, kcmLog] });
+  const kcm = spawn(
+    join(bin, 'kube-controller-manager'),
+    [
+      `--kubeconfig=${adminKubeconfig}`,
+      `--authentication-kubeconfig=${adminKubeconfig}`,
+      `--authorization-kubeconfig=${adminKubeconfig}`,
+      '--leader-elect=false',
+      '--controllers=garbagecollector,serviceaccount,namespace',
+      '--secure-port=0',
+      `--root-ca-file=${ca}`,
+      `--service-account-private-key-file=${join(dir, 'sa.key')}`,
+      '--use-service-account-credentials=false',
+      '--v=0',
+    ],
+    { detached: true, stdio: ['ignore', kcmLog, kcmLog] },
+  );
   kcm.unref();
   closeSync(kcmLog);
   pids.push(kcm.pid!);
@@ -212,12 +294,20 @@ export async function stopControlPlane(): Promise<void> {
 
 async function stopPids(pids: number[]): Promise<void> {
   for (const p of [...pids].reverse()) {
-    try { process.kill(p, 'SIGTERM'); } catch { /* already gone */ }
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
   }
   const end = Date.now() + 10_000;
   while (pids.some(alive) && Date.now() < end) await sleep(100);
   for (const p of pids) {
-    try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
 }
 
@@ -237,4 +327,3 @@ export async function stopPrivateControlPlane(cp: ControlPlane): Promise<void> {
   await stopPids(cp.pids);
   await run('rm', ['-rf', cp.dir]);
 }
-

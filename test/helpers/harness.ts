@@ -39,7 +39,11 @@ process.once('exit', () => {
   for (const c of liveChildren) c.kill('SIGKILL');
   if (liveDirs.size === 0) return;
   for (const p of deepestFirst([...new Set(mountPointsUnder(readFileSync('/proc/self/mountinfo', 'utf8'), liveDirs))])) {
-    try { execFileSync('umount', ['-l', p], { stdio: 'ignore' }); } catch { /* already gone */ }
+    try {
+      execFileSync('umount', ['-l', p], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
   }
 });
 
@@ -140,7 +144,10 @@ export class Harness {
   private sourceWrites = 0;
   readonly sock: string;
 
-  private constructor(readonly dir: string, private readonly opts: HarnessOptions) {
+  private constructor(
+    readonly dir: string,
+    private readonly opts: HarnessOptions,
+  ) {
     this.providerDir = join(dir, 'providers');
     this.spcDir = join(dir, 'spc');
     this.sourceDir = join('/dev/shm', `sscsi-src-${dir.split('/').pop()}`);
@@ -169,8 +176,11 @@ export class Harness {
   }
 
   async startProvider(): Promise<void> {
-    this.provider = new Proc(spawn(NODE, [this.bin(PROVIDER_BIN), '--endpoint', `unix://${join(this.providerDir, `${this.providerName}.sock`)}`],
-      { stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.provider = new Proc(
+      spawn(NODE, [this.bin(PROVIDER_BIN), '--endpoint', `unix://${join(this.providerDir, `${this.providerName}.sock`)}`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     await this.provider.waitFor(/"listening"/);
   }
 
@@ -179,7 +189,9 @@ export class Harness {
   }
 
   async startKeeper(): Promise<void> {
-    this.keeper = new Proc(spawn(NODE, [this.bin(join(ROOT, 'dist/src/bin/keeper.js')), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.keeper = new Proc(
+      spawn(NODE, [this.bin(join(ROOT, 'dist/src/bin/keeper.js')), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
     await this.keeper.waitFor(/keeper listening/);
   }
 
@@ -188,10 +200,17 @@ export class Harness {
     this.node?.close();
     this.identity?.close();
     const args = [
-      this.bin(DRIVER_BIN), `--endpoint=unix://${this.sock}`, `--nodeid=${this.opts.nodeId ?? 'test-node'}`, `--provider-volume=${this.providerDir}`,
-      '--additional-provider-volume-paths=', `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
+      this.bin(DRIVER_BIN),
+      `--endpoint=unix://${this.sock}`,
+      `--nodeid=${this.opts.nodeId ?? 'test-node'}`,
+      `--provider-volume=${this.providerDir}`,
+      '--additional-provider-volume-paths=',
+      `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
       this.opts.kubeconfig ? `--kubeconfig=${this.opts.kubeconfig}` : `--secret-provider-class-dir=${this.spcDir}`,
-      '--metrics-addr=', '--log-level=debug', ...(this.keeper ? [`--keeper-socket=${this.keeperSocket}`] : []), ...(this.opts.driverArgs ?? []),
+      '--metrics-addr=',
+      '--log-level=debug',
+      ...(this.keeper ? [`--keeper-socket=${this.keeperSocket}`] : []),
+      ...(this.opts.driverArgs ?? []),
     ];
     this.driver = new Proc(spawn(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     // Generous: a slow start on a loaded machine is not what these tests test (restart-survival measures it).
@@ -210,11 +229,21 @@ export class Harness {
   }
 
   /** Writes an SPC manifest for the example provider reading `source` (a file in sourceDir). */
-  async spc(name: string, source: string, extra: Record<string, string> = {}, namespace = 'default', provider = this.providerName): Promise<void> {
+  async spc(
+    name: string,
+    source: string,
+    extra: Record<string, string> = {},
+    namespace = 'default',
+    provider = this.providerName,
+  ): Promise<void> {
     const params = { secretsFile: join(this.sourceDir, source), ...extra };
     const yaml = [
-      'apiVersion: secrets-store.csi.x-k8s.io/v1', 'kind: SecretProviderClass',
-      `metadata: {name: ${name}, namespace: ${namespace}}`, 'spec:', `  provider: ${JSON.stringify(provider)}`, '  parameters:',
+      'apiVersion: secrets-store.csi.x-k8s.io/v1',
+      'kind: SecretProviderClass',
+      `metadata: {name: ${name}, namespace: ${namespace}}`,
+      'spec:',
+      `  provider: ${JSON.stringify(provider)}`,
+      '  parameters:',
       ...Object.entries(params).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`),
     ].join('\n');
     await writeFile(join(this.spcDir, `${namespace}-${name}.yaml`), `${yaml}\n`);
@@ -234,8 +263,11 @@ export class Harness {
   publishRequest(target: string, spcName: string, extra: Partial<NodePublishVolumeRequest> = {}): NodePublishVolumeRequest {
     return {
       ...nodePublishRequest({
-        volumeId: `csi-${target.length}-${spcName}`, targetPath: target, spc: spcName,
-        pod: { name: 'pod-a', namespace: 'default', uid: 'uid-1' }, accessMode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY,
+        volumeId: `csi-${target.length}-${spcName}`,
+        targetPath: target,
+        spc: spcName,
+        pod: { name: 'pod-a', namespace: 'default', uid: 'uid-1' },
+        accessMode: VolumeCapability_AccessMode_Mode.SINGLE_NODE_READER_ONLY,
       }),
       ...extra,
     };
@@ -268,7 +300,10 @@ export function warningLines(out: string): string[] {
 
 /** Files on disk (not other filesystems, so never our FUSE mounts) below `dir` containing `needle`. */
 export async function grepDisk(dir: string, needle: string): Promise<string[]> {
-  const { stdout } = await execFileP('sh', ['-c', 'find "$1" -xdev -type f -print0 2>/dev/null | xargs -0 -r grep -l -F -e "$2" 2>/dev/null || true', 'sh', dir, needle],
-    { maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await execFileP(
+    'sh',
+    ['-c', 'find "$1" -xdev -type f -print0 2>/dev/null | xargs -0 -r grep -l -F -e "$2" 2>/dev/null || true', 'sh', dir, needle],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   return stdout.split('\n').filter(Boolean);
 }

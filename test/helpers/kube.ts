@@ -5,7 +5,12 @@
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  ApiextensionsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject,
+  ApiextensionsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type KubernetesObject,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { sleep } from '../../testkit/wait.js';
@@ -39,11 +44,16 @@ export async function apply(kc: KubeConfig, objs: KubernetesObject[], opts: { dr
   return out;
 }
 
-export async function token(kc: KubeConfig, namespace: string, sa: string, o: { audiences?: string[]; pod?: { name: string; uid: string }; seconds?: number } = {}):
-  Promise<{ token: string; expirationTimestamp: string }> {
+export async function token(
+  kc: KubeConfig,
+  namespace: string,
+  sa: string,
+  o: { audiences?: string[]; pod?: { name: string; uid: string }; seconds?: number } = {},
+): Promise<{ token: string; expirationTimestamp: string }> {
   const core = kc.makeApiClient(CoreV1Api);
   const res = await core.createNamespacedServiceAccountToken({
-    namespace, name: sa,
+    namespace,
+    name: sa,
     body: {
       spec: {
         audiences: o.audiences ?? [],
@@ -58,7 +68,13 @@ export async function token(kc: KubeConfig, namespace: string, sa: string, o: { 
 }
 
 /** A kubeconfig file that authenticates as a service account, by a token from TokenRequest. */
-export async function serviceAccountKubeconfig(cp: ControlPlane, kc: KubeConfig, namespace: string, sa: string, file: string): Promise<string> {
+export async function serviceAccountKubeconfig(
+  cp: ControlPlane,
+  kc: KubeConfig,
+  namespace: string,
+  sa: string,
+  file: string,
+): Promise<string> {
   const t = await token(kc, namespace, sa, { audiences: ['https://kubernetes.default.svc.cluster.local'] });
   await writeFile(file, kubeconfigYaml(cp.server, cp.caFile, t.token, `system:serviceaccount:${namespace}:${sa}`), { mode: 0o600 });
   return file;
@@ -85,10 +101,14 @@ export async function applyCrds(kc: KubeConfig, objs: readonly KubernetesObject[
   await apply(kc, crds);
   const ext = kc.makeApiClient(ApiextensionsV1Api);
   for (const c of crds) {
-    await eventually(async () => {
-      const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
-      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
-    }, 30_000, `${c.metadata!.name} established`);
+    await eventually(
+      async () => {
+        const crd = await ext.readCustomResourceDefinition({ name: c.metadata!.name! });
+        return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
+      },
+      30_000,
+      `${c.metadata!.name} established`,
+    );
   }
   return crds;
 }

@@ -57,8 +57,10 @@ export function extractPrivateKeyPem(input: Buffer): Buffer {
   try {
     const read = readPrivateKey(der, ['pkcs1', 'pkcs8', 'sec1']);
     if (read.kind === 'unsupported-type') {
-      throw new TlsSecretError('unknown private key type found while getting key. Only rsa and ecdsa are supported',
-        'unsupported-private-key-type');
+      throw new TlsSecretError(
+        'unknown private key type found while getting key. Only rsa and ecdsa are supported',
+        'unsupported-private-key-type',
+      );
     }
     if (read.kind === 'unparsable') return pemEncode({ type: PRIVATE_KEY_TYPE, headers: new Map(), bytes: Buffer.alloc(0) });
     try {

@@ -140,8 +140,7 @@ export function pemDecode(data: Buffer): { block: PemBlock; rest: Buffer } | nul
       const l = getLine(rest);
       const colon = l.line.indexOf(0x3a);
       if (colon < 0) break;
-      headers.set(trimSpace(l.line.subarray(0, colon)).toString('latin1'),
-        trimSpace(l.line.subarray(colon + 1)).toString('latin1'));
+      headers.set(trimSpace(l.line.subarray(0, colon)).toString('latin1'), trimSpace(l.line.subarray(colon + 1)).toString('latin1'));
       rest = l.rest;
       endIndex -= l.consumed;
       endTrailerIndex -= l.consumed;

@@ -65,10 +65,13 @@ function readSafeBag(s: DerReader): SafeBag {
   const id = s.oid('SafeBag.bagId');
   const value = s.explicit(0, 'SafeBag.bagValue');
   const set = s.optional(UNIVERSAL, SET, true);
-  const attributes = set === null ? [] : DerReader.elements(set.body, 'SafeBag.bagAttributes').map((a) => {
-    const attrId = a.oid('Attribute.attrId');
-    return { id: attrId, values: a.any().body };
-  });
+  const attributes =
+    set === null
+      ? []
+      : DerReader.elements(set.body, 'SafeBag.bagAttributes').map((a) => {
+          const attrId = a.oid('Attribute.attrId');
+          return { id: attrId, values: a.any().body };
+        });
   return { id, value, attributes };
 }
 
@@ -191,11 +194,13 @@ function decodeShroudedKeyBag(value: Buffer, password: Buffer): Buffer {
     }
   };
   // EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm AlgorithmIdentifier, encryptedData OCTET STRING }
-  const info = wrap('error decoding PKCS#8 shrouded key bag', () => parseOne(value, (r) => {
-    const s = r.sequence('EncryptedPrivateKeyInfo');
-    const algorithm = readAlgorithmIdentifier(s, 'EncryptedPrivateKeyInfo.encryptionAlgorithm');
-    return { algorithm, encrypted: s.octets('EncryptedPrivateKeyInfo.encryptedData') };
-  }));
+  const info = wrap('error decoding PKCS#8 shrouded key bag', () =>
+    parseOne(value, (r) => {
+      const s = r.sequence('EncryptedPrivateKeyInfo');
+      const algorithm = readAlgorithmIdentifier(s, 'EncryptedPrivateKeyInfo.encryptionAlgorithm');
+      return { algorithm, encrypted: s.octets('EncryptedPrivateKeyInfo.encryptedData') };
+    }),
+  );
   const pkcs8 = wrap('error decrypting PKCS#8 shrouded key bag', () => pbDecrypt(info.algorithm, info.encrypted, password));
   try {
     wrap('error unmarshaling decrypted private key', () => parseOne(pkcs8, (r) => r.any().body));

@@ -36,12 +36,14 @@ export type KeyReading =
  * it matches, but re-encodes the parameters explicitly; Go rejects such keys, so the named form is
  * required by looking for this fixed byte string.
  */
-const ALLOWED_CURVES: ReadonlyMap<string, Buffer> = new Map([
-  ['secp224r1', '301006072a8648ce3d020106052b81040021'],
-  ['prime256v1', '301306072a8648ce3d020106082a8648ce3d030107'],
-  ['secp384r1', '301006072a8648ce3d020106052b81040022'],
-  ['secp521r1', '301006072a8648ce3d020106052b81040023'],
-].map(([name, algId]) => [name as string, Buffer.from(algId as string, 'hex')]));
+const ALLOWED_CURVES: ReadonlyMap<string, Buffer> = new Map(
+  [
+    ['secp224r1', '301006072a8648ce3d020106052b81040021'],
+    ['prime256v1', '301306072a8648ce3d020106082a8648ce3d030107'],
+    ['secp384r1', '301006072a8648ce3d020106052b81040022'],
+    ['secp521r1', '301006072a8648ce3d020106052b81040023'],
+  ].map(([name, algId]) => [name as string, Buffer.from(algId as string, 'hex')]),
+);
 
 /** Types a PKCS#8 key may have that Go's parser accepts yet upstream refuses. */
 const REFUSED_PKCS8_TYPES = new Set(['ed25519', 'x25519']);

@@ -4,12 +4,14 @@
 // after use.
 
 const PI_TABLE = Buffer.from(
-  'd978f9c419ddb5ed28e9fd794aa0d89dc67e37832b76538e624c6488448bfba2179a59f587b34f1361456d8d09817d32'
-  + 'bd8f40eb86b77b0bf09521225c6b4e8254d66593ce60b21c7356c014a78cf1dc1275ca1f3bbee4d1423dd430a33cb626'
-  + '6fbf0eda4669075727f21d9bbc944303f811c7f690ef3ee706c3d52fc8661ed708e8eade8052eef784aa72ac354d6a2a'
-  + '961ad2715a1549744b9fd05e0418a4ecc2e0416e0f51cbcc2491af50a1f47039997c3a8523b8b47afc02365b25559731'
-  + '2d5dfa98e38a92ae05df2910676cbac9d300e6cfe19ea82c6316013f58e289a90d38341bab33ffb0bb480c5fb9b1cd2e'
-  + 'c5f3db47e5a59c770aa62068fe7fc1ad', 'hex');
+  'd978f9c419ddb5ed28e9fd794aa0d89dc67e37832b76538e624c6488448bfba2179a59f587b34f1361456d8d09817d32' +
+    'bd8f40eb86b77b0bf09521225c6b4e8254d66593ce60b21c7356c014a78cf1dc1275ca1f3bbee4d1423dd430a33cb626' +
+    '6fbf0eda4669075727f21d9bbc944303f811c7f690ef3ee706c3d52fc8661ed708e8eade8052eef784aa72ac354d6a2a' +
+    '961ad2715a1549744b9fd05e0418a4ecc2e0416e0f51cbcc2491af50a1f47039997c3a8523b8b47afc02365b25559731' +
+    '2d5dfa98e38a92ae05df2910676cbac9d300e6cfe19ea82c6316013f58e289a90d38341bab33ffb0bb480c5fb9b1cd2e' +
+    'c5f3db47e5a59c770aa62068fe7fc1ad',
+  'hex',
+);
 
 /** RFC 2268 section 2: the 64 16-bit subkeys for `key` with `effectiveBits` effective key bits. */
 function expandKey(key: Buffer, effectiveBits: number): Uint16Array {
@@ -41,10 +43,14 @@ function decryptBlock(k: Uint16Array, src: Buffer, dst: Buffer): void {
   let j = 63;
   const reverseMix = (stop: number) => {
     while (j >= stop) {
-      r3 = (rotr(r3, 5) - K(j) - (r2 & r1) - (~r2 & r0)) & 0xffff; j--;
-      r2 = (rotr(r2, 3) - K(j) - (r1 & r0) - (~r1 & r3)) & 0xffff; j--;
-      r1 = (rotr(r1, 2) - K(j) - (r0 & r3) - (~r0 & r2)) & 0xffff; j--;
-      r0 = (rotr(r0, 1) - K(j) - (r3 & r2) - (~r3 & r1)) & 0xffff; j--;
+      r3 = (rotr(r3, 5) - K(j) - (r2 & r1) - (~r2 & r0)) & 0xffff;
+      j--;
+      r2 = (rotr(r2, 3) - K(j) - (r1 & r0) - (~r1 & r3)) & 0xffff;
+      j--;
+      r1 = (rotr(r1, 2) - K(j) - (r0 & r3) - (~r0 & r2)) & 0xffff;
+      j--;
+      r0 = (rotr(r0, 1) - K(j) - (r3 & r2) - (~r3 & r1)) & 0xffff;
+      j--;
     }
   };
   const reverseMash = () => {
