@@ -117,6 +117,34 @@ t.test('files a provider writes itself are served to the group too', async (t) =
   await h.unpublish(target);
 });
 
+t.test('a driver that takes over (crash, then upgrade) keeps serving the volume to its group', async (t) => {
+  const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--rotation-poll-interval=500ms'] });
+  await h.source('s.json', { files: [{ path: 'key', contents: 'k-1', mode: 0o400 }] });
+  await h.spc('app', 's.json');
+  const target = h.target('fsgroup-takeover');
+  const req = withGroup(h.publishRequest(target, 'app'), String(GROUP));
+  await h.publish(req);
+  t.same(await owner(join(target, 'key')), [0, GROUP, 0o440]);
+
+  await h.driver.stop('SIGKILL');
+  await h.startDriver();
+  t.match(h.driver.out, /took over the FUSE connection/);
+  t.same(await owner(join(target, 'key')), [0, GROUP, 0o440], 'after a crash: the same ownership');
+  t.equal(await catAs(join(target, 'key'), true), 'k-1');
+  await h.publish(req);
+  t.equal(grpcCode(await h.publish(withGroup(req, '3000')).catch((e: unknown) => e)), status.ALREADY_EXISTS, 'the group is still known');
+
+  await h.source('s.json', { files: [{ path: 'key', contents: 'k-2', mode: 0o400 }] });
+  await waitUntil(async () => (await readFile(join(target, 'key'), 'utf8')) === 'k-2', 10_000, 'a rotation by the new driver');
+  t.same(await owner(join(target, 'key')), [0, GROUP, 0o440], 'a rotation after the takeover keeps the group');
+
+  await h.startDriver(); // a handover: the old one yields
+  t.same(await owner(join(target, 'key')), [0, GROUP, 0o440], 'after a handover too');
+  t.equal(await catAs(join(target, 'key'), true), 'k-2');
+  await t.rejects(catAs(join(target, 'key'), false), /Permission denied/);
+  await h.unpublish(target);
+});
+
 t.test('without volume_mount_group: root:root and the provider modes, as before', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--enable-secret-rotation=false'] });
   await h.source('s.json', {
