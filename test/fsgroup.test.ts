@@ -119,7 +119,14 @@ t.test('files a provider writes itself are served to the group too', async (t) =
 
 t.test('a driver that takes over (crash, then upgrade) keeps serving the volume to its group', async (t) => {
   const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--rotation-poll-interval=500ms'] });
-  await h.source('s.json', { files: [{ path: 'key', contents: 'k-1', mode: 0o400 }] });
+  // `unseen` and `nested` are not looked up before the takeover: the kernel caches attributes for long, so
+  // only nodes it never saw show what the new driver got from the state.
+  const files = [
+    { path: 'key', contents: 'k-1', mode: 0o400 },
+    { path: 'unseen', contents: 'u', mode: 0o400 },
+    { path: 'nested/f', contents: 'f', mode: 0o400 },
+  ];
+  await h.source('s.json', { files });
   await h.spc('app', 's.json');
   const target = h.target('fsgroup-takeover');
   const req = withGroup(h.publishRequest(target, 'app'), String(GROUP));
@@ -130,11 +137,14 @@ t.test('a driver that takes over (crash, then upgrade) keeps serving the volume 
   await h.startDriver();
   t.match(h.driver.out, /took over the FUSE connection/);
   t.same(await owner(join(target, 'key')), [0, GROUP, 0o440], 'after a crash: the same ownership');
+  t.same(await owner(join(target, 'unseen')), [0, GROUP, 0o440], 'a file first looked up from the new driver');
+  t.same(await owner(join(target, 'nested')), [0, GROUP, 0o755], 'a directory first looked up from the new driver');
+  t.same(await owner(join(target, 'nested/f')), [0, GROUP, 0o440]);
   t.equal(await catAs(join(target, 'key'), true), 'k-1');
   await h.publish(req);
   t.equal(grpcCode(await h.publish(withGroup(req, '3000')).catch((e: unknown) => e)), status.ALREADY_EXISTS, 'the group is still known');
 
-  await h.source('s.json', { files: [{ path: 'key', contents: 'k-2', mode: 0o400 }] });
+  await h.source('s.json', { files: [{ path: 'key', contents: 'k-2', mode: 0o400 }, ...files.slice(1)] });
   await waitUntil(async () => (await readFile(join(target, 'key'), 'utf8')) === 'k-2', 10_000, 'a rotation by the new driver');
   t.same(await owner(join(target, 'key')), [0, GROUP, 0o440], 'a rotation after the takeover keeps the group');
 
