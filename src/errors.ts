@@ -73,6 +73,8 @@ export const errors = {
   /** Unpublish found files in the target once nothing was mounted there: not ours to delete. */
   targetNotEmpty: mk('ERR_TARGET_NOT_EMPTY', status.FAILED_PRECONDITION),
   shuttingDown: mk('ERR_SHUTTING_DOWN', status.UNAVAILABLE),
+  /** A republish whose volume capability differs from the served volume's (the CSI spec's ALREADY_EXISTS). */
+  incompatiblePublish: mk('ERR_INCOMPATIBLE_PUBLISH', status.ALREADY_EXISTS),
 } as const;
 
 export function isDriverError(e: unknown): e is DriverError {

@@ -47,7 +47,8 @@ t.test('identity and node service', async (t) => {
   const nc = await u<NodeGetCapabilitiesResponse>((cb) => h.node.nodeGetCapabilities({}, cb));
   t.same(
     nc.capabilities.map((c) => (c.type?.$case === 'rpc' ? c.type.value.type : null)),
-    [NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME],
+    [NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME, NodeServiceCapability_RPC_Type.VOLUME_MOUNT_GROUP],
+    'STAGE_UNSTAGE_VOLUME as upstream; VOLUME_MOUNT_GROUP beyond it (the pod fsGroup, docs/fsgroup.md)',
   );
 
   const stats = await u<unknown>((cb) => h.node.nodeGetVolumeStats({ volumeId: 'v', volumePath: '/x', stagingTargetPath: '' }, cb)).catch(

@@ -8,7 +8,7 @@ import type { DriverMetrics } from '../observability/metrics.js';
 import type { VolumeManager } from '../volume/manager.js';
 import { POD_NAME, POD_NAMESPACE } from './volume-context.js';
 import { callDeadline, unary } from './handler.js';
-import { checkPublish, checkStage, checkUnpublish, checkUnstage } from './validate.js';
+import { checkPublish, checkStage, checkUnpublish, checkUnstage, volumeMountGroup } from './validate.js';
 
 export interface NodeServerOptions {
   readonly nodeId: string;
@@ -33,6 +33,7 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
           volumeId: req.volumeId,
           targetPath: req.targetPath,
           readonly: req.readonly,
+          volumeMountGroup: volumeMountGroup(req),
           volumeContext: req.volumeContext,
           secrets: req.secrets,
           deadline: callDeadline(call),
@@ -89,7 +90,11 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
       throw unimplemented('NodeExpandVolume is not implemented');
     }),
     nodeGetCapabilities: unary(async () => ({
-      capabilities: [{ type: { $case: 'rpc', value: { type: NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME } } }],
+      capabilities: [
+        { type: { $case: 'rpc', value: { type: NodeServiceCapability_RPC_Type.STAGE_UNSTAGE_VOLUME } } },
+        // kubelet then hands the pod's fsGroup to NodePublishVolume (volume_mount_group) and leaves ownership to us.
+        { type: { $case: 'rpc', value: { type: NodeServiceCapability_RPC_Type.VOLUME_MOUNT_GROUP } } },
+      ],
     })),
     nodeGetInfo: unary(async () => ({ nodeId: o.nodeId, maxVolumesPerNode: 0 })),
   };

@@ -20,6 +20,29 @@ function checkTargetPath(p: string): DriverError | null {
   return null;
 }
 
+/** gid_t is 32 bits, and (gid_t)-1 is no group at all (chown's "unchanged"). */
+const MAX_GID = 2 ** 32 - 2;
+
+function mountGroupText(r: NodePublishVolumeRequest): string {
+  const t = r.volumeCapability?.accessType;
+  return t?.$case === 'mount' ? t.value.volumeMountGroup : '';
+}
+
+/** A volume_mount_group kubelet sends: the pod's fsGroup, in decimal. Leading zeros are refused (octal or decimal?). */
+function checkMountGroup(text: string): DriverError | null {
+  if (text === '') return null;
+  if (!/^(0|[1-9][0-9]{0,9})$/.test(text) || Number(text) > MAX_GID) {
+    return bad(`volume_mount_group must be a group id in decimal, 0 to ${MAX_GID}: ${JSON.stringify(text.slice(0, 32))}`);
+  }
+  return null;
+}
+
+/** The group a publish asks its volume to be served to (checkPublish passed), or null when it names none. */
+export function volumeMountGroup(r: NodePublishVolumeRequest): number | null {
+  const text = mountGroupText(r);
+  return text === '' ? null : Number(text);
+}
+
 export function checkPublish(r: NodePublishVolumeRequest): DriverError | null {
   if (!r.volumeCapability) return bad('Volume capability missing in request');
   if (r.volumeId.length === 0) return bad('Volume ID missing in request');
@@ -28,7 +51,7 @@ export function checkPublish(r: NodePublishVolumeRequest): DriverError | null {
   const target = checkTargetPath(r.targetPath);
   if (target) return target;
   if (r.volumeCapability.accessType?.$case === 'block') return bad('Block access type is not supported, only mount');
-  return null;
+  return checkMountGroup(mountGroupText(r));
 }
 
 export function checkUnpublish(r: NodeUnpublishVolumeRequest): DriverError | null {

@@ -6,7 +6,7 @@
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { InodeTable, ROOT_ID, type Inode, type TableState } from './inode-table.js';
+import { InodeTable, ROOT_ID, type Inode, type TableState, type VolumeGroup } from './inode-table.js';
 import { Operations, type Caller, type Negotiated } from './operations.js';
 import { FuseSession, type SessionLogger, type CallerRecord } from './session.js';
 import {
@@ -247,13 +247,14 @@ export class SecretsFilesystem {
     this.session.close();
   }
 
-  /** Creates an empty volume directory named `name` under the root. */
-  createVolume(name: string): VolumeHandle {
+  /** Creates an empty volume directory named `name` under the root, served to `group` (see ownedMode). */
+  createVolume(name: string, group: VolumeGroup = null): VolumeHandle {
     if (this.volumes.has(name) || this.table.child(ROOT_ID, name)) throw new Error(`volume ${name} exists`);
-    const dir = this.table.mkdir(0o755, Date.now());
+    const dir = this.table.mkdir(0o755, Date.now(), group);
     this.table.link(ROOT_ID, name, dir.id);
     this.volumeDirIds.add(dir.id);
-    const v: VolumeHandle = { name, tree: new VolumeTree(this.table, dir.id, this.retireGraceMs), sourcePath: join(this.mountDir, name) };
+    const tree = new VolumeTree(this.table, dir.id, this.retireGraceMs, group);
+    const v: VolumeHandle = { name, tree, sourcePath: join(this.mountDir, name) };
     this.volumes.set(name, v);
     return v;
   }
@@ -355,7 +356,7 @@ export class SecretsFilesystem {
    */
   openWindow(v: VolumeHandle, mayWrite: (pid: number) => boolean): void {
     this.windows.get(v.tree.dirId)?.release();
-    this.windows.set(v.tree.dirId, new WriteWindow(this.table, v.tree.dirId, mayWrite));
+    this.windows.set(v.tree.dirId, new WriteWindow(this.table, v.tree.dirId, mayWrite, v.tree.group));
   }
 
   /** Ends the volume's window: no more writes. The staged files are views until releaseWindow. */

@@ -25,6 +25,25 @@ export function servedMode(mode: number): number {
   return mode & 0o777;
 }
 
+/**
+ * The group a volume is served to (the pod's fsGroup, from the publish's
+ * volume_mount_group), or null: owned by root:root with the provider's modes.
+ */
+export type VolumeGroup = number | null;
+
+/**
+ * The mode a node of a volume served to `group` gets: the provider's bits
+ * plus group read (and search on directories), as kubelet's
+ * SetVolumeOwnership adds for other volume types. Without setgid: the
+ * volumes are read-only, so no new file could inherit the group, and
+ * servedMode never serves the bit. Idempotent.
+ */
+export function ownedMode(kind: InodeKind, mode: number, group: VolumeGroup): number {
+  const m = servedMode(mode);
+  if (group === null) return m;
+  return m | (kind === 'dir' ? 0o050 : kind === 'file' ? 0o040 : 0);
+}
+
 export type InodeKind = 'dir' | 'file' | 'symlink';
 
 export interface Inode {
@@ -49,6 +68,8 @@ export interface InodeState {
   readonly id: number;
   readonly kind: InodeKind;
   readonly mode: number;
+  /** Absent (0) in states from before volumes had a group. */
+  readonly gid?: number;
   readonly mtimeMs: number;
   readonly links: number;
   readonly scrubbed: boolean;
@@ -99,17 +120,17 @@ export class InodeTable {
     // The connection root lists every volume: only root may enter it. Pods
     // reach their volume through a bind mount of its own directory, which
     // never walks through the root.
-    this.nodes.set(ROOT_ID, this.make(ROOT_ID, 'dir', 0o700, null, Date.now()));
+    this.nodes.set(ROOT_ID, this.make(ROOT_ID, 'dir', 0o700, null, Date.now(), null));
     this.get(ROOT_ID)!.links = 1; // the mount itself holds the root
   }
 
-  private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number): Inode {
+  private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number, group: VolumeGroup): Inode {
     return {
       id,
       kind,
-      mode: servedMode(mode),
+      mode: ownedMode(kind, mode, group),
       uid: 0,
-      gid: 0,
+      gid: group ?? 0,
       mtimeMs,
       data,
       children: kind === 'dir' ? new Map() : null,
@@ -119,8 +140,8 @@ export class InodeTable {
     };
   }
 
-  private add(kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number): Inode {
-    const node = this.make(this.nextId++, kind, mode, data, mtimeMs);
+  private add(kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number, group: VolumeGroup): Inode {
+    const node = this.make(this.nextId++, kind, mode, data, mtimeMs, group);
     this.nodes.set(node.id, node);
     if (kind === 'file' && data) this.fileBytes += data.length;
     return node;
@@ -130,15 +151,16 @@ export class InodeTable {
     return this.nodes.get(id);
   }
 
-  mkdir(mode: number, mtimeMs: number): Inode {
-    return this.add('dir', mode, null, mtimeMs);
+  /** `group`: the volume's group (see ownedMode); every maker below takes it. */
+  mkdir(mode: number, mtimeMs: number, group: VolumeGroup = null): Inode {
+    return this.add('dir', mode, null, mtimeMs, group);
   }
 
   /** The content is copied; the caller may zero its own buffer afterwards. */
-  mkfile(content: Uint8Array, mode: number, mtimeMs: number): Inode {
+  mkfile(content: Uint8Array, mode: number, mtimeMs: number, group: VolumeGroup = null): Inode {
     const own = this.alloc(content.length);
     own.set(content);
-    return this.add('file', mode, own, mtimeMs);
+    return this.add('file', mode, own, mtimeMs, group);
   }
 
   /**
@@ -146,8 +168,8 @@ export class InodeTable {
    * only inodes whose bytes change, and only until the window closes. Held
    * by the window (one link) so it survives until released.
    */
-  mkstaged(mode: number, mtimeMs: number): Inode {
-    const node = this.add('file', mode, this.alloc(0), mtimeMs);
+  mkstaged(mode: number, mtimeMs: number, group: VolumeGroup = null): Inode {
+    const node = this.add('file', mode, this.alloc(0), mtimeMs, group);
     node.links = 1;
     return node;
   }
@@ -168,8 +190,8 @@ export class InodeTable {
     node.mtimeMs = mtimeMs;
   }
 
-  chmodStaged(id: number, mode: number): void {
-    (this.staged(id) as { mode: number }).mode = servedMode(mode);
+  chmodStaged(id: number, mode: number, group: VolumeGroup = null): void {
+    (this.staged(id) as { mode: number }).mode = ownedMode('file', mode, group);
   }
 
   /** Counts a kernel reference handed out outside LOOKUP (an entry reply for a staged file). */
@@ -199,8 +221,8 @@ export class InodeTable {
     node.data = next;
   }
 
-  mksymlink(target: string, mtimeMs: number): Inode {
-    return this.add('symlink', 0o777, Buffer.from(target, 'utf8'), mtimeMs);
+  mksymlink(target: string, mtimeMs: number, group: VolumeGroup = null): Inode {
+    return this.add('symlink', 0o777, Buffer.from(target, 'utf8'), mtimeMs, group);
   }
 
   /** Links `child` as `name` in `parent`, replacing (and unlinking) what was there. */
@@ -256,6 +278,7 @@ export class InodeTable {
         id: n.id,
         kind: n.kind,
         mode: n.mode,
+        ...(n.gid !== 0 ? { gid: n.gid } : {}),
         mtimeMs: n.mtimeMs,
         links: n.links,
         scrubbed: n.scrubbed,
@@ -281,7 +304,8 @@ export class InodeTable {
         off += s.dataLen;
         if (s.kind === 'file') t.fileBytes += data.length;
       }
-      const node = t.make(s.id, s.kind, s.mode, data, s.mtimeMs);
+      // The stored mode already has the group's bits (ownedMode is idempotent).
+      const node = t.make(s.id, s.kind, s.mode, data, s.mtimeMs, s.gid ?? null);
       node.links = s.links;
       node.scrubbed = s.scrubbed;
       node.nlookup = s.id === ROOT_ID ? 0 : UNKNOWN_LOOKUPS;

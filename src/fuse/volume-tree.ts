@@ -11,7 +11,7 @@
 // entries the kernel must forget, and the session sends those notifications.
 
 import { randomInt } from 'node:crypto';
-import { servedMode, type InodeTable, type Inode } from './inode-table.js';
+import { ownedMode, type InodeTable, type Inode, type VolumeGroup } from './inode-table.js';
 
 export interface VolumeFile {
   /** Validated relative path, elements separated by '/'. */
@@ -47,6 +47,8 @@ export interface VolumeTreeState {
   readonly tsDirName: string | null;
   readonly pending?: PendingVersion | null;
   readonly retired: Array<{ name: string; at: number }>;
+  /** Absent in states from before volumes had a group, and for volumes without one. */
+  readonly group?: number;
 }
 
 /**
@@ -112,6 +114,8 @@ export class VolumeTree {
      * writer does on tmpfs) makes that reader fail with ENOENT.
      */
     private readonly retireGraceMs = 0,
+    /** The group every node of the volume is served to (fixed for the volume's life); null: root:root. */
+    readonly group: VolumeGroup = null,
   ) {}
 
   exportState(): VolumeTreeState {
@@ -121,11 +125,12 @@ export class VolumeTree {
       tsDirName: this.tsDirName,
       retired: [...this.retired],
       pending: this.pending,
+      ...(this.group !== null ? { group: this.group } : {}),
     };
   }
 
   static restore(table: InodeTable, s: VolumeTreeState, retireGraceMs: number): VolumeTree {
-    const v = new VolumeTree(table, s.dirId, retireGraceMs);
+    const v = new VolumeTree(table, s.dirId, retireGraceMs, s.group ?? null);
     v.current = new Map(s.current);
     v.tsDirName = s.tsDirName;
     v.pending = s.pending ?? null;
@@ -210,7 +215,8 @@ export class VolumeTree {
     let tsName = timestampDirName(now);
     while (t.child(this.dirId, tsName)) tsName = timestampDirName(now);
 
-    const tsDir = t.mkdir(DIR_MODE, ms);
+    const group = this.group;
+    const tsDir = t.mkdir(DIR_MODE, ms, group);
     const next = new Map<string, number>();
     for (const f of files) {
       const parts = f.path.split('/');
@@ -220,25 +226,25 @@ export class VolumeTree {
         if (existing) {
           dir = existing;
         } else {
-          const d = t.mkdir(DIR_MODE, ms);
+          const d = t.mkdir(DIR_MODE, ms, group);
           t.link(dir.id, part, d.id);
           dir = d;
         }
       }
       const prevId = this.current.get(f.path);
       const prev = prevId === undefined ? undefined : t.get(prevId);
-      const reuse = prev?.data && prev.mode === servedMode(f.mode) && prev.data.equals(f.contents);
-      const file = reuse ? prev : t.mkfile(f.contents, f.mode, ms);
+      const reuse = prev?.data && prev.mode === ownedMode('file', f.mode, group) && prev.data.equals(f.contents);
+      const file = reuse ? prev : t.mkfile(f.contents, f.mode, ms, group);
       t.link(dir.id, parts[parts.length - 1]!, file.id);
       next.set(f.path, file.id);
     }
 
-    const dataLink = t.mksymlink(tsName, ms);
+    const dataLink = t.mksymlink(tsName, ms, group);
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
     const added: Array<[string, number]> = [...newTop]
       .filter((n) => !oldTop.has(n))
-      .map((name) => [name, t.mksymlink(`${DATA_DIR}/${name}`, ms).id]);
+      .map((name) => [name, t.mksymlink(`${DATA_DIR}/${name}`, ms, group).id]);
     const removed = [...oldTop].filter((n) => !newTop.has(n));
     this.pending = { tsName, tsDirId: tsDir.id, dataLinkId: dataLink.id, next: [...next.entries()], added, removed, at: ms };
     return { tsName, dataLinkId: dataLink.id, steps: this.stepsFor(this.pending) };
@@ -377,7 +383,7 @@ export class VolumeTree {
     for (const f of files) {
       const id = this.current.get(f.path);
       const node = id === undefined ? undefined : this.table.get(id);
-      if (!node?.data || node.mode !== servedMode(f.mode) || !node.data.equals(f.contents)) return false;
+      if (!node?.data || node.mode !== ownedMode('file', f.mode, this.group) || !node.data.equals(f.contents)) return false;
     }
     return true;
   }

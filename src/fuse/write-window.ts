@@ -10,7 +10,7 @@
 // Pure: names and inodes in, errno out. The FUSE operations call it.
 
 import { constants as os } from 'node:os';
-import type { Inode, InodeTable } from './inode-table.js';
+import type { Inode, InodeTable, VolumeGroup } from './inode-table.js';
 
 const E = os.errno;
 
@@ -48,6 +48,8 @@ export class WriteWindow {
     readonly dirId: number,
     /** Whether the process (thread group id) may write: the provider's. */
     private readonly mayWrite: (pid: number) => boolean,
+    /** The volume's group: staged files are served to it too, as its published files are. */
+    private readonly group: VolumeGroup = null,
   ) {}
 
   /** Whether `id` is an inode this window staged. */
@@ -74,7 +76,7 @@ export class WriteWindow {
   mknod(name: string, mode: number, exists: boolean, now: number): Inode | number {
     if (this.names.has(name) || (exists && !this.hidden.has(name))) return E.EEXIST;
     if (!validName(name)) return E.EINVAL;
-    const node = this.table.mkstaged(mode, now);
+    const node = this.table.mkstaged(mode, now, this.group);
     this.table.ref(node.id);
     this.ids.add(node.id);
     this.names.set(name, node.id);
@@ -91,7 +93,7 @@ export class WriteWindow {
   }
 
   setattr(id: number, change: { mode?: number; size?: number }, now: number): void {
-    if (change.mode !== undefined) this.table.chmodStaged(id, change.mode);
+    if (change.mode !== undefined) this.table.chmodStaged(id, change.mode, this.group);
     if (change.size !== undefined) this.table.truncateStaged(id, change.size, now);
     this.wrote = true;
   }

@@ -61,7 +61,8 @@ export class Publisher {
     const existing = this.o.state.get(req.targetPath);
     if (existing) return this.refresh(existing, req);
     const plan = await this.plan(req);
-    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(req.targetPath, plan.windowPid !== null, (handle) =>
+    const group = req.volumeMountGroup ?? null;
+    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(req.targetPath, group, plan.windowPid !== null, (handle) =>
       this.fill(req, plan, handle),
     );
     if (!plan.mock) this.o.onServed?.(req.targetPath);
@@ -72,10 +73,26 @@ export class Publisher {
     );
   }
 
-  /** kubelet's periodic republish: keep what is served, refresh what the next poll sends. */
+  /**
+   * kubelet's periodic republish: keep what is served, refresh what the next
+   * poll sends. The group is fixed for the volume's life (a pod's fsGroup
+   * cannot change): a republish naming another one is refused with the CSI
+   * spec's ALREADY_EXISTS (incompatible capability), so the mismatch shows in
+   * the pod's events, after its fresh tokens were taken: they are the same
+   * pod's, and the polls must not run on expired ones.
+   */
   private refresh(existing: Volume, req: PublishRequest): void {
     req.onProvider?.(existing.provider);
     this.o.state.update(req.targetPath, { volumeContext: { ...req.volumeContext }, secrets: { ...req.secrets } });
+    const group = req.volumeMountGroup ?? null;
+    const served = existing.handle.tree.group;
+    if (group !== served) {
+      const name = (g: number | null): string => (g === null ? 'no group' : `group ${g}`);
+      throw errors.incompatiblePublish(
+        `${req.targetPath} is already published with ${name(served)} (volume_mount_group); ` +
+          `it cannot be served to ${name(group)} without a new publish (recreate the pod)`,
+      );
+    }
     this.o.log.debug(
       { targetPath: req.targetPath, pod: `${existing.podNamespace}/${existing.podName}` },
       'target path is already mounted; refreshed attributes',
@@ -165,13 +182,14 @@ export class Publisher {
   }
 
   /**
-   * The publish transaction: a new volume directory bound at `target`
+   * The publish transaction: a new volume directory, served to `group`, bound at `target`
    * (writable for a window) for `body` to fill and record. On any failure
    * the target is undone here, once: window dropped, bind detached,
    * directory destroyed, record removed.
    */
   private async withNewTarget<T>(
     target: string,
+    group: number | null,
     writable: boolean,
     body: (handle: VolumeHandle) => Promise<T>,
   ): Promise<T & { stackedOverDead: boolean }> {
@@ -180,7 +198,7 @@ export class Publisher {
     let bound = false;
     try {
       const { stackedOverDead } = await targets.prepare(target);
-      handle = fs.createVolume(volumeDirName(target));
+      handle = fs.createVolume(volumeDirName(target), group);
       await targets.bind(handle.sourcePath, target, { writable });
       bound = true;
       return { ...(await body(handle)), stackedOverDead };

@@ -8,6 +8,11 @@ export interface PublishRequest {
   readonly volumeId: string;
   readonly targetPath: string;
   readonly readonly: boolean;
+  /**
+   * The pod's fsGroup (volume_mount_group): the volume's files and
+   * directories are served to this group. Absent or null: root:root.
+   */
+  readonly volumeMountGroup?: number | null;
   readonly volumeContext: Readonly<Record<string, string>>;
   readonly secrets: Readonly<Record<string, string>>;
   /** The caller's deadline; provider calls never outlive it. */
