@@ -79,13 +79,25 @@ export class Publisher {
    * cannot change): a republish naming another one is refused with the CSI
    * spec's ALREADY_EXISTS (incompatible capability), so the mismatch shows in
    * the pod's events, after its fresh tokens were taken: they are the same
-   * pod's, and the polls must not run on expired ones.
+   * pod's, and the polls must not run on expired ones. The one exception is a
+   * volume served with no group at all (published before an upgrade): that is
+   * kept as it is, with a warning, rather than failing every republish.
    */
   private refresh(existing: Volume, req: PublishRequest): void {
     req.onProvider?.(existing.provider);
     this.o.state.update(req.targetPath, { volumeContext: { ...req.volumeContext }, secrets: { ...req.secrets } });
     const group = req.volumeMountGroup ?? null;
     const served = existing.handle.tree.group;
+    if (served === null && group !== null) {
+      // Published before the group was known (by a driver without
+      // VOLUME_MOUNT_GROUP, before an upgrade): the pod keeps its mount as it
+      // is, and its republishes must not fail every minute for it.
+      this.o.log.warn(
+        { targetPath: req.targetPath, pod: `${existing.podNamespace}/${existing.podName}`, group },
+        'volume was published without a group; it stays root:root until the pod is recreated',
+      );
+      return;
+    }
     if (group !== served) {
       const name = (g: number | null): string => (g === null ? 'no group' : `group ${g}`);
       throw errors.incompatiblePublish(
