@@ -63,7 +63,7 @@ t.test('the hint names the side whose limit was exceeded', async (t) => {
   await startProvider(t as Tap, dir, 'small-recv', { maxRecv: 4 * KIB, fileBytes: 100 });
   await startProvider(t as Tap, dir, 'big-answer', { fileBytes: 64 * KIB });
   await startProvider(t as Tap, dir, 'small-send', { maxSend: 4 * KIB, fileBytes: 64 * KIB });
-  const clients = new ProviderClients({ socketDirs: [dir], maxRecvMsgSize: 16 * KIB });
+  const clients = new ProviderClients({ socketDirs: [dir], maxRecvMsgSize: 16 * KIB, alloc: (n) => Buffer.alloc(n) });
   t.teardown(() => clients.close());
 
   t.ok((await clients.mount('small-recv', request(100), new Date(Date.now() + 10_000))).files.length === 1, 'a small request is served');
@@ -91,7 +91,7 @@ t.test('the hint names the side whose limit was exceeded', async (t) => {
 t.test('with equal limits on both sides, a request too large is still the request', async (t) => {
   const dir = await tempDir(t as Tap, 'sscsi-size-');
   await startProvider(t as Tap, dir, 'same-limit', { maxRecv: 16 * KIB, fileBytes: 64 * KIB });
-  const clients = new ProviderClients({ socketDirs: [dir], maxRecvMsgSize: 16 * KIB });
+  const clients = new ProviderClients({ socketDirs: [dir], maxRecvMsgSize: 16 * KIB, alloc: (n) => Buffer.alloc(n) });
   t.teardown(() => clients.close());
   let e = await mountError(clients, 'same-limit', request(20 * KIB));
   t.match(e.message, /the request is larger than the provider accepts/);

@@ -190,7 +190,7 @@ spec:
       },
     });
     const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'fuse'), log, onMutation: () => state.persist() });
-    const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024 });
+    const providers = new ProviderClients({ socketDirs: [providerDir], maxRecvMsgSize: 4 * 1024 * 1024, alloc: (n) => Buffer.alloc(n) });
     const metrics = new DriverMetrics();
     const manager = new VolumeManager({
       fs,

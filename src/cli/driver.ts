@@ -91,6 +91,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     onRequest: (op: number) => metrics.fuseRequest(opName(op)),
     alloc: secrets.allocate,
     onMutation: () => state.persist(),
+    // A freed inode's bytes were zeroed here: the keeper drops its copy with the next snapshot.
+    onFree: () => snapshots.sendSoon(),
     // Rotations made as syscalls by a forked child, so inotify watchers see them.
     ...(flags.inotifyEvents ? { forkSyscalls: nativeForkSyscalls(native) } : {}),
   });
@@ -100,6 +102,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   const providers = new ProviderClients({
     socketDirs: [...flags.additionalProviderVolumePaths, flags.providerVolume],
     maxRecvMsgSize: flags.maxCallRecvMsgSize,
+    alloc: secrets.allocate,
   });
   const manager = new VolumeManager({
     fs,

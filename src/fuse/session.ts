@@ -126,6 +126,8 @@ export class FuseSession {
       // ENOENT: the request was interrupted meanwhile; the kernel no longer wants the answer.
       if (code !== 'ENOENT' && code !== 'ENODEV') this.opts.log.warn({ err: code }, 'fuse reply failed');
     }
+    // A READ reply is a copy of a file's bytes in ordinary memory: zero it before its memory is reused.
+    buf.fill(0);
   }
 
   /** Queues a notification; resolves once the kernel has taken it. */

@@ -261,6 +261,8 @@ export class SecretSync {
     const type = (obj.type ?? '').trim() || 'Opaque';
     const labels = { ...(obj.labels ?? {}), [MANAGED_LABEL]: 'true' };
     const annotations = { ...(obj.annotations ?? {}) };
+    // The API takes the data as base64 JSON strings: V8 strings cannot be zeroed and live until the GC
+    // reuses their memory, as do client-node's request bodies and TLS buffers (docs/memory.md).
     const b64: Record<string, string> = {};
     for (const [k, v] of Object.entries(data)) b64[k] = v.toString('base64');
     const core = this.o.api.core;

@@ -10,10 +10,11 @@
 
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { CSIDriverProviderClient, MountRequest, type MountResponse } from '../gen/provider/v1alpha1/service.js';
+import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { CSIDriverProviderService, MountRequest, type MountResponse } from '../gen/provider/v1alpha1/service.js';
 import { errors, grpcStatusText, type DriverError } from '../errors.js';
 import { validateFiles, type ProviderFile } from './paths.js';
+import { MOUNT_PATH, MountChunkScrubber, mountResponseDeserializer, type SecretAlloc } from './response-memory.js';
 
 const PROVIDER_NAME = /^[a-zA-Z0-9_-]{0,30}$/;
 
@@ -37,6 +38,12 @@ export interface ProviderClientOptions {
   /** Directories searched for `<provider>.sock`, in order. */
   readonly socketDirs: readonly string[];
   readonly maxRecvMsgSize: number;
+  /**
+   * Memory for the files of a response (the driver's secret allocator:
+   * locked, non-dumpable pages). The encoded response is zeroed as soon as
+   * they are copied there (docs/memory.md).
+   */
+  readonly alloc: SecretAlloc;
 }
 
 export interface MountResult {
@@ -61,15 +68,19 @@ export function lastVersionPerId(versions: readonly { id: string; version: strin
   return [...byId].map(([id, version]) => ({ id, version }));
 }
 
-/** Zeroes the content buffers of a response (they are views into gRPC's receive buffer). */
+/** Zeroes the content buffers of a response (secret memory of their own, see mountResponseDeserializer). */
 export function scrubResponse(files: readonly ProviderFile[]): void {
   for (const f of files) if (f.contents instanceof Uint8Array) f.contents.fill(0);
 }
 
 export class ProviderClients {
-  private readonly clients = new Map<string, CSIDriverProviderClient>();
+  private readonly clients = new Map<string, Client>();
+  private readonly deserialize: (message: Buffer) => MountResponse;
+  private readonly chunks = new MountChunkScrubber();
 
-  constructor(private readonly opts: ProviderClientOptions) {}
+  constructor(private readonly opts: ProviderClientOptions) {
+    this.deserialize = mountResponseDeserializer(opts.alloc);
+  }
 
   /** Finds the socket of `provider`; throws upstream's errors for a bad name or no socket. */
   async resolveSocket(provider: string): Promise<string> {
@@ -86,10 +97,10 @@ export class ProviderClients {
     throw errors.providerNotFound(`provider not found: provider ${JSON.stringify(provider)}`);
   }
 
-  private client(socketPath: string): CSIDriverProviderClient {
+  private client(socketPath: string): Client {
     let c = this.clients.get(socketPath);
     if (!c) {
-      c = new CSIDriverProviderClient(`unix:${socketPath}`, credentials.createInsecure(), {
+      c = new Client(`unix:${socketPath}`, credentials.createInsecure(), {
         'grpc.default_authority': 'localhost',
         'grpc.service_config': JSON.stringify(SERVICE_CONFIG),
         'grpc.max_receive_message_length': this.opts.maxRecvMsgSize,
@@ -112,7 +123,15 @@ export class ProviderClients {
       throw (e as DriverError).withPrefix(`error connecting to provider ${JSON.stringify(provider)}: `);
     }
     const resp = await new Promise<MountResponse>((resolve, reject) => {
-      this.client(socket).mount(req, new Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+      this.client(socket).makeUnaryRequest(
+        MOUNT_PATH,
+        CSIDriverProviderService.mount.requestSerialize,
+        this.deserialize,
+        req,
+        new Metadata(),
+        { deadline },
+        (err, res) => (err || !res ? reject(err ?? new Error('no response')) : resolve(res)),
+      );
     }).catch((e: ServiceError) => {
       throw providerCallError(e, req, this.opts.maxRecvMsgSize);
     });
@@ -137,6 +156,7 @@ export class ProviderClients {
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
+    this.chunks.close();
   }
 }
 

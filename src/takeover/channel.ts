@@ -143,6 +143,9 @@ export class SeqChannel {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const p of this.inParts) p.fill(0);
+    // Chunks never sent hold state bytes too (copies in ordinary memory).
+    for (const m of this.outbox) m.chunk.fill(0);
+    this.outbox.length = 0;
     for (const fd of this.inFds)
       try {
         closeSync(fd);

@@ -15,6 +15,7 @@ export interface SnapshotSources {
 
 export class KeeperSnapshots {
   private sources: SnapshotSources | null = null;
+  private soon: NodeJS.Immediate | null = null;
 
   constructor(
     private readonly keeper: KeeperClient | null,
@@ -30,6 +31,20 @@ export class KeeperSnapshots {
    */
   serve(sources: SnapshotSources): void {
     this.sources = sources;
+  }
+
+  /**
+   * A snapshot soon, once for a burst of calls: for changes that only drop
+   * something (inodes the kernel forgot), which a successor need not learn
+   * before the next FUSE reply, but which must not outlive the driver's copy
+   * in the keeper's memory.
+   */
+  sendSoon(): void {
+    if (this.soon) return;
+    this.soon = setImmediate(() => {
+      this.soon = null;
+      this.send();
+    });
   }
 
   send(): void {
