@@ -9,15 +9,25 @@ import type { VolumeManager } from '../volume/manager.js';
 import { POD_NAME, POD_NAMESPACE } from './volume-context.js';
 import { callDeadline, unary } from './handler.js';
 import { checkPublish, checkStage, checkUnpublish, checkUnstage } from './validate.js';
+import { canonicalTargetPath, checkUnderKubeletRoot, type KubeletRoot } from './target-path.js';
 
 export interface NodeServerOptions {
   readonly nodeId: string;
   readonly manager: VolumeManager;
   readonly metrics: DriverMetrics;
   readonly log: Logger;
+  /** --kubelet-root-dir: targets outside it are refused; null turns the check off. */
+  readonly kubeletRoot: KubeletRoot | null;
 }
 
 const unimplemented = (m: string): DriverError => new DriverError(m, 'ERR_UNIMPLEMENTED', status.UNIMPLEMENTED);
+
+/** The one spelling of a target the layers below see (registry key, mount point), checked against the kubelet root. */
+function targetOf(path: string, root: KubeletRoot | null): string {
+  const target = canonicalTargetPath(path);
+  checkUnderKubeletRoot(target, root);
+  return target;
+}
 
 export function nodeServer(o: NodeServerOptions): NodeServer {
   return {
@@ -31,7 +41,7 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
         if (invalid) throw invalid;
         await o.manager.publish({
           volumeId: req.volumeId,
-          targetPath: req.targetPath,
+          targetPath: targetOf(req.targetPath, o.kubeletRoot),
           readonly: req.readonly,
           volumeContext: req.volumeContext,
           secrets: req.secrets,
@@ -63,7 +73,7 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
       try {
         const invalid = checkUnpublish(req);
         if (invalid) throw invalid;
-        await o.manager.unpublish(req.targetPath);
+        await o.manager.unpublish(targetOf(req.targetPath, o.kubeletRoot));
         o.metrics.unpublishOk();
         return {};
       } catch (e) {

@@ -3,16 +3,23 @@
 // failed publish, and unmounted and removed at unpublish. Nothing here knows
 // about FUSE: the source is any directory.
 
-import { mkdir, rmdir } from 'node:fs/promises';
+import { rmdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { bindMount, remountBind, unmount } from './commands.js';
+import { bindMountAt, remountBind, remountBindAt, unmount, unmountAt } from './commands.js';
 import { errors } from '../errors.js';
 import { probeMountPoint } from './probe.js';
+import { makeTargetDir, openTargetDir, refuseSymlinkedTarget } from './target-open.js';
 
 export type TargetLog = Pick<Logger, 'warn'>;
 
+/** Where a (canonical) target really is: the kubelet root may itself be a symlink. */
+export type RealPathOf = (target: string) => string;
+
 export class TargetLifecycle {
-  constructor(private readonly log: TargetLog) {}
+  constructor(
+    private readonly log: TargetLog,
+    private readonly realPathOf: RealPathOf = (t) => t,
+  ) {}
 
   /**
    * Makes the target ready for a bind mount. Returns true when a dead mount
@@ -22,6 +29,8 @@ export class TargetLifecycle {
    * propagation); a container with a private view cannot be repaired.
    */
   async prepare(target: string): Promise<{ stackedOverDead: boolean }> {
+    // Before the probe and any unmount, which would follow a symlink.
+    await refuseSymlinkedTarget(target, this.realPathOf(target));
     const state = await probeMountPoint(target);
     if (state === 'stale') {
       this.log.warn({ targetPath: target }, 'a dead mount of a previous driver is at the target path; stacking a new mount over it');
@@ -32,13 +41,40 @@ export class TargetLifecycle {
       this.log.warn({ targetPath: target }, 'unmounting a foreign mount at the target path');
       await unmount(target, { lazy: true });
     }
-    await mkdir(target, { recursive: true, mode: 0o750 });
+    await makeTargetDir(target, this.realPathOf(target));
     return { stackedOverDead: false };
   }
 
-  /** Bind-mounts `source` at the target, read-only unless a provider is about to write into it. */
-  bind(source: string, target: string, o: { writable: boolean }): Promise<void> {
-    return bindMount(source, target, o.writable);
+  /**
+   * Bind-mounts `source` at the target, read-only unless a provider is about
+   * to write into it. Through an fd of the checked directory, never the path;
+   * the flags are set through an fd of the new mount's root (the first fd
+   * still names the directory below it).
+   */
+  async bind(source: string, target: string, o: { writable: boolean }): Promise<void> {
+    const real = this.realPathOf(target);
+    const dir = await openTargetDir(target, real);
+    try {
+      await bindMountAt(source, dir.fd);
+    } finally {
+      await dir.close();
+    }
+    try {
+      const root = await openTargetDir(target, real);
+      try {
+        await remountBindAt(root.fd, o.writable);
+      } finally {
+        await root.close();
+      }
+    } catch (e) {
+      // Never left mounted without its flags, nor where it should not be.
+      const again = await openTargetDir(target, real).catch(() => null);
+      if (again)
+        await unmountAt(again.fd)
+          .catch(() => undefined)
+          .finally(() => again.close());
+      throw e;
+    }
   }
 
   /** Flips the target's bind mount between read-only and writable (for a write window). */
@@ -60,6 +96,8 @@ export class TargetLifecycle {
    * there (no probe needed).
    */
   async teardown(target: string, o: { mounted: boolean }): Promise<void> {
+    // umount(8) and the probe follow symlinks: what a symlink points to is never touched.
+    await refuseSymlinkedTarget(target, this.realPathOf(target));
     const state = o.mounted ? 'mounted' : await probeMountPoint(target);
     if (state === 'mounted' || state === 'stale') {
       await unmount(target, { lazy: state === 'stale' }).catch(async (e: unknown) => {

@@ -1,0 +1,103 @@
+// Target paths as an attacker or a sloppy caller might spell them (issue 13):
+// one directory under several spellings is one volume, a symlinked target is
+// never followed (no mount nor unmount lands where it points), and nothing
+// outside --kubelet-root-dir (the harness passes its own directory) is served
+// or torn down.
+
+import t from 'tap';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { Harness, execFileP, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
+
+const h = await Harness.start(t as Tap);
+await h.source('s.json', { files: [{ path: 'pw', contents: 'canary-target-paths', mode: 0o444 }] });
+await h.spc('app', 's.json');
+
+t.test('spellings of one target: one record, one mount, served; unpublish by a third spelling', async (t) => {
+  const target = h.target('spelled');
+  // dir//x/./mount/
+  const odd = `${dirname(target).replace('/volumes/', '//volumes/./')}/./mount/`;
+  await h.publish(h.publishRequest(odd, 'app'));
+  await h.publish(h.publishRequest(target, 'app'));
+  t.same(await mountsUnder(target), [target], 'one mount, at the plain spelling');
+  t.equal(await readFile(join(target, 'pw'), 'utf8'), 'canary-target-paths', 'served, not unmounted as foreign');
+  t.equal(h.providerMounts(), 1, 'the second publish found the first record');
+
+  await h.unpublish(`${target}//`.replace('/pods/', '/pods/./'));
+  t.same(await mountsUnder(target), [], 'unmounted');
+  await t.rejects(stat(target), { code: 'ENOENT' }, 'and removed');
+});
+
+t.test('relative targets and .. components: InvalidArgument', async (t) => {
+  for (const p of ['relative/mount', `${h.target('dots')}/../escape`]) {
+    t.equal(grpcCode(await h.publish(h.publishRequest(p, 'app')).catch((e: unknown) => e)), status.INVALID_ARGUMENT, `publish ${p}`);
+    t.equal(grpcCode(await h.unpublish(p).catch((e: unknown) => e)), status.INVALID_ARGUMENT, `unpublish ${p}`);
+  }
+});
+
+/** A directory holding a file, with a tmpfs mounted on it (what a symlink might aim at). */
+async function victim(t: Tap, name: string): Promise<string> {
+  const dir = join(h.dir, 'victims', name);
+  await mkdir(dir, { recursive: true });
+  await execFileP('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'sscsi-test-victim', dir]);
+  t.teardown(() => execFileP('umount', ['-l', dir]).catch(() => undefined));
+  await writeFile(join(dir, 'precious'), 'keep');
+  return dir;
+}
+
+t.test('a target that is a symlink: refused, nothing mounted or unmounted where it points', async (t) => {
+  const target = h.target('link');
+  const dest = await victim(t as Tap, 'link');
+  await mkdir(dirname(target), { recursive: true });
+  await symlink(dest, target);
+
+  const e = await h.publish(h.publishRequest(target, 'app')).catch((x: unknown) => x);
+  t.equal(grpcCode(e), status.INVALID_ARGUMENT, 'InvalidArgument');
+  t.match((e as Error).message, target, 'names the path');
+  t.match((e as Error).message, /symbolic link/, 'says why');
+  t.same(await mountsUnder(dest), [dest], 'only the victim’s own mount at the destination');
+  t.same(await readdir(dest), ['precious'], 'nothing mounted over it');
+  t.equal(await readlink(target), dest, 'the symlink is left');
+
+  const u = await h.unpublish(target).catch((x: unknown) => x);
+  t.equal(grpcCode(u), status.INVALID_ARGUMENT, 'unpublish refused too');
+  t.same(await mountsUnder(dest), [dest], 'the destination’s mount was not unmounted');
+  t.equal(await readFile(join(dest, 'precious'), 'utf8'), 'keep', 'nor anything removed');
+  t.equal(await readlink(target), dest, 'the symlink is left');
+  await rm(target);
+});
+
+t.test('a target whose parent is a symlink: refused, nothing mounted where it points', async (t) => {
+  const target = h.target('parent-link');
+  const dest = await victim(t as Tap, 'parent-link');
+  await mkdir(dirname(dirname(target)), { recursive: true });
+  await symlink(dest, dirname(target));
+
+  const e = await h.publish(h.publishRequest(target, 'app')).catch((x: unknown) => x);
+  t.equal(grpcCode(e), status.INVALID_ARGUMENT, 'InvalidArgument');
+  t.match((e as Error).message, target, 'names the path');
+  t.same(await mountsUnder(dest), [dest], 'nothing mounted below the destination');
+
+  await mkdir(join(dest, 'mount'));
+  const u = await h.unpublish(target).catch((x: unknown) => x);
+  t.equal(grpcCode(u), status.INVALID_ARGUMENT, 'unpublish refused too');
+  t.same((await readdir(dest)).sort(), ['mount', 'precious'], 'nothing removed where it points');
+  await rm(dirname(target));
+});
+
+t.test('outside --kubelet-root-dir: publish and unpublish refused, the directory untouched', async (t) => {
+  const outside = await mkdtemp(join(tmpdir(), 'sscsi-outside-'));
+  t.teardown(() => rm(outside, { recursive: true, force: true }));
+  const target = join(outside, 'pods', 'uid', 'volumes', 'kubernetes.io~csi', 'v', 'mount');
+  const e = await h.publish(h.publishRequest(target, 'app')).catch((x: unknown) => x);
+  t.equal(grpcCode(e), status.INVALID_ARGUMENT, 'publish: InvalidArgument');
+  t.match((e as Error).message, /outside the kubelet root directory/, 'says why');
+  t.same(await mountsUnder(outside), [], 'nothing mounted');
+
+  await mkdir(target);
+  const u = await h.unpublish(target).catch((x: unknown) => x);
+  t.equal(grpcCode(u), status.INVALID_ARGUMENT, 'unpublish: InvalidArgument');
+  t.ok((await stat(target)).isDirectory(), 'the directory is left');
+});
