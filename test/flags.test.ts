@@ -396,6 +396,7 @@ t.test('every DriverFlags field can be set from the command line', async (t) => 
     '--kubeconfig=k',
     '--secret-provider-class-dir=s',
     '--fuse-mount-dir=fm',
+    '--kubelet-root-dir=kr',
     '--log-level=l',
     '--lock-memory=false',
     '--inotify-events=false',

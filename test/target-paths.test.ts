@@ -9,7 +9,9 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { Harness, execFileP, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
+import { Harness, cleanupMounts, execFileP, grpcCode, mountsUnder, type Tap } from './helpers/harness.js';
+import { realTargetPath, resolveKubeletRoot } from '../src/csi/target-path.js';
+import { TargetLifecycle } from '../src/mount/target-lifecycle.js';
 
 const h = await Harness.start(t as Tap);
 await h.source('s.json', { files: [{ path: 'pw', contents: 'canary-target-paths', mode: 0o444 }] });
@@ -89,7 +91,10 @@ t.test('a target whose parent is a symlink: refused, nothing mounted where it po
 
 t.test('outside --kubelet-root-dir: publish and unpublish refused, the directory untouched', async (t) => {
   const outside = await mkdtemp(join(tmpdir(), 'sscsi-outside-'));
-  t.teardown(() => rm(outside, { recursive: true, force: true }));
+  t.teardown(async () => {
+    await cleanupMounts(outside);
+    await rm(outside, { recursive: true, force: true });
+  });
   const target = join(outside, 'pods', 'uid', 'volumes', 'kubernetes.io~csi', 'v', 'mount');
   const e = await h.publish(h.publishRequest(target, 'app')).catch((x: unknown) => x);
   t.equal(grpcCode(e), status.INVALID_ARGUMENT, 'publish: InvalidArgument');
@@ -100,4 +105,30 @@ t.test('outside --kubelet-root-dir: publish and unpublish refused, the directory
   const u = await h.unpublish(target).catch((x: unknown) => x);
   t.equal(grpcCode(u), status.INVALID_ARGUMENT, 'unpublish: InvalidArgument');
   t.ok((await stat(target)).isDirectory(), 'the directory is left');
+});
+
+t.test('a kubelet root that is itself a symlink: targets spelled through it are mounted at the real directory', async (t) => {
+  const link = join(h.dir, 'kubelet-link');
+  const real = join(h.dir, 'kubelet-real');
+  await mkdir(real);
+  await symlink(real, link);
+  const root = await resolveKubeletRoot(link);
+  t.same(root, { configured: link, resolved: real });
+  const source = join(h.dir, 'lifecycle-source');
+  await mkdir(source);
+  await writeFile(join(source, 'f'), 'via the real root');
+  const targets = new TargetLifecycle({ warn: () => undefined }, (p) => realTargetPath(p, root));
+  const target = join(link, 'pods', 'uid', 'volumes', 'kubernetes.io~csi', 'v', 'mount');
+  await mkdir(dirname(target), { recursive: true });
+
+  await targets.prepare(target);
+  await targets.bind(source, target, { writable: false });
+  const realTarget = realTargetPath(target, root);
+  t.same(await mountsUnder(real), [realTarget], 'mounted at the real directory');
+  t.equal(await readFile(join(target, 'f'), 'utf8'), 'via the real root');
+  const e = await writeFile(join(target, 'g'), 'x').catch((x: unknown) => x);
+  t.equal((e as NodeJS.ErrnoException)?.code, 'EROFS', 'read-only, the flags set through the mount root fd');
+  await targets.teardown(target, { mounted: true });
+  t.same(await mountsUnder(real), [], 'unmounted');
+  await t.rejects(stat(realTarget), { code: 'ENOENT' }, 'and removed');
 });
