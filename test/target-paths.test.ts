@@ -105,6 +105,12 @@ t.test('outside --kubelet-root-dir: publish and unpublish refused, the directory
   const u = await h.unpublish(target).catch((x: unknown) => x);
   t.equal(grpcCode(u), status.INVALID_ARGUMENT, 'unpublish: InvalidArgument');
   t.ok((await stat(target)).isDirectory(), 'the directory is left');
+
+  // csi-sanity's mock path: its unpublish stays a no-op as upstream, its publish is refused like any other.
+  await h.unpublish('/tmp/csi/mount');
+  t.pass('unpublish of /tmp/csi/mount: a no-op');
+  const m = await h.publish(h.publishRequest('/tmp/csi/mount', 'app')).catch((x: unknown) => x);
+  t.equal(grpcCode(m), status.INVALID_ARGUMENT, 'publish at /tmp/csi/mount: InvalidArgument');
 });
 
 t.test('a kubelet root that is itself a symlink: targets spelled through it are mounted at the real directory', async (t) => {
