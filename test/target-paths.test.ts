@@ -30,6 +30,13 @@ t.test('spellings of one target: one record, one mount, served; unpublish by a t
   await h.unpublish(`${target}//`.replace('/pods/', '/pods/./'));
   t.same(await mountsUnder(target), [], 'unmounted');
   await t.rejects(stat(target), { code: 'ENOENT' }, 'and removed');
+
+  // No record left behind under any spelling: a new publish is a first publish again.
+  await h.publish(h.publishRequest(target, 'app'));
+  t.equal(h.providerMounts(), 2, 'the provider is called again');
+  t.equal(await readFile(join(target, 'pw'), 'utf8'), 'canary-target-paths', 'and served');
+  await h.unpublish(target);
+  t.same(await mountsUnder(target), []);
 });
 
 t.test('relative targets and .. components: InvalidArgument', async (t) => {
