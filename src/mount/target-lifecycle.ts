@@ -6,8 +6,8 @@
 import { rmdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { bindMountAt, remountBind, remountBindAt, unmount, unmountAt } from './commands.js';
-import { errors } from '../errors.js';
-import { probeMountPoint } from './probe.js';
+import { errors, isDriverError } from '../errors.js';
+import { probeMountPoint, type MountPointState } from './probe.js';
 import { makeTargetDir, openTargetDir, refuseSymlinkedTarget } from './target-open.js';
 
 export type TargetLog = Pick<Logger, 'warn'>;
@@ -31,7 +31,7 @@ export class TargetLifecycle {
   async prepare(target: string): Promise<{ stackedOverDead: boolean }> {
     // Before the probe and any unmount, which would follow a symlink.
     await refuseSymlinkedTarget(target, this.realPathOf(target));
-    const state = await probeMountPoint(target);
+    const state = await this.probe(target);
     if (state === 'stale') {
       this.log.warn({ targetPath: target }, 'a dead mount of a previous driver is at the target path; stacking a new mount over it');
       return { stackedOverDead: true };
@@ -69,10 +69,10 @@ export class TargetLifecycle {
     } catch (e) {
       // Never left mounted without its flags, nor where it should not be.
       const again = await openTargetDir(target, real).catch(() => null);
-      if (again)
-        await unmountAt(again.fd)
-          .catch(() => undefined)
-          .finally(() => again.close());
+      if (again) {
+        await unmountAt(again.fd).catch(() => undefined);
+        await again.close();
+      }
       throw e;
     }
   }
@@ -98,7 +98,7 @@ export class TargetLifecycle {
   async teardown(target: string, o: { mounted: boolean }): Promise<void> {
     // umount(8) and the probe follow symlinks: what a symlink points to is never touched.
     await refuseSymlinkedTarget(target, this.realPathOf(target));
-    const state = o.mounted ? 'mounted' : await probeMountPoint(target);
+    const state = o.mounted ? 'mounted' : await this.probe(target);
     if (state === 'mounted' || state === 'stale') {
       await unmount(target, { lazy: state === 'stale' }).catch(async (e: unknown) => {
         // Busy (a process still has a file open): detach now, the kernel
@@ -108,12 +108,32 @@ export class TargetLifecycle {
       });
       // Ours may have been stacked over a dead mount of a previous driver: that goes too.
       for (let i = 0; i < 4; i++) {
-        const below = await probeMountPoint(target).catch(() => 'stale' as const);
+        // A target swapped for a symlink meanwhile (DriverError): nothing more is unmounted.
+        const below = await this.probe(target).catch((e: unknown) => (isDriverError(e) ? ('plain' as const) : ('stale' as const)));
         if (below !== 'stale' && below !== 'mounted') break;
         await unmount(target, { lazy: true }).catch(() => undefined);
       }
     }
     await this.removeDir(target);
+  }
+
+  /**
+   * What is at the target, looked at through a descriptor opened without
+   * following a symlink. A mount found there pins the path (a mount point
+   * cannot be renamed or removed), so the unmount by path that follows
+   * reaches that very mount.
+   */
+  private async probe(target: string): Promise<MountPointState> {
+    const dir = await openTargetDir(target, this.realPathOf(target)).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    });
+    if (!dir) return 'missing';
+    try {
+      return await probeMountPoint(target, `/proc/self/fd/${dir.fd}`);
+    } finally {
+      await dir.close();
+    }
   }
 
   /** rmdir only: never a recursive delete of what someone else put there. */
