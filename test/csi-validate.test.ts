@@ -6,6 +6,7 @@ import t from 'tap';
 import { errMsg } from './helpers/errors.js';
 import { checkPublish, checkUnpublish, checkStage, checkUnstage } from '../src/csi/validate.js';
 import { parseEndpoint, grpcAddress } from '../src/csi/endpoint.js';
+import { canonicalTargetPath, checkUnderKubeletRoot, realTargetPath, resolveKubeletRoot } from '../src/csi/target-path.js';
 import { DriverError, ErrorType, errors, grpcStatusText, isDriverError } from '../src/errors.js';
 import {
   VolumeCapability_AccessMode_Mode,
@@ -15,6 +16,16 @@ import {
   type NodeUnstageVolumeRequest,
   type VolumeCapability,
 } from '../src/gen/csi/v1/csi.js';
+
+/** The gRPC code of what `f` throws. */
+function codeOf(f: () => unknown): number | undefined {
+  try {
+    f();
+  } catch (e) {
+    return isDriverError(e) ? e.grpcCode : undefined;
+  }
+  return undefined;
+}
 
 const TARGET = '/var/lib/kubelet/pods/0d1c/volumes/kubernetes.io~csi/secrets/mount';
 
@@ -214,4 +225,37 @@ t.test('DriverError', async (t) => {
   t.equal(errors.shuttingDown('bye').grpcCode, status.UNAVAILABLE);
   t.equal(errors.mountPoint('x').errorType, 'FailedToEnsureMountPoint');
   t.equal(errors.invalidResponse('x').errorType, 'FileWriteError');
+});
+
+t.test('target path: one canonical spelling, purely lexical', async (t) => {
+  t.equal(canonicalTargetPath('/a//b/./c/'), '/a/b/c');
+  t.equal(canonicalTargetPath('/a/b/c'), '/a/b/c');
+  t.equal(canonicalTargetPath('/a/b//'), '/a/b');
+  t.equal(canonicalTargetPath('/'), '/');
+  for (const p of ['a/b', './a', '/a/../b', '/a/b/..', '/a/\0b']) {
+    const e = errMsg(() => canonicalTargetPath(p));
+    t.match(e, /absolute path without '\.\.'/, `${JSON.stringify(p)} refused`);
+  }
+  t.equal(
+    codeOf(() => canonicalTargetPath('rel')),
+    status.INVALID_ARGUMENT,
+  );
+});
+
+t.test('target path: under --kubelet-root-dir by either spelling of the root', async (t) => {
+  const root = { configured: '/var/lib/kubelet', resolved: '/data/kubelet' };
+  checkUnderKubeletRoot('/var/lib/kubelet/pods/x/mount', root);
+  checkUnderKubeletRoot('/data/kubelet/pods/x/mount', root);
+  checkUnderKubeletRoot('/anywhere', null);
+  for (const p of ['/var/lib/kubelet', '/var/lib/kubelet-other/x', '/etc', '/data']) {
+    t.equal(
+      codeOf(() => checkUnderKubeletRoot(p, root)),
+      status.INVALID_ARGUMENT,
+      `${p} refused`,
+    );
+  }
+  t.equal(realTargetPath('/var/lib/kubelet/pods/x', root), '/data/kubelet/pods/x', 'mapped to where the root really is');
+  t.equal(realTargetPath('/data/kubelet/pods/x', root), '/data/kubelet/pods/x');
+  t.equal(realTargetPath('/var/lib/kubelet/pods/x', null), '/var/lib/kubelet/pods/x');
+  t.equal(await resolveKubeletRoot(''), null, 'empty: no check');
 });

@@ -165,6 +165,12 @@ t.test('flags of this driver', async (t) => {
   t.equal(f.lockMemory, false);
 });
 
+t.test('kubelet root dir: kubelet default, any directory, empty turns the check off', async (t) => {
+  t.equal(parseFlags([]).kubeletRootDir, '/var/lib/kubelet');
+  t.equal(parseFlags(['--kubelet-root-dir=/data/kubelet']).kubeletRootDir, '/data/kubelet');
+  t.equal(parseFlags(['--kubelet-root-dir=']).kubeletRootDir, '');
+});
+
 t.test('list flag', async (t) => {
   t.strictSame(parseFlags(['--additional-provider-volume-paths=']).additionalProviderVolumePaths, [], 'empty: none');
   t.strictSame(
@@ -390,6 +396,7 @@ t.test('every DriverFlags field can be set from the command line', async (t) => 
     '--kubeconfig=k',
     '--secret-provider-class-dir=s',
     '--fuse-mount-dir=fm',
+    '--kubelet-root-dir=kr',
     '--log-level=l',
     '--lock-memory=false',
     '--inotify-events=false',

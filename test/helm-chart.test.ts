@@ -176,6 +176,7 @@ t.test('an upstream-shaped values file: flags, images, scheduling, audiences, sy
       '--metrics-addr=:8198',
       '--max-call-recv-msg-size=8388608',
       '--fuse-mount-dir=/var/run/secrets-store-csi-driver/fuse',
+      '--kubelet-root-dir=/var/lib/k0s/kubelet',
       '--keeper-socket=/var/run/secrets-store-csi-driver/keeper.sock',
       '--lock-memory=true',
       '--inotify-events=true',

@@ -61,6 +61,8 @@ export async function startDriver(env: BenchEnv, o: DriverOptions): Promise<Driv
     '--additional-provider-volume-paths=',
     `--secret-provider-class-dir=${o.spcDir}`,
     `--fuse-mount-dir=${fuseMountDir}`,
+    // Its targets are under its own root (kubeletTarget), so the check stays on.
+    `--kubelet-root-dir=${env.root}`,
     `--metrics-addr=127.0.0.1:${port}`,
     `--rotation-poll-interval=${o.rotationPollInterval}`,
     `--log-level=${o.logLevel}`,

@@ -128,6 +128,8 @@ start(
     '--additional-provider-volume-paths=',
     `--secret-provider-class-dir=${spcDir}`,
     `--fuse-mount-dir=${join(work, 'fuse')}`,
+    // The demo's kubelet directory layout is under its own temporary directory.
+    `--kubelet-root-dir=${work}`,
     `--metrics-addr=127.0.0.1:${metricsPort}`,
     `--rotation-poll-interval=${Math.max(1000, Math.floor(rotateMs / 2))}ms`,
     '--log-level=info',

@@ -31,6 +31,7 @@ import { decodeState, type DriverState } from '../takeover/state.js';
 import { findDeadMounts } from '../takeover/dead-mounts.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
+import { realTargetPath, resolveKubeletRoot } from '../csi/target-path.js';
 
 interface KubeParts {
   readonly api: KubeApi;
@@ -75,6 +76,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     'starting secrets-store CSI driver',
   );
 
+  // Once: targets are compared with both its spellings (it may be a symlink).
+  const kubeletRoot = await resolveKubeletRoot(flags.kubeletRootDir);
   const metrics = new DriverMetrics();
   const metricsServer: HttpServer | null = flags.metricsAddr ? await metrics.listen(flags.metricsAddr) : null;
 
@@ -121,12 +124,13 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       retryBaseMs: Math.min(10_000, flags.rotationPollIntervalMs),
     },
     providerTimeoutMs: flags.providerTimeoutMs,
+    realTargetPath: (t) => realTargetPath(t, kubeletRoot),
   });
   let ready = true;
   const { server, removeSocket } = await startCsiServer(
     flags.endpoint,
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
-    nodeServer({ nodeId: flags.nodeId, manager, metrics, log }),
+    nodeServer({ nodeId: flags.nodeId, manager, metrics, log, kubeletRoot }),
   );
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
   const exitNow = async (code = 0): Promise<never> => {

@@ -18,6 +18,7 @@ export interface DriverFlags {
   kubeconfig: string;
   secretProviderClassDir: string;
   fuseMountDir: string;
+  kubeletRootDir: string;
   logLevel: string;
   lockMemory: boolean;
   inotifyEvents: boolean;
@@ -61,6 +62,11 @@ const SPECS: Record<string, Spec> = {
     help: 'read SecretProviderClass manifests from this directory instead of the Kubernetes API',
   },
   'fuse-mount-dir': { key: 'fuseMountDir', kind: 'string', help: 'where the node-wide FUSE connection is mounted (private to the driver)' },
+  'kubelet-root-dir': {
+    key: 'kubeletRootDir',
+    kind: 'string',
+    help: "kubelet's root directory: target paths outside it are refused (empty: no check)",
+  },
   'log-level': { key: 'logLevel', kind: 'string', help: 'trace, debug, info, warn, error' },
   'keeper-socket': {
     key: 'keeperSocket',
@@ -125,6 +131,7 @@ export function defaultFlags(): DriverFlags {
     kubeconfig: '',
     secretProviderClassDir: '',
     fuseMountDir: '/var/run/secrets-store-csi-driver/fuse',
+    kubeletRootDir: '/var/lib/kubelet',
     logLevel: 'info',
     lockMemory: true,
     inotifyEvents: true,

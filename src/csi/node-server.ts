@@ -6,18 +6,29 @@ import { NodeServiceCapability_RPC_Type, type NodeServer } from '../gen/csi/v1/c
 import { DriverError, isDriverError } from '../errors.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import type { VolumeManager } from '../volume/manager.js';
-import { POD_NAME, POD_NAMESPACE } from './volume-context.js';
+import { MOCK_TARGET_PATH, POD_NAME, POD_NAMESPACE } from './volume-context.js';
 import { callDeadline, unary } from './handler.js';
 import { checkPublish, checkStage, checkUnpublish, checkUnstage, volumeMountGroup } from './validate.js';
+import { canonicalTargetPath, checkUnderKubeletRoot, type KubeletRoot } from './target-path.js';
 
 export interface NodeServerOptions {
   readonly nodeId: string;
   readonly manager: VolumeManager;
   readonly metrics: DriverMetrics;
   readonly log: Logger;
+  /** --kubelet-root-dir: targets outside it are refused; null turns the check off. */
+  readonly kubeletRoot: KubeletRoot | null;
 }
 
 const unimplemented = (m: string): DriverError => new DriverError(m, 'ERR_UNIMPLEMENTED', status.UNIMPLEMENTED);
+
+/** The one spelling of a target the layers below see (registry key, mount point), checked against the kubelet root. */
+function targetOf(path: string, root: KubeletRoot | null, o: { unpublish: boolean }): string {
+  const target = canonicalTargetPath(path);
+  // Unpublish of csi-sanity's mock path stays the no-op it is upstream (the manager returns at once).
+  if (!(o.unpublish && target === MOCK_TARGET_PATH)) checkUnderKubeletRoot(target, root);
+  return target;
+}
 
 export function nodeServer(o: NodeServerOptions): NodeServer {
   return {
@@ -31,7 +42,7 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
         if (invalid) throw invalid;
         await o.manager.publish({
           volumeId: req.volumeId,
-          targetPath: req.targetPath,
+          targetPath: targetOf(req.targetPath, o.kubeletRoot, { unpublish: false }),
           readonly: req.readonly,
           volumeMountGroup: volumeMountGroup(req),
           volumeContext: req.volumeContext,
@@ -64,7 +75,7 @@ export function nodeServer(o: NodeServerOptions): NodeServer {
       try {
         const invalid = checkUnpublish(req);
         if (invalid) throw invalid;
-        await o.manager.unpublish(req.targetPath);
+        await o.manager.unpublish(targetOf(req.targetPath, o.kubeletRoot, { unpublish: true }));
         o.metrics.unpublishOk();
         return {};
       } catch (e) {

@@ -63,6 +63,26 @@ export function remountBind(target: string, writable: boolean): Promise<void> {
   return run('mount', ['-n', '-c', '-o', `remount,bind,${writable ? 'rw' : 'ro'},${BIND_FLAGS}`, target]);
 }
 
+// The *At forms act on a directory the caller opened (O_PATH, no symlink
+// followed): the child gets it as fd 3 and mount(2) follows that magic link to
+// the very inode checked, so nothing swapped in between can redirect them.
+const AT_FD3 = '/proc/self/fd/3';
+
+/** A plain bind of `source` onto the directory behind `fd` (flags come from remountBindAt). */
+export function bindMountAt(source: string, fd: number): Promise<void> {
+  return run('mount', ['-n', '-c', '--bind', source, AT_FD3], fd);
+}
+
+/** Sets the flags of the bind mount whose root `fd` is (opened after the bind). */
+export function remountBindAt(fd: number, writable: boolean): Promise<void> {
+  return run('mount', ['-n', '-c', '-o', `remount,bind,${writable ? 'rw' : 'ro'},${BIND_FLAGS}`, AT_FD3], fd);
+}
+
+/** Lazily detaches the mount whose root `fd` is. */
+export function unmountAt(fd: number): Promise<void> {
+  return run('umount', ['-n', '-c', '-l', AT_FD3], fd);
+}
+
 export async function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {
   await run('umount', opts.lazy ? ['-n', '-l', target] : ['-n', target]);
 }

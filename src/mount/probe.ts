@@ -13,12 +13,13 @@ const isDeadMountError = (e: unknown): boolean =>
 /**
  * A different device than its parent means mounted; ENOTCONN and friends
  * mean a FUSE mount whose server is gone. Async (threadpool), so it is safe
- * on our own mounts.
+ * on our own mounts. `at`: where to look at the directory itself, e.g. a
+ * /proc/self/fd link of a descriptor opened without following symlinks.
  */
-export async function probeMountPoint(path: string): Promise<MountPointState> {
+export async function probeMountPoint(path: string, at = path): Promise<MountPointState> {
   let st;
   try {
-    st = await stat(path);
+    st = await stat(at);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
     if (isDeadMountError(e)) return 'stale';
@@ -29,7 +30,7 @@ export async function probeMountPoint(path: string): Promise<MountPointState> {
   // A FUSE mount's stat is answered from the kernel's cached attributes for a
   // while after its server died; statfs always asks the server.
   try {
-    await statfs(path);
+    await statfs(at);
   } catch (e) {
     if (isDeadMountError(e)) return 'stale';
     throw e;

@@ -3,16 +3,23 @@
 // failed publish, and unmounted and removed at unpublish. Nothing here knows
 // about FUSE: the source is any directory.
 
-import { mkdir, rmdir } from 'node:fs/promises';
+import { rmdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { bindMount, remountBind, unmount } from './commands.js';
-import { errors } from '../errors.js';
-import { probeMountPoint } from './probe.js';
+import { bindMountAt, remountBind, remountBindAt, unmount, unmountAt } from './commands.js';
+import { errors, isDriverError } from '../errors.js';
+import { probeMountPoint, type MountPointState } from './probe.js';
+import { makeTargetDir, openTargetDir, refuseSymlinkedTarget } from './target-open.js';
 
 export type TargetLog = Pick<Logger, 'warn'>;
 
+/** Where a (canonical) target really is: the kubelet root may itself be a symlink. */
+export type RealPathOf = (target: string) => string;
+
 export class TargetLifecycle {
-  constructor(private readonly log: TargetLog) {}
+  constructor(
+    private readonly log: TargetLog,
+    private readonly realPathOf: RealPathOf = (t) => t,
+  ) {}
 
   /**
    * Makes the target ready for a bind mount. Returns true when a dead mount
@@ -22,7 +29,9 @@ export class TargetLifecycle {
    * propagation); a container with a private view cannot be repaired.
    */
   async prepare(target: string): Promise<{ stackedOverDead: boolean }> {
-    const state = await probeMountPoint(target);
+    // Before the probe and any unmount, which would follow a symlink.
+    await refuseSymlinkedTarget(target, this.realPathOf(target));
+    const state = await this.probe(target);
     if (state === 'stale') {
       this.log.warn({ targetPath: target }, 'a dead mount of a previous driver is at the target path; stacking a new mount over it');
       return { stackedOverDead: true };
@@ -32,13 +41,40 @@ export class TargetLifecycle {
       this.log.warn({ targetPath: target }, 'unmounting a foreign mount at the target path');
       await unmount(target, { lazy: true });
     }
-    await mkdir(target, { recursive: true, mode: 0o750 });
+    await makeTargetDir(target, this.realPathOf(target));
     return { stackedOverDead: false };
   }
 
-  /** Bind-mounts `source` at the target, read-only unless a provider is about to write into it. */
-  bind(source: string, target: string, o: { writable: boolean }): Promise<void> {
-    return bindMount(source, target, o.writable);
+  /**
+   * Bind-mounts `source` at the target, read-only unless a provider is about
+   * to write into it. Through an fd of the checked directory, never the path;
+   * the flags are set through an fd of the new mount's root (the first fd
+   * still names the directory below it).
+   */
+  async bind(source: string, target: string, o: { writable: boolean }): Promise<void> {
+    const real = this.realPathOf(target);
+    const dir = await openTargetDir(target, real);
+    try {
+      await bindMountAt(source, dir.fd);
+    } finally {
+      await dir.close();
+    }
+    try {
+      const root = await openTargetDir(target, real);
+      try {
+        await remountBindAt(root.fd, o.writable);
+      } finally {
+        await root.close();
+      }
+    } catch (e) {
+      // Never left mounted without its flags, nor where it should not be.
+      const again = await openTargetDir(target, real).catch(() => null);
+      if (again) {
+        await unmountAt(again.fd).catch(() => undefined);
+        await again.close();
+      }
+      throw e;
+    }
   }
 
   /** Flips the target's bind mount between read-only and writable (for a write window). */
@@ -60,7 +96,9 @@ export class TargetLifecycle {
    * there (no probe needed).
    */
   async teardown(target: string, o: { mounted: boolean }): Promise<void> {
-    const state = o.mounted ? 'mounted' : await probeMountPoint(target);
+    // umount(8) and the probe follow symlinks: what a symlink points to is never touched.
+    await refuseSymlinkedTarget(target, this.realPathOf(target));
+    const state = o.mounted ? 'mounted' : await this.probe(target);
     if (state === 'mounted' || state === 'stale') {
       await unmount(target, { lazy: state === 'stale' }).catch(async (e: unknown) => {
         // Busy (a process still has a file open): detach now, the kernel
@@ -70,12 +108,32 @@ export class TargetLifecycle {
       });
       // Ours may have been stacked over a dead mount of a previous driver: that goes too.
       for (let i = 0; i < 4; i++) {
-        const below = await probeMountPoint(target).catch(() => 'stale' as const);
+        // A target swapped for a symlink meanwhile (DriverError): nothing more is unmounted.
+        const below = await this.probe(target).catch((e: unknown) => (isDriverError(e) ? ('plain' as const) : ('stale' as const)));
         if (below !== 'stale' && below !== 'mounted') break;
         await unmount(target, { lazy: true }).catch(() => undefined);
       }
     }
     await this.removeDir(target);
+  }
+
+  /**
+   * What is at the target, looked at through a descriptor opened without
+   * following a symlink. A mount found there pins the path (a mount point
+   * cannot be renamed or removed), so the unmount by path that follows
+   * reaches that very mount.
+   */
+  private async probe(target: string): Promise<MountPointState> {
+    const dir = await openTargetDir(target, this.realPathOf(target)).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    });
+    if (!dir) return 'missing';
+    try {
+      return await probeMountPoint(target, `/proc/self/fd/${dir.fd}`);
+    } finally {
+      await dir.close();
+    }
   }
 
   /** rmdir only: never a recursive delete of what someone else put there. */

@@ -50,6 +50,8 @@ export interface VolumeManagerOptions {
   readonly rotation: RotationOptions;
   /** Provider call timeout when the caller has no deadline (rotation polls). */
   readonly providerTimeoutMs: number;
+  /** Where a canonical target really is (the kubelet root may be a symlink); identity when absent. */
+  readonly realTargetPath?: (target: string) => string;
   /**
    * Called after every successful mount (first=true) and rotation (status
    * objects, secret sync). A failure on the first mount fails the publish and
@@ -82,7 +84,7 @@ export class VolumeManager {
       poll: (key) => this.poll(key),
       onError: (key, err, failures, retryInMs) => this.pollFailed(key, err, failures, retryInMs),
     });
-    this.targets = new TargetLifecycle(log);
+    this.targets = new TargetLifecycle(log, o.realTargetPath);
     const caller = new ProviderCaller({ spcs: o.spcs, providers: o.providers, metrics, log, providerTimeoutMs: o.providerTimeoutMs });
     const policy = new WritePolicy({ fs, targets: this.targets, log, ...(o.providerPid ? { providerPid: o.providerPid } : {}) });
     const onVersion = o.onVersion ? { onVersion: o.onVersion } : {};

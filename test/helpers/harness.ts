@@ -206,6 +206,8 @@ export class Harness {
       `--provider-volume=${this.providerDir}`,
       '--additional-provider-volume-paths=',
       `--fuse-mount-dir=${join(this.dir, 'fuse')}`,
+      // The tests' kubelet layout is under the test's own directory: the check stays on.
+      `--kubelet-root-dir=${this.dir}`,
       this.opts.kubeconfig ? `--kubeconfig=${this.opts.kubeconfig}` : `--secret-provider-class-dir=${this.spcDir}`,
       '--metrics-addr=',
       '--log-level=debug',
