@@ -24,9 +24,12 @@ if (flags.version) {
 }
 
 const { startDriver } = await import('../cli/driver.js');
-const driver = await startDriver(flags).catch((e: unknown) => {
+const driver = await startDriver(flags).catch(async (e: unknown): Promise<never> => {
   process.stderr.write(`secrets-store-csi-driver: ${(e as Error).message}\n`);
-  process.exit(1);
+  // _exit: a start that failed after the FUSE connection was opened may still
+  // have a threadpool thread in read(2) of /dev/fuse, which process.exit() would wait for.
+  const { loadNative } = await import('../native/addon.js');
+  return loadNative().exitNow(1);
 });
 const STOP_LIMIT_MS = 10_000;
 let stopping = false;

@@ -100,8 +100,17 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     ...(flags.inotifyEvents ? { forkSyscalls: nativeForkSyscalls(native) } : {}),
   });
   metrics.observeFilesystem(() => fs.table.stats());
+  // A start that fails from here on must not leave the connection mounted
+  // (nobody would serve it); with a keeper it stays with the keeper.
+  const undoMount = async (): Promise<void> => {
+    if (keeper?.connected) fs.detach();
+    else await fs.close().catch(() => undefined);
+  };
 
-  const { spcs, kube: k } = await connectCluster(flags, log, state);
+  const { spcs, kube: k } = await connectCluster(flags, log, state).catch(async (e: unknown) => {
+    await undoMount();
+    throw e;
+  });
   const providers = new ProviderClients({
     socketDirs: [...flags.additionalProviderVolumePaths, flags.providerVolume],
     maxRecvMsgSize: flags.maxCallRecvMsgSize,
@@ -131,7 +140,14 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     flags.endpoint,
     identityServer({ driverName: flags.driverName, version, ready: () => ready }),
     nodeServer({ nodeId: flags.nodeId, manager, metrics, log, kubeletRoot }),
-  );
+  ).catch(async (e: unknown) => {
+    manager.close();
+    await k?.sync.stop();
+    providers.close();
+    await spcs.close();
+    await undoMount();
+    throw e;
+  });
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
   const exitNow = async (code = 0): Promise<never> => {
     await new Promise<void>((r) => log.flush(() => r()));
