@@ -247,3 +247,27 @@ t.test('without --audit-reads a volume asking for audit is refused, not served u
   t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
   t.equal(auditLines(h.driver.out).length, 0);
 });
+
+t.test('after a driver crash, the driver taking the connection over audits the same volumes', async (t) => {
+  const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--audit-reads'] });
+  await h.source('s.json', { files: [{ path: 'token', contents: canary('takeover'), mode: 0o644 }] });
+  await h.spc('audited', 's.json', { [AUDIT_READS_ATTRIBUTE]: 'true' });
+  await h.spc('plain', 's.json');
+  const audited = h.target('takeover');
+  const plain = h.target('takeover-plain');
+  await h.publish(h.publishRequest(audited, 'audited'));
+  await h.publish(h.publishRequest(plain, 'plain'));
+  t.equal((await runChild('cat', [join(audited, 'token')])).code, 0);
+  t.equal(auditLines(h.driver.out).length, 1);
+
+  await h.driver.stop('SIGKILL');
+  await h.startDriver();
+  const r = await runChild('cat', [join(audited, 'token')]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
+  const lines = auditLines(h.driver.out);
+  t.equal(lines.length, 1, 'the new driver logs the audited open, and only that one');
+  t.equal(lines[0]?.pid, r.pid);
+  t.equal(lines[0]?.file, 'token');
+  t.equal(lines[0]?.version, await readlink(join(audited, '..data')));
+});
