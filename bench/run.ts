@@ -27,12 +27,13 @@ import { lockedMemory } from './sections/locked-memory.js';
 import { memory } from './sections/memory.js';
 import { mountStrategy } from './sections/mount-strategy.js';
 import { publish } from './sections/publish.js';
+import { readAudit } from './sections/read-audit.js';
 import { reads } from './sections/reads.js';
 import { rotation } from './sections/rotation.js';
 import { switchCost } from './sections/switch-cost.js';
 
 /** In the order they run (and print). */
-const SECTIONS: readonly Section[] = [lockedMemory, reads, publish, memory, rotation, mountStrategy, switchCost];
+const SECTIONS: readonly Section[] = [lockedMemory, reads, publish, memory, rotation, mountStrategy, switchCost, readAudit];
 
 /** The sections `--section NAME` (repeatable, or comma-separated) picks; all without it. */
 function selectedSections(argv: readonly string[]): Section[] {

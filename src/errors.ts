@@ -52,6 +52,8 @@ export const errors = {
   spcNotFound: mk('ERR_SPC_NOT_FOUND', status.NOT_FOUND, ErrorType.SecretProviderClassNotFound),
   spcUnavailable: mk('ERR_SPC_UNAVAILABLE', status.UNAVAILABLE, ErrorType.SecretProviderClassNotFound),
   spcInvalid: mk('ERR_SPC_INVALID', status.FAILED_PRECONDITION),
+  /** A volume asks for read audit on a driver whose FUSE connection does not see opens. */
+  auditUnavailable: mk('ERR_AUDIT_UNAVAILABLE', status.FAILED_PRECONDITION),
   invalidProvider: mk('ERR_INVALID_PROVIDER', status.INVALID_ARGUMENT, ErrorType.ProviderNotFound),
   providerNotFound: mk('ERR_PROVIDER_NOT_FOUND', status.FAILED_PRECONDITION, ErrorType.ProviderNotFound),
   /** The provider's gRPC call failed; grpcCode is chosen by the caller from the provider's status. */

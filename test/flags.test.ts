@@ -400,6 +400,7 @@ t.test('every DriverFlags field can be set from the command line', async (t) => 
     '--log-level=l',
     '--lock-memory=false',
     '--inotify-events=false',
+    '--audit-reads',
     '--keeper-socket=ks',
     '--delete-pods-with-dead-mounts',
     '--version',

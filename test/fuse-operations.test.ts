@@ -323,6 +323,23 @@ t.test('OPEN and OPENDIR -> ENOSYS (no_open mode)', async (t) => {
   t.equal(parse(ops.handle(req(Op.OPENDIR, vol.id, Buffer.alloc(8)))).error, -E.ENOSYS);
 });
 
+t.test('answerOpens (read audit): OPEN answered with the page cache kept, onOpen told the caller; OPENDIR still ENOSYS', async (t) => {
+  const opens: Array<[number, Caller]> = [];
+  const { ops, file, vol } = setup({ answerOpens: true, onOpen: (id, c) => opens.push([id, { uid: c.uid, gid: c.gid, pid: c.pid }]) });
+  t.equal(ops.answersOpens, true);
+  const o = parse(ops.handle(req(Op.OPEN, file.id, Buffer.alloc(8), { unique: 41n, uid: 7, gid: 8, pid: 999 })));
+  t.equal(o.error, 0);
+  t.equal(o.unique, 41n);
+  t.equal(o.body.length, 16, 'fuse_open_out');
+  t.equal(o.body.readBigUInt64LE(0), 0n, 'no file handle');
+  t.equal(o.body.readUInt32LE(8), 1 << 1, 'FOPEN_KEEP_CACHE');
+  t.same(opens, [[file.id, { uid: 7, gid: 8, pid: 999 }]]);
+  t.equal(parse(ops.handle(req(Op.OPEN, 98765, Buffer.alloc(8)))).error, -E.ENOENT, 'unknown inode');
+  t.equal(opens.length, 1, 'failed opens are not reported');
+  t.equal(parse(ops.handle(req(Op.OPENDIR, vol.id, Buffer.alloc(8)))).error, -E.ENOSYS);
+  t.equal(setup().ops.answersOpens, false, 'off by default');
+});
+
 t.test('READDIR', async (t) => {
   const { ops, vol, file, link, table } = setup();
   const sub = table.mkdir(0o755, 0);

@@ -507,3 +507,20 @@ t.test('a switch cut short by a crash is finished by the process that takes over
   tree.publish([file('a', '1')], new Date(1000));
   t.same(tree.rollForward(), [], 'nothing pending: nothing to do');
 });
+
+t.test('describe: path and version of a served file, of one only a retired version holds, until it is removed', async (t) => {
+  const { table, vol } = setup();
+  const tree = new VolumeTree(table, vol.id, 60_000); // the old version stays reachable a minute
+  const first = tree.publish([file('a', 'A1'), file('d/b', 'B')], new Date(1000)).dataDir;
+  const a1 = resolve(table, vol.id, 'a')!.id;
+  const b = resolve(table, vol.id, 'd/b')!.id;
+  t.same(tree.describe(a1), { path: 'a', version: first });
+  t.same(tree.describe(b), { path: 'd/b', version: first });
+  t.equal(tree.describe(vol.id), null, 'not a file of the volume');
+  const second = tree.publish([file('a', 'A2'), file('d/b', 'B')], new Date(2000)).dataDir;
+  t.same(tree.describe(a1), { path: 'a', version: first }, 'the old inode names its version');
+  t.same(tree.describe(resolve(table, vol.id, 'a')!.id), { path: 'a', version: second });
+  t.same(tree.describe(b), { path: 'd/b', version: second }, 'an unchanged file is in the new version');
+  tree.removed(first);
+  t.equal(tree.describe(a1), null, 'forgotten with its version');
+});

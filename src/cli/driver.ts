@@ -4,7 +4,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { createLogger, type Logger } from '../observability/log.js';
 import { DriverMetrics } from '../observability/metrics.js';
-import { SecretsFilesystem, type FilesystemOptions } from '../fuse/filesystem.js';
+import { SecretsFilesystem, threadGroupOf, type FilesystemOptions } from '../fuse/filesystem.js';
 import { opName } from '../fuse/protocol.js';
 import { ProviderClients } from '../provider/client.js';
 import { DirSpcSource } from '../spc/dir-source.js';
@@ -29,6 +29,8 @@ import { KeeperClient } from '../takeover/keeper-client.js';
 import { KeeperSnapshots } from '../takeover/snapshots.js';
 import { decodeState, type DriverState } from '../takeover/state.js';
 import { findDeadMounts } from '../takeover/dead-mounts.js';
+import { ReadAudit } from '../observability/read-audit.js';
+import { podOfProcess } from '../observability/cgroup-pod.js';
 import type { DriverFlags } from './flags.js';
 import { driverVersion } from './version.js';
 import { realTargetPath, resolveKubeletRoot } from '../csi/target-path.js';
@@ -87,11 +89,21 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   // (the volume records' changes and, through state.persist, the
   // filesystem's: see FilesystemOptions.onMutation), once the driver serves.
   const snapshots = new KeeperSnapshots(keeper, secrets.allocate, log);
-  const state = new VolumeState({ persist: () => snapshots.send(), onCount: (n) => metrics.volumes.set(n) });
+  const audit = new ReadAudit({ log, metrics, processOf: threadGroupOf, podOf: (pid) => podOfProcess(pid) });
+  const state = new VolumeState({
+    persist: () => snapshots.send(),
+    onCount: (n) => metrics.volumes.set(n),
+    onServed: (v) => {
+      if (v.auditReads) audit.watch(v);
+    },
+    onGone: (v) => audit.unwatch(v.handle),
+  });
   const { fs, inherited } = await openFilesystem(keeper, log, {
     mountDir: flags.fuseMountDir,
     log,
     onRequest: (op: number) => metrics.fuseRequest(opName(op)),
+    answerOpens: flags.auditReads,
+    onOpen: (nodeid, caller) => audit.onOpen(nodeid, caller),
     alloc: secrets.allocate,
     onMutation: () => state.persist(),
     // A freed inode's bytes were zeroed here: the keeper drops its copy with the next snapshot.
@@ -106,6 +118,12 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     if (keeper?.connected) fs.detach();
     else await fs.close().catch(() => undefined);
   };
+  if (fs.answersOpens !== flags.auditReads) {
+    log.warn(
+      { auditReads: flags.auditReads, connectionAnswersOpens: fs.answersOpens },
+      'the FUSE connection taken over keeps its own --audit-reads mode until it is remounted',
+    );
+  }
 
   const { spcs, kube: k } = await connectCluster(flags, log, state).catch(async (e: unknown) => {
     await undoMount();

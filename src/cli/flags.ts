@@ -22,6 +22,7 @@ export interface DriverFlags {
   logLevel: string;
   lockMemory: boolean;
   inotifyEvents: boolean;
+  auditReads: boolean;
   keeperSocket: string;
   deletePodsWithDeadMounts: boolean;
   version: boolean;
@@ -88,6 +89,11 @@ const SPECS: Record<string, Spec> = {
     kind: 'bool',
     help: "make each rotation's directory changes as syscalls in a forked child, so inotify watchers see them as on tmpfs (false: switch inside the driver, silent for inotify, ~4 ms cheaper)",
   },
+  'audit-reads': {
+    key: 'auditReads',
+    kind: 'bool',
+    help: 'let volumes ask for read audit (secrets-store.csi.x-k8s.io/audit-reads: "true"): every open of any file then reaches the driver, one round trip more per open (docs/audit.md)',
+  },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
   h: { key: 'help', kind: 'bool', help: 'print this help' },
@@ -135,6 +141,7 @@ export function defaultFlags(): DriverFlags {
     logLevel: 'info',
     lockMemory: true,
     inotifyEvents: true,
+    auditReads: false,
     keeperSocket: '',
     deletePodsWithDeadMounts: false,
     version: false,

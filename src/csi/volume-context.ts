@@ -10,3 +10,8 @@ export const PROVIDER_NAME_ATTRIBUTE = 'providerName';
 /** csi-sanity hooks, as upstream: provider name and target path that skip the provider. */
 export const MOCK_PROVIDER = 'mock_provider';
 export const MOCK_TARGET_PATH = '/tmp/csi/mount';
+/**
+ * Read audit (docs/audit.md): "true" in the volume's attributes or in its
+ * SecretProviderClass's spec.parameters logs every open of its files.
+ */
+export const AUDIT_READS_ATTRIBUTE = 'secrets-store.csi.x-k8s.io/audit-reads';

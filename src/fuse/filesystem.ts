@@ -28,7 +28,7 @@ import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
  * calling thread's id, and a Go provider writes from many threads. procfs is
  * not our mount, so reading it on the serving thread is safe.
  */
-function threadGroupOf(tid: number): number {
+export function threadGroupOf(tid: number): number {
   if (tid <= 0) return 0;
   try {
     const m = /^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'));
@@ -60,6 +60,14 @@ export interface FilesystemOptions {
   readonly cacheTtl?: number;
   readonly readers?: number;
   readonly onRequest?: (opcode: number, nodeid: number, caller: Caller) => void;
+  /**
+   * Answer every file OPEN (see OperationsOptions.answerOpens), so that opens
+   * reach onOpen (read audit). A property of the connection: a process taking
+   * one over keeps what it was mounted with.
+   */
+  readonly answerOpens?: boolean;
+  /** Every file open, when answerOpens (`pid` is the calling thread's id, see threadGroupOf). */
+  readonly onOpen?: (nodeid: number, caller: Caller) => void;
   readonly onFree?: (inode: Inode) => void;
   /** Memory for file contents (locked, non-dumpable pages in the driver). */
   readonly alloc?: (size: number) => Buffer;
@@ -84,6 +92,8 @@ export interface FilesystemOptions {
 export interface FilesystemState {
   readonly mountDir: string;
   readonly negotiated: Negotiated | null;
+  /** Whether this connection answers OPEN (absent: it does not; the kernel may have turned no_open on). */
+  readonly answersOpens?: boolean;
   readonly table: TableState;
   readonly volumes: Array<{ name: string; tree: VolumeTreeState }>;
 }
@@ -135,7 +145,7 @@ export class SecretsFilesystem {
     await mkdir(mountDir, { recursive: true, mode: 0o700 });
     const table = new InodeTable(SecretsFilesystem.tableOptions(o));
     const fd = openSync('/dev/fuse', 'r+');
-    const fs = SecretsFilesystem.assemble(o, mountDir, table, fd, new Set());
+    const fs = SecretsFilesystem.assemble(o, mountDir, table, fd, new Set(), o.answerOpens ?? false);
     try {
       await mountFuse(fd, mountDir, { fsname: fuseSource(mountDir), subtype: SUBTYPE });
     } catch (e) {
@@ -156,6 +166,7 @@ export class SecretsFilesystem {
     table: InodeTable,
     fd: number,
     volumeDirs: Set<number>,
+    answerOpens: boolean,
   ): SecretsFilesystem {
     const ttl = o.cacheTtl ?? 86_400;
     const windows = new Map<number, WriteWindow>();
@@ -175,6 +186,8 @@ export class SecretsFilesystem {
         dirAttrTtl: 1,
         maxWrite: MAX_WRITE,
         ...(o.onRequest ? { onRequest: o.onRequest } : {}),
+        answerOpens,
+        ...(o.onOpen ? { onOpen: o.onOpen } : {}),
       },
       (id) => id === ROOT_ID || volumeDirs.has(id),
       lookup,
@@ -193,7 +206,16 @@ export class SecretsFilesystem {
    */
   static async adopt(o: FilesystemOptions, fd: number, state: FilesystemState, blob: Buffer): Promise<SecretsFilesystem> {
     const table = InodeTable.restore(state.table, blob, SecretsFilesystem.tableOptions(o));
-    const fs = SecretsFilesystem.assemble(o, state.mountDir, table, fd, new Set(state.volumes.map((v) => v.tree.dirId)));
+    // Whether OPEN is answered is the connection's, not this process's flag: once
+    // answered ENOSYS the kernel never sends OPEN again on it.
+    const fs = SecretsFilesystem.assemble(
+      o,
+      state.mountDir,
+      table,
+      fd,
+      new Set(state.volumes.map((v) => v.tree.dirId)),
+      state.answersOpens ?? false,
+    );
     fs.ops.negotiated = state.negotiated;
     // A switch the previous process was making when it died is finished here.
     const unfinished: EntryInvalidation[] = [];
@@ -219,11 +241,17 @@ export class SecretsFilesystem {
       state: {
         mountDir: this.mountDir,
         negotiated: this.ops.negotiated,
+        answersOpens: this.answersOpens,
         table: t.state,
         volumes: [...this.volumes.values()].map((v) => ({ name: v.name, tree: v.tree.exportState() })),
       },
       data: t.data,
     };
+  }
+
+  /** Whether every file open reaches this process (the connection's mode, see FilesystemOptions.answerOpens). */
+  get answersOpens(): boolean {
+    return this.ops.answersOpens;
   }
 
   /** The volume directory named `name`, if served. */

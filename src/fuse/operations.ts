@@ -23,6 +23,8 @@ import {
   decodeMknodIn,
   decodeWriteIn,
   encodeWriteOut,
+  encodeOpenOut,
+  FOPEN,
   decodeSetattrIn,
   decodeRenameIn,
   FATTR,
@@ -53,8 +55,16 @@ export interface OperationsOptions {
   /** Seconds for the root and volume directories, whose listing changes. */
   readonly dirAttrTtl: number;
   readonly maxWrite: number;
-  /** Called for every request, after it was answered (metrics, audit). */
+  /** Called for every request, after it was answered (metrics). */
   readonly onRequest?: (opcode: number, nodeid: number, caller: Caller) => void;
+  /**
+   * Answer OPEN instead of ENOSYS. ENOSYS turns on the kernel's no_open mode
+   * for the whole connection, for good: opens never reach us again. Answered,
+   * every open(2) of a file costs a round trip, and reaches onOpen (read audit).
+   */
+  readonly answerOpens?: boolean;
+  /** Called for every file open answered (answerOpens), before the reply goes out; `pid` is the calling thread's id. */
+  readonly onOpen?: (nodeid: number, caller: Caller) => void;
 }
 
 export interface Negotiated {
@@ -116,6 +126,10 @@ export class Operations {
     private readonly ownSteps: OwnSteps | null = null,
   ) {}
 
+  get answersOpens(): boolean {
+    return this.opts.answerOpens === true;
+  }
+
   /** Handles one request (header + body); returns the reply, or null when none is due. */
   handle(req: Buffer): Buffer | null {
     const h = decodeInHeader(req);
@@ -159,9 +173,11 @@ export class Operations {
         return encodeReply(h.unique, 0, node.data);
       }
       case Op.OPEN:
+        if (this.opts.answerOpens) return this.open(h, id);
+        // ENOSYS here turns on the kernel's no_open mode: opens never reach us
+        // again and the page cache of our immutable inodes is kept.
+        return err(E.ENOSYS);
       case Op.OPENDIR:
-        // ENOSYS here turns on the kernel's no_open/no_opendir mode: opens never
-        // reach us again and the page cache of our immutable inodes is kept.
         return err(E.ENOSYS);
       case Op.READ: {
         const node = t.get(id);
@@ -209,6 +225,16 @@ export class Operations {
         if (READ_ONLY_OPS.has(h.opcode)) return err(E.EROFS);
         return err(E.ENOSYS);
     }
+  }
+
+  /** An answered OPEN: the page cache of immutable inodes is kept, as without OPEN; staged files are not. */
+  private open(h: InHeader, id: number): Buffer {
+    const node = this.table.get(id);
+    if (!node) return encodeReply(h.unique, -E.ENOENT);
+    const staged = this.windows?.forInode(id) !== undefined;
+    const reply = encodeReply(h.unique, 0, encodeOpenOut(0, staged ? 0 : FOPEN.KEEP_CACHE));
+    this.opts.onOpen?.(id, h);
+    return reply;
   }
 
   private ttl(id: number): number {

@@ -344,6 +344,17 @@ export function decodeWriteIn(body: Buffer): { offset: number; size: number; dat
   return { offset: Number(body.readBigUInt64LE(8)), size, data: body.subarray(40, 40 + size) };
 }
 
+/** FOPEN_* flags of fuse_open_out. */
+export const FOPEN = { KEEP_CACHE: 1 << 1 } as const;
+
+/** fuse_open_out: file handle, open flags, padding. */
+export function encodeOpenOut(fh: number, openFlags: number): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64LE(BigInt(fh), 0);
+  b.writeUInt32LE(openFlags, 8);
+  return b;
+}
+
 export function encodeWriteOut(size: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt32LE(size, 0);

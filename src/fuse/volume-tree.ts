@@ -69,6 +69,12 @@ export type RotationStep =
   | (StepBase & { readonly kind: 'rename'; readonly to: string; readonly apply: () => null })
   | (StepBase & { readonly kind: 'unlink' | 'rmdir'; readonly apply: () => null });
 
+/** Where a served file is: its path in the volume and the version directory (`..<timestamp>`) holding it. */
+export interface FileVersion {
+  readonly path: string;
+  readonly version: string;
+}
+
 export interface RotationPlan {
   readonly tsName: string;
   readonly dataLinkId: number;
@@ -102,6 +108,10 @@ export class VolumeTree {
   /** Previous timestamped dirs, kept by name for a grace period after `..data` moved on. */
   private retired: Array<{ name: string; at: number }> = [];
   private pending: PendingVersion | null = null;
+  /** inode id -> path in the served version; built on first use after each switch. */
+  private byId: Map<number, string> | null = null;
+  /** Files only a retired version still holds, by inode id (in this process; not handed over). */
+  private readonly pastFiles = new Map<number, FileVersion>();
 
   constructor(
     private readonly table: InodeTable,
@@ -170,6 +180,14 @@ export class VolumeTree {
       if (node?.data) out.push({ path, mode: node.mode, contents: node.data });
     }
     return out;
+  }
+
+  /** The path and version of a file inode of this volume (served, or in a retired version still reachable); null otherwise. */
+  describe(id: number): FileVersion | null {
+    this.byId ??= new Map([...this.current].map(([path, i]) => [i, path]));
+    const path = this.byId.get(id);
+    if (path !== undefined && this.tsDirName !== null) return { path, version: this.tsDirName };
+    return this.pastFiles.get(id) ?? null;
   }
 
   /** The current bytes of a served file (a view, not a copy). */
@@ -332,7 +350,12 @@ export class VolumeTree {
     const p = this.pending;
     if (!p) return;
     this.pending = null;
-    if (this.tsDirName !== null) this.retired.push({ name: this.tsDirName, at: p.at });
+    if (this.tsDirName !== null) {
+      this.retired.push({ name: this.tsDirName, at: p.at });
+      const next = new Set(p.next.map(([, id]) => id));
+      for (const [path, id] of this.current) if (!next.has(id)) this.pastFiles.set(id, { path, version: this.tsDirName });
+    }
+    this.byId = null;
     const volNode = this.table.get(this.dirId);
     if (volNode) volNode.mtimeMs = p.at;
     this.current = new Map(p.next);
@@ -371,6 +394,7 @@ export class VolumeTree {
   /** Drops a retired directory whose removal steps were all made. */
   removed(name: string): void {
     this.retired = this.retired.filter((r) => r.name !== name);
+    for (const [id, f] of this.pastFiles) if (f.version === name) this.pastFiles.delete(id);
   }
 
   /** Retired version directories whose grace period is over (not yet removed). */

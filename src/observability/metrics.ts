@@ -7,6 +7,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 const OS_TYPE = process.platform === 'win32' ? 'windows' : 'linux';
 
+/** A read-audited file: its volume's pod and its path in the volume. */
+export interface AuditedOpenLabels {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly file: string;
+}
+
 export class DriverMetrics {
   readonly registry = new Registry();
   private readonly nodePublish = new Counter({
@@ -88,6 +95,12 @@ export class DriverMetrics {
     labelNames: ['op'],
     registers: [this.registry],
   });
+  private readonly auditedOpens = new Counter({
+    name: 'secrets_store_audited_opens_total',
+    help: "Opens of files of volumes with read audit on, by the volume's pod and file path",
+    labelNames: ['namespace', 'pod', 'file'],
+    registers: [this.registry],
+  });
 
   constructor(defaultMetrics = true) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
@@ -117,6 +130,13 @@ export class DriverMetrics {
   }
   fuseRequest(op: string): void {
     this.fuseRequests.inc({ op });
+  }
+  auditedOpen(labels: AuditedOpenLabels): void {
+    this.auditedOpens.inc({ ...labels });
+  }
+  /** Drops the series of an unpublished volume's files (the label set stays bounded by the volumes served). */
+  forgetAuditedOpens(labels: readonly AuditedOpenLabels[]): void {
+    for (const l of labels) this.auditedOpens.remove({ ...l });
   }
   /** Where the inode and byte gauges read their values at scrape time. */
   observeFilesystem(stats: () => { inodes: number; fileBytes: number }): void {

@@ -12,7 +12,16 @@ import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
 import type { TargetLifecycle } from '../mount/target-lifecycle.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import { scrubResponse } from '../provider/client.js';
-import { MOCK_PROVIDER, POD_NAME, POD_NAMESPACE, POD_UID, PROVIDER_NAME_ATTRIBUTE, SPC_ATTRIBUTE } from '../csi/volume-context.js';
+import { auditRequested } from '../observability/read-audit.js';
+import {
+  AUDIT_READS_ATTRIBUTE,
+  MOCK_PROVIDER,
+  POD_NAME,
+  POD_NAMESPACE,
+  POD_UID,
+  PROVIDER_NAME_ATTRIBUTE,
+  SPC_ATTRIBUTE,
+} from '../csi/volume-context.js';
 import type { ProviderCall, ProviderCaller } from './provider-call.js';
 import { toStatus, type VolumeState } from './state.js';
 import type { PublishRequest, Volume, VolumeOwner, VolumeStatus } from './types.js';
@@ -50,6 +59,8 @@ interface FillPlan {
   readonly call: ProviderCall | null;
   /** Set: the provider may write into the volume, a window opens for this process. */
   readonly windowPid: number | null;
+  /** Every open of the volume's files is logged (docs/audit.md). */
+  readonly auditReads: boolean;
 }
 
 const NOTHING: CallOutcome = { result: { objectVersions: [], files: [], responseBytes: 0 }, files: [] };
@@ -121,12 +132,19 @@ export class Publisher {
       // mock_provider (csi-sanity, which publishes with readonly=false) skips the
       // readonly check as upstream's hook does; the bind mount is read-only anyway.
       req.onProvider?.(MOCK_PROVIDER);
-      return { who: { podName, podNamespace, spcName, provider: MOCK_PROVIDER }, mock: true, call: null, windowPid: null };
+      return {
+        who: { podName, podNamespace, spcName, provider: MOCK_PROVIDER },
+        mock: true,
+        call: null,
+        windowPid: null,
+        auditReads: this.auditReads(vc),
+      };
     }
     if (spcName === '') throw errors.spcNotSet('secretProviderClass is not set');
     const spc = await this.o.caller.resolve(podNamespace, spcName);
     req.onProvider?.(spc.provider);
     if (!req.readonly) throw errors.invalidArgument('Readonly is not true in request');
+    const auditReads = this.auditReads(vc, spc.parameters);
     const call = this.o.caller.prepare(spc, {
       targetPath: req.targetPath,
       podNamespace,
@@ -137,7 +155,22 @@ export class Publisher {
       deadline: req.deadline,
     });
     const windowPid = await this.o.policy.windowPid(spc.provider);
-    return { who: { podName, podNamespace, spcName, provider: spc.provider }, mock: false, call, windowPid };
+    return { who: { podName, podNamespace, spcName, provider: spc.provider }, mock: false, call, windowPid, auditReads };
+  }
+
+  /**
+   * Read audit asked for by the volume's attributes or its SecretProviderClass's
+   * parameters; refused (rather than served unaudited) on a connection whose
+   * opens never reach the driver.
+   */
+  private auditReads(...sources: ReadonlyArray<Readonly<Record<string, string>>>): boolean {
+    if (!auditRequested(...sources)) return false;
+    if (!this.o.fs.answersOpens) {
+      throw errors.auditUnavailable(
+        `read audit (${AUDIT_READS_ATTRIBUTE}) is requested but this driver's FUSE connection does not see opens; start it with --audit-reads`,
+      );
+    }
+    return true;
   }
 
   /**
@@ -180,6 +213,7 @@ export class Publisher {
       handle,
       mock: plan.mock,
       lastPolledAt: Date.now(),
+      ...(plan.auditReads ? { auditReads: true } : {}),
     };
     this.o.state.add(vol);
     this.o.metrics.versions.inc();

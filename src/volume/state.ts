@@ -11,6 +11,9 @@ export interface VolumeStateOptions {
   readonly persist: () => void;
   /** Told the number of volumes after every add and delete (the volumes gauge). */
   readonly onCount?: (count: number) => void;
+  /** Told each volume added or adopted, and each deleted (read audit). */
+  readonly onServed?: (v: Volume) => void;
+  readonly onGone?: (v: Volume) => void;
 }
 
 /**
@@ -79,7 +82,9 @@ export class VolumeState {
   }
 
   add(v: Volume): void {
-    this.volumes.set(v.targetPath, { ...v });
+    const rec = { ...v };
+    this.volumes.set(v.targetPath, rec);
+    this.o.onServed?.(rec);
     this.o.onCount?.(this.volumes.size);
     this.persist();
   }
@@ -98,6 +103,7 @@ export class VolumeState {
     const v = this.volumes.get(targetPath);
     if (!v) return undefined;
     this.volumes.delete(targetPath);
+    this.o.onGone?.(v);
     this.o.onCount?.(this.volumes.size);
     this.persist();
     return v;
@@ -129,6 +135,7 @@ export class VolumeState {
       dirName: v.handle.name,
       mock: v.mock,
       lastPolledAt: v.lastPolledAt,
+      ...(v.auditReads ? { auditReads: true } : {}),
     }));
   }
 
@@ -161,6 +168,7 @@ export class VolumeState {
         handle,
       };
       this.volumes.set(r.targetPath, v);
+      this.o.onServed?.(v);
       adopted.push(v);
     }
     this.o.onCount?.(this.volumes.size);

@@ -47,6 +47,8 @@ export interface VolumeRecordState {
    * often than the poll interval must still poll.
    */
   readonly lastPolledAt?: number;
+  /** Every open of its files is logged and counted (docs/audit.md). Absent: off. */
+  readonly auditReads?: boolean;
 }
 
 /** What a publish or a poll may change in a served volume (through VolumeState.update). */
