@@ -73,6 +73,8 @@ export const errors = {
   /** Unpublish found files in the target once nothing was mounted there: not ours to delete. */
   targetNotEmpty: mk('ERR_TARGET_NOT_EMPTY', status.FAILED_PRECONDITION),
   shuttingDown: mk('ERR_SHUTTING_DOWN', status.UNAVAILABLE),
+  /** A provider wrote more into its write window than a response may carry: nothing of it is served. */
+  windowTooLarge: mk('ERR_WINDOW_TOO_LARGE', status.RESOURCE_EXHAUSTED, ErrorType.FileWriteError),
 } as const;
 
 export function isDriverError(e: unknown): e is DriverError {
