@@ -117,7 +117,7 @@ export class WriteWindow {
     if (this.names.has(name) || (exists && !this.hidden.has(name))) return E.EEXIST;
     if (!validName(name)) return E.EINVAL;
     if (this.overflow) return E.ENOSPC;
-    if (this.names.size >= this.limits.maxFiles) return this.fail('file-count', `file ${this.names.size + 1}`, E.ENOSPC);
+    if (this.names.size >= this.limits.maxFiles) return this.fail('file-count', `file ${this.names.size + 1}`, E.ENOSPC, now);
     const node = this.table.mkstaged(mode, now);
     this.table.ref(node.id);
     this.ids.add(node.id);
@@ -131,7 +131,7 @@ export class WriteWindow {
   /** WRITE to a staged file: 0, or the errno refusing it (the window is over its limits then). */
   write(id: number, offset: number, bytes: Uint8Array, now: number): number {
     const end = offset + bytes.length;
-    const refused = this.mayGrow(id, end);
+    const refused = this.mayGrow(id, end, now);
     if (refused !== 0) return refused;
     const size = this.sizeOf(id);
     this.table.writeStaged(id, offset, bytes, now, this.room(id));
@@ -144,7 +144,7 @@ export class WriteWindow {
   setattr(id: number, change: { mode?: number; size?: number }, now: number): number {
     if (change.size !== undefined) {
       // Checked before anything is allocated: a sparse truncate to 1 GiB never reaches the allocator.
-      const refused = this.mayGrow(id, change.size);
+      const refused = this.mayGrow(id, change.size, now);
       if (refused !== 0) return refused;
     }
     if (change.mode !== undefined) this.table.chmodStaged(id, change.mode);
@@ -158,13 +158,13 @@ export class WriteWindow {
   }
 
   /** 0 if file `id` may be `size` bytes long, else the errno (and the window fails). */
-  private mayGrow(id: number, size: number): number {
+  private mayGrow(id: number, size: number, now: number): number {
     if (this.overflow) return E.ENOSPC;
     const current = this.sizeOf(id);
     if (size <= current) return 0;
-    if (size > this.limits.maxBytes) return this.fail('file-size', `a file of ${size} bytes`, E.EFBIG);
+    if (size > this.limits.maxBytes) return this.fail('file-size', `a file of ${size} bytes`, E.EFBIG, now);
     const total = this.bytes - current + size;
-    if (total > this.limits.maxBytes) return this.fail('total-bytes', `${total} bytes in all`, E.ENOSPC);
+    if (total > this.limits.maxBytes) return this.fail('total-bytes', `${total} bytes in all`, E.ENOSPC, now);
     return 0;
   }
 
@@ -181,9 +181,9 @@ export class WriteWindow {
    * Over a limit: every staged byte is zeroed and freed now (the files stay,
    * empty, until released), and the window refuses everything after.
    */
-  private fail(limit: WindowOverflow['limit'], attempted: string, errno: number): number {
+  private fail(limit: WindowOverflow['limit'], attempted: string, errno: number, now: number): number {
     this.overflow = { limit, attempted, limits: this.limits };
-    for (const id of this.ids) this.table.truncateStaged(id, 0, Date.now());
+    for (const id of this.ids) this.table.truncateStaged(id, 0, now);
     this.bytes = 0;
     this.wrote = true;
     return errno;
