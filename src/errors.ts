@@ -77,6 +77,8 @@ export const errors = {
   shuttingDown: mk('ERR_SHUTTING_DOWN', status.UNAVAILABLE),
   /** A republish whose volume capability differs from the served volume's (the CSI spec's ALREADY_EXISTS). */
   incompatiblePublish: mk('ERR_INCOMPATIBLE_PUBLISH', status.ALREADY_EXISTS),
+  /** A provider wrote more into its write window than a response may carry: nothing of it is served. */
+  windowTooLarge: mk('ERR_WINDOW_TOO_LARGE', status.RESOURCE_EXHAUSTED, ErrorType.FileWriteError),
 } as const;
 
 export function isDriverError(e: unknown): e is DriverError {

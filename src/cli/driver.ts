@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../observability/log.js';
 import { DriverMetrics } from '../observability/metrics.js';
 import { SecretsFilesystem, threadGroupOf, type FilesystemOptions } from '../fuse/filesystem.js';
 import { opName } from '../fuse/protocol.js';
+import { DEFAULT_WINDOW_LIMITS } from '../fuse/write-window.js';
 import { ProviderClients } from '../provider/client.js';
 import { DirSpcSource } from '../spc/dir-source.js';
 // The Kubernetes modules are loaded only once the FUSE connection is served
@@ -144,6 +145,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     ...(k ? kubeHooks(k) : {}),
     // Who may write into a volume during a provider call: that provider's process.
     providerPid: async (provider: string) => native.peerPid(await providers.resolveSocket(provider)),
+    // What it may write is bounded as a response is: the same byte limit.
+    windowLimits: { ...DEFAULT_WINDOW_LIMITS, maxBytes: flags.maxCallRecvMsgSize },
     rotation: {
       enabled: flags.enableSecretRotation,
       intervalMs: flags.rotationPollIntervalMs,

@@ -71,7 +71,7 @@ export function exampleProvider(o: ExampleProviderOptions): CSIDriverProviderSer
         const files = selected.map((f) => ({ path: f.path, mode: f.mode ?? defaultMode, contents: f.contents }));
         const objectVersion = src.objectVersions ?? selected.map((f) => ({ id: f.path, version: versionOf(f) }));
         if (attributes.writeFiles === 'true') {
-          for (const f of files) await writeLikeAws(req.targetPath, f.path, f.mode, f.contents);
+          for (const [i, f] of files.entries()) await writeLikeAws(req.targetPath, f.path, f.mode, f.contents, selected[i]!.truncateTo);
           o.log?.('mount', { targetPath: req.targetPath, written: files.length });
           return cb(null, { objectVersion, files: [] });
         }
@@ -83,12 +83,13 @@ export function exampleProvider(o: ExampleProviderOptions): CSIDriverProviderSer
 }
 
 /** A provider writing a file into the mount itself: temp file, chmod, write, fsync, rename; the temp file goes on failure. */
-async function writeLikeAws(dir: string, name: string, mode: number, contents: Uint8Array): Promise<void> {
+async function writeLikeAws(dir: string, name: string, mode: number, contents: Uint8Array, truncateTo?: number): Promise<void> {
   const tmp = join(dir, `${name}${randomBytes(4).readUInt32LE(0)}`);
   const fh = await open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   try {
     await fh.chmod(mode);
     await fh.write(contents);
+    if (truncateTo !== undefined) await fh.truncate(truncateTo); // a test hook: sparse growth
     await fh.sync();
     await rename(tmp, join(dir, name));
   } finally {

@@ -7,6 +7,7 @@
 //     - path: db/password         # file path in the volume
 //       contents: "s3cret"        # UTF-8 text, or contentsBase64
 //       mode: 0o440               # optional, default: the request's permission
+//       truncateTo: 1073741824    # writeFiles only: ftruncate the file to this size after writing
 //   errorCode: ""                 # MountResponse.error.code
 //   grpcError: { code: 14, message: "store down" }
 //   delayMs: 0                    # answer late (deadline tests)
@@ -20,6 +21,7 @@ export interface SourceFile {
   readonly path: string;
   readonly mode?: number;
   readonly contents: Buffer;
+  readonly truncateTo?: number;
 }
 
 export interface Source {
@@ -35,6 +37,7 @@ interface RawFile {
   contents?: unknown;
   contentsBase64?: unknown;
   mode?: unknown;
+  truncateTo?: unknown;
 }
 
 export async function readSource(file: string): Promise<Source> {
@@ -42,7 +45,12 @@ export async function readSource(file: string): Promise<Source> {
   const files = ((raw.files ?? []) as RawFile[]).map((f) => {
     const contents =
       typeof f.contentsBase64 === 'string' ? Buffer.from(f.contentsBase64, 'base64') : Buffer.from(String(f.contents ?? ''), 'utf8');
-    return { path: String(f.path ?? ''), contents, ...(typeof f.mode === 'number' ? { mode: f.mode } : {}) };
+    return {
+      path: String(f.path ?? ''),
+      contents,
+      ...(typeof f.mode === 'number' ? { mode: f.mode } : {}),
+      ...(typeof f.truncateTo === 'number' ? { truncateTo: f.truncateTo } : {}),
+    };
   });
   return {
     files,

@@ -20,7 +20,7 @@ import {
 import { mountFuse, unmount } from '../mount/commands.js';
 import { readMountInfo } from '../mount/mountinfo.js';
 import { abortFuseConnection, fuseConnectionId, type AbortResult } from './connection-abort.js';
-import { WriteWindow, type WindowResult } from './write-window.js';
+import { WriteWindow, type WindowLimits, type WindowResult } from './write-window.js';
 import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
 
 /**
@@ -380,11 +380,12 @@ export class SecretsFilesystem {
 
   /**
    * Lets the process that `mayWrite` accepts (by pid) create, write, chmod,
-   * rename and unlink files in the volume's directory until closeWindow.
+   * rename and unlink files in the volume's directory until closeWindow,
+   * within `limits`.
    */
-  openWindow(v: VolumeHandle, mayWrite: (pid: number) => boolean): void {
+  openWindow(v: VolumeHandle, mayWrite: (pid: number) => boolean, limits?: WindowLimits): void {
     this.windows.get(v.tree.dirId)?.release();
-    this.windows.set(v.tree.dirId, new WriteWindow(this.table, v.tree.dirId, mayWrite, v.tree.group));
+    this.windows.set(v.tree.dirId, new WriteWindow(this.table, v.tree.dirId, mayWrite, v.tree.group, limits));
   }
 
   /** Ends the volume's window: no more writes. The staged files are views until releaseWindow. */

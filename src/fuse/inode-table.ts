@@ -111,6 +111,8 @@ export class InodeTable {
   private readonly nodes = new Map<number, Inode>();
   private nextId = ROOT_ID + 1;
   private fileBytes = 0;
+  /** Staged files' whole allocations, of which `data` is the used part (see resize). */
+  private readonly backing = new Map<number, Buffer>();
   private readonly onFree: ((inode: Inode) => void) | undefined;
   private readonly alloc: (size: number) => Buffer;
 
@@ -174,19 +176,22 @@ export class InodeTable {
     return node;
   }
 
-  /** Writes `bytes` at `offset` of a staged file, growing it (zero-filled gap) in fresh memory. */
-  writeStaged(id: number, offset: number, bytes: Uint8Array, mtimeMs: number): void {
+  /**
+   * Writes `bytes` at `offset` of a staged file, growing it (zero-filled gap).
+   * `room`: the largest size the file may reach (the window's limit), which
+   * bounds the spare capacity a growth allocates.
+   */
+  writeStaged(id: number, offset: number, bytes: Uint8Array, mtimeMs: number, room = offset + bytes.length): void {
     const node = this.staged(id);
-    const old = node.data!;
     const end = offset + bytes.length;
-    if (end > old.length) this.resize(node, end);
+    if (end > node.data!.length) this.resize(node, end, room);
     node.data!.set(bytes, offset);
     node.mtimeMs = mtimeMs;
   }
 
-  truncateStaged(id: number, size: number, mtimeMs: number): void {
+  truncateStaged(id: number, size: number, mtimeMs: number, room = size): void {
     const node = this.staged(id);
-    if (size !== node.data!.length) this.resize(node, size);
+    if (size !== node.data!.length) this.resize(node, size, room);
     node.mtimeMs = mtimeMs;
   }
 
@@ -211,14 +216,30 @@ export class InodeTable {
     return node;
   }
 
-  private resize(node: Inode, size: number): void {
+  /**
+   * A staged file's bytes are a view of a larger allocation (`backing`): it
+   * grows by doubling, up to `room`, so a file written in 128 KiB pieces is
+   * copied O(log n) times, not once per write. Everything past the view is
+   * kept zero, so zeroing the view zeroes the whole allocation; a replaced
+   * allocation is zeroed at once.
+   */
+  private resize(node: Inode, size: number, room: number): void {
     const old = node.data!;
-    const next = this.alloc(size);
-    next.fill(0);
-    old.copy(next, 0, 0, Math.min(old.length, size));
-    old.fill(0);
+    const whole = this.backing.get(node.id) ?? old;
+    // Kept: growth within the allocation, or a shrink that leaves it at least a quarter used.
+    if (size <= whole.length && (size >= old.length || size * 4 >= whole.length)) {
+      if (size < old.length) whole.fill(0, size, old.length);
+      node.data = whole.subarray(0, size);
+    } else {
+      const capacity = size > whole.length ? Math.max(size, Math.min(Math.max(whole.length * 2, 4096), room)) : size;
+      const next = this.alloc(capacity);
+      next.fill(0);
+      whole.copy(next, 0, 0, Math.min(old.length, size));
+      whole.fill(0);
+      node.data = next.subarray(0, size);
+      this.backing.set(node.id, next);
+    }
     this.fileBytes += size - old.length;
-    node.data = next;
   }
 
   mksymlink(target: string, mtimeMs: number, group: VolumeGroup = null): Inode {
@@ -395,8 +416,9 @@ export class InodeTable {
   private release(node: Inode): void {
     if (!node.data) return;
     if (node.kind === 'file') this.fileBytes -= node.data.length;
-    node.data.fill(0);
+    node.data.fill(0); // a staged file's spare capacity is zero already
     node.data = null;
+    this.backing.delete(node.id);
   }
 
   private maybeFree(node: Inode): void {

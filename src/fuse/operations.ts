@@ -300,12 +300,13 @@ export class Operations {
       }
       case Op.WRITE: {
         const w = decodeWriteIn(body);
-        return reply(0, encodeWriteOut(win.write(id, w.offset, w.data, now)));
+        const errno = win.write(id, w.offset, w.data, now);
+        return errno !== 0 ? reply(errno) : reply(0, encodeWriteOut(w.data.length));
       }
       case Op.SETATTR: {
         const a = decodeSetattrIn(body);
         if (a.valid & (FATTR.UID | FATTR.GID)) return reply(E.EPERM);
-        win.setattr(
+        const errno = win.setattr(
           id,
           {
             ...(a.valid & FATTR.MODE ? { mode: a.mode } : {}),
@@ -313,7 +314,7 @@ export class Operations {
           },
           now,
         );
-        return reply(0, encodeAttrOut(t.attr(t.get(id)!), 0));
+        return errno !== 0 ? reply(errno) : reply(0, encodeAttrOut(t.attr(t.get(id)!), 0));
       }
       case Op.RENAME:
       case Op.RENAME2: {

@@ -31,6 +31,7 @@ import { toStatus, type VolumeState } from './state.js';
 import type { PublishRequest, VolumeRecordState, VolumeStatus } from './types.js';
 import { unpublishVolume } from './unpublish.js';
 import { WritePolicy } from './write-policy.js';
+import type { WindowLimits } from '../fuse/write-window.js';
 
 export interface RotationOptions {
   readonly enabled: boolean;
@@ -65,6 +66,8 @@ export interface VolumeManagerOptions {
   readonly onRotationError?: (status: VolumeStatus, err: DriverError, failures: number) => void;
   /** The pid of the process serving a provider's socket, for write windows (see WritePolicyOptions). */
   readonly providerPid?: (provider: string) => Promise<number>;
+  /** What a write window may stage (see WritePolicyOptions); DEFAULT_WINDOW_LIMITS when unset. */
+  readonly windowLimits?: WindowLimits;
 }
 
 export class VolumeManager {
@@ -86,7 +89,13 @@ export class VolumeManager {
     });
     this.targets = new TargetLifecycle(log, o.realTargetPath);
     const caller = new ProviderCaller({ spcs: o.spcs, providers: o.providers, metrics, log, providerTimeoutMs: o.providerTimeoutMs });
-    const policy = new WritePolicy({ fs, targets: this.targets, log, ...(o.providerPid ? { providerPid: o.providerPid } : {}) });
+    const policy = new WritePolicy({
+      fs,
+      targets: this.targets,
+      log,
+      ...(o.providerPid ? { providerPid: o.providerPid } : {}),
+      ...(o.windowLimits ? { windowLimits: o.windowLimits } : {}),
+    });
     const onVersion = o.onVersion ? { onVersion: o.onVersion } : {};
     this.publisher = new Publisher({
       fs,

@@ -49,6 +49,8 @@ export class Poller {
       try {
         out = await policy.inWindow(vol.handle, vol.provider, pid, call, vol.handle.tree.files());
       } catch (e) {
+        // Before the failure is reported: the kernel has forgotten the window's names once this resolves,
+        // so nothing of it is visible when the error is logged (e.g. a window over its limits).
         await policy.endWindow(vol.handle, targetPath);
         throw e;
       }

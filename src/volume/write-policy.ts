@@ -9,6 +9,7 @@ import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
 import type { TargetLifecycle } from '../mount/target-lifecycle.js';
 import { scrubResponse, type MountResult } from '../provider/client.js';
 import type { ProviderFile } from '../provider/paths.js';
+import type { WindowLimits, WindowOverflow } from '../fuse/write-window.js';
 import type { ProviderCall } from './provider-call.js';
 import { filesAfterWindow } from './written-files.js';
 
@@ -22,6 +23,24 @@ export interface WritePolicyOptions {
    * their files themselves fail with EROFS.
    */
   readonly providerPid?: (provider: string) => Promise<number>;
+  /** What a window may stage: --max-call-recv-msg-size bytes, as a response (DEFAULT_WINDOW_LIMITS when unset). */
+  readonly windowLimits?: WindowLimits;
+}
+
+/** The error for a window over its limits: which limit, and the flag that sets the byte limit. */
+function tooLarge(provider: string, o: WindowOverflow, cause?: unknown): Error {
+  const what =
+    o.limit === 'file-count'
+      ? `more than ${o.limits.maxFiles} files (${o.attempted} refused with ENOSPC)`
+      : o.limit === 'file-size'
+        ? `${o.attempted}, over the limit of ${o.limits.maxBytes} bytes (refused with EFBIG)`
+        : `${o.attempted}, over the limit of ${o.limits.maxBytes} bytes (refused with ENOSPC)`;
+  const reported = cause instanceof Error ? `; the provider reported: ${cause.message}` : '';
+  return errors.windowTooLarge(
+    `provider ${provider} went over the limits of what it may write into the volume: ${what}; nothing it wrote is served. ` +
+      `A provider may write what a response may carry: --max-call-recv-msg-size bytes in all, at most ${o.limits.maxFiles} files${reported}`,
+    cause,
+  );
 }
 
 /** A provider call's answer and the files the volume serves after it. */
@@ -77,17 +96,23 @@ export class WritePolicy {
   ): Promise<CallOutcome> {
     // pid 0: the provider is outside our pid namespace, so it cannot be told
     // apart; kubelet's container binds of the volume are read-only regardless.
-    this.o.fs.openWindow(handle, (caller) => pid <= 0 || caller === pid);
+    this.o.fs.openWindow(handle, (caller) => pid <= 0 || caller === pid, this.o.windowLimits);
     let result: MountResult;
     try {
       result = await call();
     } catch (e) {
       const w = this.o.fs.closeWindow(handle);
       if (!w?.wrote) this.writes.delete(provider);
+      // The provider most likely failed on our EFBIG/ENOSPC: the limit is the error to report.
+      if (w?.overflow) throw tooLarge(provider, w.overflow, e);
       throw e;
     }
     const w = this.o.fs.closeWindow(handle);
     this.writes.set(provider, w?.wrote ?? false);
+    if (w?.overflow) {
+      scrubResponse(result.files);
+      throw tooLarge(provider, w.overflow);
+    }
     const merged = filesAfterWindow(served, w, result.files);
     if (merged.error) {
       scrubResponse(result.files);

@@ -106,6 +106,8 @@ export interface ProviderFileSpec {
   contents?: string;
   contentsBase64?: string;
   mode?: number;
+  /** With writeFiles: the provider ftruncates the file to this size after writing it. */
+  truncateTo?: number;
 }
 
 export interface SourceSpec {
