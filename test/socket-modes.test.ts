@@ -89,6 +89,7 @@ t.test('under umask 000 the keeper and CSI sockets are never reachable by others
     `--secret-provider-class-dir=${join(dir, 'spc')}`,
     '--metrics-addr=',
     `--keeper-socket=${keeperSock}`,
+    `--kubelet-root-dir=${dir}`,
   ]);
   t.teardown(() => driver.stop());
   const csiModes = await observeModes(csiSock, () => /"msg":"listening"/.test(driver.out) || driver.child.exitCode !== null);
