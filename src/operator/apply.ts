@@ -8,6 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { KubernetesObjectApi, PatchStrategy, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
 import { apiStatus } from '../kube/api.js';
 import { HASH_ANNOTATION } from './assets.js';
 
@@ -15,10 +16,12 @@ export const FIELD_MANAGER = 'secrets-store-csi-driver-operator';
 
 export type ApplyResult = 'created' | 'updated' | 'unchanged' | 'exists';
 
-/** True when every value set in `want` is equal in `have` (arrays: same length, element by element). */
+/** True when every value set in `want` is equal in `have` (arrays: same length, element by element; [] matches absent). */
 export function contains(want: unknown, have: unknown): boolean {
   if (want === undefined || want === null) return true;
   if (Array.isArray(want)) {
+    // The server drops empty lists it does not store (omitempty).
+    if (want.length === 0 && have === undefined) return true;
     return Array.isArray(have) && have.length === want.length && want.every((w, i) => contains(w, have[i]));
   }
   if (typeof want === 'object') {
@@ -38,7 +41,10 @@ export const describe = (o: KubernetesObject): string =>
 
 export class Applier {
   private readonly api: KubernetesObjectApi;
-  constructor(kc: KubeConfig) {
+  constructor(
+    kc: KubeConfig,
+    private readonly log: Logger,
+  ) {
     this.api = KubernetesObjectApi.makeApiClient(kc);
   }
 
@@ -77,8 +83,11 @@ export class Applier {
     if (live && adjust) adjust(want, live);
     const hash = desiredHash(want);
     want.metadata = { ...want.metadata, annotations: { ...want.metadata?.annotations, [HASH_ANNOTATION]: hash } };
-    if (live && live.metadata?.annotations?.[HASH_ANNOTATION] === hash && contains(withoutMeta(want), withoutMeta(live))) {
-      return 'unchanged';
+    if (live) {
+      const sameHash = live.metadata?.annotations?.[HASH_ANNOTATION] === hash;
+      const sameFields = contains(withoutMeta(want), withoutMeta(live));
+      if (sameHash && sameFields) return 'unchanged';
+      this.log.debug({ object: describe(want), sameHash, sameFields }, 'differs from the desired state');
     }
     await this.api.patch(want, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
     return live ? 'updated' : 'created';

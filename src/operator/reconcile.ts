@@ -61,7 +61,7 @@ export class Reconciler {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
-    this.applier = new Applier(kc);
+    this.applier = new Applier(kc, log);
     this.events = new OperatorEvents(this.core, log);
   }
 
@@ -153,8 +153,9 @@ export class Reconciler {
       const keepTokens =
         a.kind === 'CSIDriver' && driver.tokenRequests === null
           ? (want: KubernetesObject, live: KubernetesObject) => {
-              (want as { spec: { tokenRequests?: unknown } }).spec.tokenRequests = (live as { spec?: { tokenRequests?: unknown } }).spec
-                ?.tokenRequests;
+              // (An empty list is stored as absent: [] keeps the desired hash stable.)
+              const current = (live as { spec?: { tokenRequests?: unknown } }).spec?.tokenRequests ?? [];
+              (want as { spec: { tokenRequests?: unknown } }).spec.tokenRequests = current;
             }
           : undefined;
       const r = await this.applier.ensure(a, keepTokens);
@@ -199,18 +200,19 @@ export class Reconciler {
     const assets = renderAssets(this.manifests, this.opts, spec.driver, this.owner(cr));
     if (spec.managementState === 'Removed') {
       const inUse = await this.uninstall(cr);
+      // Nothing is left to clean up, so nothing needs to hold up a deletion.
+      // Before the status write, which would change the resourceVersion this compares.
+      if (finalizers.includes(FINALIZER))
+        await this.setFinalizers(
+          cr,
+          finalizers.filter((f) => f !== FINALIZER),
+        );
       await this.writeStatus(cr, { readyReplicas: 0, generations: [] }, [
         { type: Cond.Available, status: 'False', reason: 'Removed', message: 'managementState is Removed' },
         { type: Cond.Progressing, status: 'False', reason: 'Removed', message: 'managementState is Removed' },
         degraded(null),
         inUse,
       ]);
-      // Nothing is left to clean up, so nothing needs to hold up a deletion.
-      if (finalizers.includes(FINALIZER))
-        await this.setFinalizers(
-          cr,
-          finalizers.filter((f) => f !== FINALIZER),
-        );
       return;
     }
     let failure: string | null = null;
