@@ -1,7 +1,7 @@
 // The operator's pure parts, without a cluster: the ClusterCSIDriver spec
 // checked as a whole, the live-versus-desired comparison that keeps resyncs
 // from writing, and the assets made from deploy/ (test/operator.test.ts
-// runs the operator itself against a control plane).
+// runs the operator itself against a control plane), and its flags.
 
 import t from 'tap';
 import { join } from 'node:path';
@@ -11,6 +11,8 @@ import { parseSpec } from '../src/operator/spec.js';
 import { contains } from '../src/operator/apply.js';
 import { loadManifests, renderAssets } from '../src/operator/assets.js';
 import { daemonSetConditions } from '../src/operator/status.js';
+import { parseOperatorFlags } from '../src/operator/flags.js';
+import { execFileP } from '../testkit/run.js';
 
 const ss = (secretsStore: unknown, rest: Record<string, unknown> = {}) => ({
   ...rest,
@@ -172,4 +174,37 @@ t.test('DaemonSet conditions: observed and no unavailable pods is Available', as
   t.match(daemonSetConditions([ds(3, 2)]), [{ status: 'False', reason: 'NotObserved' }, { status: 'True' }]);
   t.match(daemonSetConditions([ds(2, 2, 1)]), [{ status: 'False', reason: 'PodsUnavailable', message: /1 of 2 pods/ }]);
   t.match(daemonSetConditions([ds(2, 2), null]), [{ status: 'False', reason: 'DaemonSetMissing' }]);
+});
+
+t.test('operator flags: placement, namespace, resync; --help and a bad flag from the binary', async (t) => {
+  const f = parseOperatorFlags([
+    '--namespace=ns1',
+    '--node-selector=a=1, b=2',
+    '--tolerations=[{"key":"k","operator":"Exists"}]',
+    '--priority-class-name=p',
+    '--resync-interval=30s',
+  ])!;
+  t.equal(f.assets.namespace, 'ns1');
+  t.same(f.assets.placement, { nodeSelector: { a: '1', b: '2' }, tolerations: [{ key: 'k', operator: 'Exists' }], priorityClassName: 'p' });
+  t.equal(f.resyncMs, 30_000);
+  t.same(parseOperatorFlags([])!.assets, {
+    namespace: 'secrets-store-csi-driver',
+    image: null,
+    placement: { nodeSelector: {}, tolerations: null, priorityClassName: null },
+  });
+  t.equal(parseOperatorFlags(['--help']), null);
+  t.throws(() => parseOperatorFlags(['--node-selector=novalue']), /key=value/);
+  t.throws(() => parseOperatorFlags(['--tolerations={}']), /JSON list/);
+  t.throws(() => parseOperatorFlags(['--namespace=Bad_NS']), /not a namespace name/);
+  t.throws(() => parseOperatorFlags(['--bogus']));
+
+  const bin = join(ROOT, 'dist/src/bin/operator.js');
+  const help = await execFileP(process.execPath, [bin, '--help', '--kubeconfig=/nonexistent']);
+  t.match(help.stdout, /^Usage of secrets-store-csi-driver-operator:\n/, '--help prints the usage and exits 0 without connecting');
+  const bad = await execFileP(process.execPath, [bin, '--bogus']).then(
+    () => null,
+    (e: { code: number; stderr: string }) => e,
+  );
+  t.equal(bad?.code, 2, 'an unknown flag exits 2');
+  t.match(bad?.stderr, /bogus/);
 });
