@@ -78,8 +78,14 @@ export async function startOperator(flags: OperatorFlags, log: Logger): Promise<
   );
   for (const inf of [crInformer, dsInformer]) {
     for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, () => schedule(100));
+    // ListWatch stops on an error other than 410 or a timeout; restart it (the resync covers the gap).
     inf.on('error', (err: unknown) => {
-      if (!stopped) log.warn({ err: apiErrorText(err) }, 'watch failed; the informer reconnects');
+      if (stopped) return;
+      log.warn({ err: apiErrorText(err) }, 'watch failed; restarting it in 2s');
+      setTimeout(() => {
+        if (!stopped) inf.start().catch(() => undefined); // a failed list emits 'error' again
+      }, 2000).unref();
+      schedule(2000);
     });
   }
   await Promise.all([crInformer.start(), dsInformer.start()]);
