@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The driver image: built with Node 24 and a C toolchain, shipped with Node 24
 # and only the runtime files (compiled JS, production node_modules, the addon).
+# The last stage is the driver (the default target); `--target operator`
+# builds the operator's image instead.
 
 FROM node:24-bookworm AS build
 WORKDIR /app
@@ -17,7 +19,19 @@ COPY bench ./bench
 COPY testkit ./testkit
 RUN npx tsc -p . && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:24-bookworm-slim
+# The operator: no addon, no mount tools, no root. It makes the driver's
+# objects from the deploy/ manifests it ships with, so the two never differ.
+FROM node:24-bookworm-slim AS operator
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY deploy ./deploy
+USER 65532:65532
+ENTRYPOINT ["node", "dist/src/bin/operator.js"]
+
+FROM node:24-bookworm-slim AS driver
 # mount/umount (and, to abort a FUSE connection when fusectl is not mounted,
 # unshare and sh) are the only system tools the driver runs.
 RUN apt-get update && apt-get install -y --no-install-recommends util-linux mount \

@@ -24,7 +24,8 @@ export function adminConfig(cp: ControlPlane): KubeConfig {
 
 export async function manifests(dir: string): Promise<KubernetesObject[]> {
   const out: KubernetesObject[] = [];
-  const files = (await readdir(dir, { recursive: true })).filter((f) => /\.ya?ml$/.test(f)).sort();
+  // deploy/operator/ installs the operator, not the driver: only read when asked for directly.
+  const files = (await readdir(dir, { recursive: true })).filter((f) => /\.ya?ml$/.test(f) && !f.startsWith('operator/')).sort();
   for (const f of files) {
     for (const doc of parseAllDocuments(await readFile(join(dir, f), 'utf8'))) {
       const obj = doc.toJS() as KubernetesObject | null;
