@@ -24,6 +24,7 @@ import { apiErrorText, apiStatus, type KubeApi } from './api.js';
 import { EventReason, type EventRecorder, type PodRef } from './events.js';
 import { GROUP, NODE_LABEL, SPCPS_PLURAL, type PodStatusObject } from './pod-status.js';
 import { secretDataFor } from './tls/index.js';
+import { restartOnError } from './informer-restart.js';
 
 export const MANAGED_LABEL = 'secrets-store.csi.k8s.io/managed';
 export const SYNC_FORBIDDEN_WARNING =
@@ -80,6 +81,7 @@ function sameOwner(a: V1OwnerReference, b: V1OwnerReference): boolean {
 
 export class SecretSync {
   private readonly queue: WorkQueue;
+  private stopped = false;
   private spcpsInformer: ListWatch<SpcpsObject> | null = null;
   private podInformer: ListWatch<V1Pod> | null = null;
   private readonly resyncMs: number;
@@ -120,7 +122,12 @@ export class SecretSync {
     this.spcpsInformer.on('add', enqueue);
     this.spcpsInformer.on('update', enqueue);
     for (const inf of [this.spcpsInformer, this.podInformer] as Array<ListWatch<KubernetesObject>>) {
-      inf.on('error', (err: unknown) => this.o.log.warn({ err: apiErrorText(err) }, 'watch failed; the informer reconnects'));
+      restartOnError(inf, {
+        what: 'secret sync',
+        warn: (f, m) => this.o.log.warn(f, m),
+        stopped: () => this.stopped,
+        describe: apiErrorText,
+      });
     }
     await this.podInformer.start();
     await this.spcpsInformer.start();
@@ -132,6 +139,7 @@ export class SecretSync {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.queue.stop();
     await this.spcpsInformer?.stop();
     await this.podInformer?.stop();

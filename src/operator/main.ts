@@ -9,6 +9,7 @@ import { MANAGED_BY, MANAGED_BY_LABEL, loadManifests } from './assets.js';
 import type { OperatorFlags } from './flags.js';
 import { Reconciler } from './reconcile.js';
 import { CR_GROUP, CR_PLURAL, CR_VERSION, DRIVER_NAME } from './spec.js';
+import { restartOnError } from '../kube/informer-restart.js';
 
 export interface RunningOperator {
   stop(): Promise<void>;
@@ -78,14 +79,14 @@ export async function startOperator(flags: OperatorFlags, log: Logger): Promise<
   );
   for (const inf of [crInformer, dsInformer]) {
     for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, () => schedule(100));
-    // ListWatch stops on an error other than 410 or a timeout; restart it (the resync covers the gap).
-    inf.on('error', (err: unknown) => {
-      if (stopped) return;
-      log.warn({ err: apiErrorText(err) }, 'watch failed; restarting it in 2s');
-      setTimeout(() => {
-        if (!stopped) inf.start().catch(() => undefined); // a failed list emits 'error' again
-      }, 2000).unref();
-      schedule(2000);
+    // ListWatch stops on most errors; restart it, and resync to cover the gap.
+    restartOnError(inf, {
+      what: 'operator',
+      warn: (f, m) => log.warn(f, m),
+      stopped: () => stopped,
+      describe: apiErrorText,
+      baseDelayMs: 2000,
+      onError: () => schedule(2000),
     });
   }
   await Promise.all([crInformer.start(), dsInformer.start()]);

@@ -15,6 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import { errors } from '../errors.js';
 import { SPC_GROUP, SPC_PLURAL, spcNotFound, type SecretProviderClass, type SpcSource } from './types.js';
+import { restartOnError } from '../kube/informer-restart.js';
 
 type SpcObject = SecretProviderClass & KubernetesObject;
 
@@ -41,10 +42,7 @@ export class KubeSpcSource implements SpcSource {
           KubernetesListObject<SpcObject>
         >,
     );
-    // The informer reconnects by itself with backoff; say so when it has to.
-    this.informer.on('error', (err: unknown) => {
-      if (!this.stopped) this.log.warn({ err: (err as Error)?.message }, 'secretproviderclass watch failed; reconnecting');
-    });
+    restartOnError(this.informer, { what: 'secretproviderclass', warn: (f, m) => this.log.warn(f, m), stopped: () => this.stopped });
   }
 
   static async start(opts: KubeSpcSourceOptions): Promise<KubeSpcSource> {

@@ -1,0 +1,74 @@
+// An informer whose watch fails with an error other than 410 is restarted
+// (client-node's ListWatch would stay stopped), and is not once its owner
+// stopped. The informer is client-node's real ListWatch over HTTP; the API
+// server is a small stand-in here, because failing a real kube-apiserver's
+// watch on demand means restarting it under every other test of the run.
+
+import t from 'tap';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { KubeConfig, ListWatch, Watch, CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
+import { restartOnError } from '../src/kube/informer-restart.js';
+import { waitUntil } from './helpers/harness.js';
+
+t.test('a failed watch is restarted with backoff; a stopped owner is left alone', async (t) => {
+  let watches = 0;
+  let failNext = 1;
+  const open: ServerResponse[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.searchParams.get('watch') === 'true') {
+      watches++;
+      if (failNext > 0) {
+        failNext--;
+        res.writeHead(500, { 'content-type': 'application/json' }).end('{"kind":"Status","code":500,"message":"boom"}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const cm = { metadata: { name: `cm-${watches}`, namespace: 'default', resourceVersion: String(10 + watches) } };
+      res.write(`${JSON.stringify({ type: 'ADDED', object: cm })}\n`);
+      open.push(res);
+      return;
+    }
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ kind: 'ConfigMapList', metadata: { resourceVersion: '10' }, items: [] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  const api = kc.makeApiClient(CoreV1Api);
+  const informer = new ListWatch<V1ConfigMap>(
+    '/api/v1/configmaps',
+    new Watch(kc),
+    async () => (await api.listConfigMapForAllNamespaces()) as never,
+    false,
+  );
+  let stopped = false;
+  const warnings: string[] = [];
+  restartOnError(informer, { what: 'test', warn: (_f, m) => warnings.push(m), stopped: () => stopped, baseDelayMs: 50 });
+  t.teardown(async () => {
+    stopped = true;
+    await informer.stop();
+    for (const r of open) r.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  await informer.start();
+  await waitUntil(() => informer.list().length > 0, 10_000, 'an object after the restart');
+  t.equal(watches, 2, 'the failed watch was started again');
+  t.same(warnings, ['test watch failed; restarting it'], 'and the failure was logged once');
+
+  // Once the owner stopped, a failure is not retried.
+  stopped = true;
+  failNext = 1;
+  for (const r of open.splice(0)) r.end();
+  await new Promise((r) => setTimeout(r, 400));
+  const after = watches;
+  await new Promise((r) => setTimeout(r, 400));
+  t.equal(watches, after, 'no restart after stop');
+});
