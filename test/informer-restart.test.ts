@@ -7,7 +7,7 @@
 import t from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { KubeConfig, ListWatch, Watch, CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
-import { restartOnError } from '../src/kube/informer-restart.js';
+import { restartOnError } from '../src/operator/informer-restart.js';
 import { waitUntil } from './helpers/harness.js';
 
 t.test('a failed watch is restarted with backoff; a stopped owner is left alone', async (t) => {
