@@ -111,15 +111,17 @@ export class Informer<T extends KubeObject> {
 
   /** Resolves when the stream ended; rejects with what broke it (an ApiError 410 means: list again). */
   private async runWatch(signal: AbortSignal): Promise<void> {
+    // The server ends the watch after 5-10 minutes; a connection silent for
+    // longer than that is half-dead (a lost peer sends no FIN) and is dropped.
+    const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
     const query: Query = {
       ...this.selectors(),
       watch: true,
       allowWatchBookmarks: true,
       resourceVersion: this.resourceVersion,
-      // The server ends the watch after 5-10 minutes, so a half-dead connection does not stay unnoticed.
-      timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+      timeoutSeconds,
     };
-    const res = await this.http.open('GET', this.o.path, { query, signal });
+    const res = await this.http.open('GET', this.o.path, { query, signal, timeoutMs: (timeoutSeconds + 30) * 1000 });
     if (res.statusCode !== 200) throw await KubeHttp.failure(res);
     this.delay = this.base; // connected: the backoff starts over
     const lines = createInterface({ input: res, crlfDelay: Infinity });
