@@ -10,8 +10,8 @@ import { DEFAULT_WINDOW_LIMITS } from '../fuse/write-window.js';
 import { ProviderClients } from '../provider/client.js';
 import { DirSpcSource } from '../spc/dir-source.js';
 // The Kubernetes modules are loaded only once the FUSE connection is served
-// (see startDriver): @kubernetes/client-node takes about a second to load,
-// and readers wait for a restarted driver until it answers.
+// (see startDriver): readers wait for a restarted driver until it answers, and
+// a driver without a cluster (--secret-provider-class-dir) never needs them.
 import type { KubeApi } from '../kube/api.js';
 import type { PodStatusWriter } from '../kube/pod-status.js';
 import type { SecretSync } from '../kube/secret-sync.js';
@@ -166,6 +166,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     await k?.sync.stop();
     providers.close();
     await spcs.close();
+    k?.api.close();
     await undoMount();
     throw e;
   });
@@ -233,6 +234,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       await shutdownServer();
       providers.close();
       await spcs.close();
+      k?.api.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer.close(() => r()));
       // With a keeper the connection outlives this process: the next driver serves it.
       if (keeper?.connected) {
@@ -292,16 +294,15 @@ async function openFilesystem(
  */
 async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeState): Promise<{ spcs: SpcSource; kube: KubeParts | null }> {
   if (flags.secretProviderClassDir) return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null };
-  const [{ KubeApi, loadKubeConfig }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] =
-    await Promise.all([
-      import('../kube/api.js'),
-      import('../spc/kube-source.js'),
-      import('../kube/pod-status.js'),
-      import('../kube/secret-sync.js'),
-      import('../kube/events.js'),
-    ]);
-  const api = new KubeApi(loadKubeConfig(flags.kubeconfig || undefined));
-  const spcs = await KubeSpcSource.start({ kc: api.kc, log });
+  const [{ KubeApi }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
+    import('../kube/api.js'),
+    import('../spc/kube-source.js'),
+    import('../kube/pod-status.js'),
+    import('../kube/secret-sync.js'),
+    import('../kube/events.js'),
+  ]);
+  const api = KubeApi.connect(flags.kubeconfig || undefined);
+  const spcs = await KubeSpcSource.start({ api, log });
   const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
   const sync = new SecretSync({
     api,
@@ -366,7 +367,7 @@ async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: KubePart
   if (dead.length === 0) return;
   log.warn({ count: dead.length, targets: dead.map((d) => d.targetPath) }, 'found secrets mounts that died with a previous driver');
   if (!k) return;
-  const pods = await k.api.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${flags.nodeId}` }).catch(() => null);
+  const pods = await k.api.core.listPods(`spec.nodeName=${flags.nodeId}`).catch(() => null);
   for (const d of dead) {
     const pod = pods?.items.find((p) => p.metadata?.uid === d.podUid);
     if (!pod?.metadata?.name || !pod.metadata.namespace) continue;
@@ -382,7 +383,7 @@ async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: KubePart
           : ' (delete the pod, or run the driver with --delete-pods-with-dead-mounts)'),
     );
     if (flags.deletePodsWithDeadMounts) {
-      await k.api.core.deleteNamespacedPod({ name: ref.name, namespace: ref.namespace }).then(
+      await k.api.core.deletePod(ref.namespace, ref.name).then(
         () => log.warn({ pod: `${ref.namespace}/${ref.name}` }, 'deleted a pod whose secrets mount was dead'),
         (e: unknown) =>
           log.warn(

@@ -1,42 +1,36 @@
-// The Kubernetes API clients the driver uses, from one KubeConfig: in-cluster
-// when running in a pod, else --kubeconfig / KUBECONFIG; never the silent
-// localhost fallback of loadFromDefault().
+// The Kubernetes API clients the driver uses, from one cluster configuration:
+// in-cluster when running in a pod, else --kubeconfig / KUBECONFIG; never a
+// silent localhost fallback. A small client of our own (./client/): loading
+// @kubernetes/client-node cost the driver most of its start time and memory.
 
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-
-export function loadKubeConfig(kubeconfig?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else throw new Error('no Kubernetes configuration: not in a cluster, and neither --kubeconfig nor KUBECONFIG is set');
-  return kc;
-}
+import { loadClusterConfig } from './client/config.js';
+import { ApiError, KubeHttp } from './client/http.js';
+import { CoreClient, SecretsStoreClient } from './client/resources.js';
 
 export class KubeApi {
-  readonly core: CoreV1Api;
-  readonly custom: CustomObjectsApi;
-  constructor(readonly kc: KubeConfig) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
+  readonly core: CoreClient;
+  readonly secretsStore: SecretsStoreClient;
+  constructor(readonly http: KubeHttp) {
+    this.core = new CoreClient(http);
+    this.secretsStore = new SecretsStoreClient(http);
+  }
+
+  static connect(kubeconfig?: string): KubeApi {
+    return new KubeApi(new KubeHttp(loadClusterConfig(kubeconfig)));
+  }
+
+  close(): void {
+    this.http.close();
   }
 }
 
 /** HTTP status of an API error, or undefined for anything else (network, bug). */
 export function apiStatus(e: unknown): number | undefined {
-  return e instanceof ApiException ? e.code : undefined;
+  return e instanceof ApiError ? e.status : undefined;
 }
 
 /** A short, secret-free description of an API error: status and the server's message. */
 export function apiErrorText(e: unknown): string {
-  if (e instanceof ApiException) {
-    let msg: string;
-    try {
-      msg = (JSON.parse(String(e.body)) as { message?: string }).message ?? '';
-    } catch {
-      msg = '';
-    }
-    return `HTTP ${e.code}${msg ? `: ${msg}` : ''}`;
-  }
+  if (e instanceof ApiError) return `HTTP ${e.status}${e.serverMessage ? `: ${e.serverMessage}` : ''}`;
   return (e as Error)?.message ?? String(e);
 }

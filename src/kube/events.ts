@@ -31,23 +31,20 @@ export class EventRecorder {
   ) {}
 
   async emit(pod: PodRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
-    const now = new Date();
+    const now = new Date().toISOString();
     try {
-      await this.api.core.createNamespacedEvent({
-        namespace: pod.namespace,
-        body: {
-          metadata: { name: `${pod.name}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
-          involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
-          type,
-          reason,
-          message: message.slice(0, 1024),
-          source: { component: this.component, host: this.host },
-          reportingComponent: this.component,
-          reportingInstance: this.host,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
+      await this.api.core.createEvent(pod.namespace, {
+        metadata: { name: `${pod.name}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
+        involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component: this.component, host: this.host },
+        reportingComponent: this.component,
+        reportingInstance: this.host,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
       });
     } catch (e) {
       this.log.debug({ pod: `${pod.namespace}/${pod.name}`, reason, err: apiErrorText(e) }, 'could not record event');

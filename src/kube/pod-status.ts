@@ -68,13 +68,7 @@ export class PodStatusWriter {
     const want = buildPodStatus(v, this.nodeId);
     const ns = want.metadata.namespace;
     try {
-      return (await this.api.custom.createNamespacedCustomObject({
-        group: GROUP,
-        version: 'v1',
-        namespace: ns,
-        plural: SPCPS_PLURAL,
-        body: want,
-      })) as PodStatusObject;
+      return await this.api.secretsStore.create(SPCPS_PLURAL, ns, want);
     } catch (e) {
       if (apiStatus(e) !== 409)
         throw new Error(`failed to create secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, {
@@ -83,24 +77,11 @@ export class PodStatusWriter {
     }
     for (let attempt = 0; ; attempt++) {
       try {
-        const cur = (await this.api.custom.getNamespacedCustomObject({
-          group: GROUP,
-          version: 'v1',
-          namespace: ns,
-          plural: SPCPS_PLURAL,
-          name: want.metadata.name,
-        })) as PodStatusObject;
+        const cur = await this.api.secretsStore.get<PodStatusObject>(SPCPS_PLURAL, ns, want.metadata.name);
         cur.metadata.labels = { ...(cur.metadata.labels ?? {}), [NODE_LABEL]: this.nodeId };
         cur.metadata.ownerReferences = want.metadata.ownerReferences!;
         cur.status = want.status;
-        return (await this.api.custom.replaceNamespacedCustomObject({
-          group: GROUP,
-          version: 'v1',
-          namespace: ns,
-          plural: SPCPS_PLURAL,
-          name: want.metadata.name,
-          body: cur,
-        })) as PodStatusObject;
+        return await this.api.secretsStore.replace(SPCPS_PLURAL, ns, want.metadata.name, cur);
       } catch (e) {
         if (apiStatus(e) === 409 && attempt < 4) continue; // lost an update race: read again
         throw new Error(`failed to update secret provider class pod status for pod ${ns}/${v.podName}, err: ${apiErrorText(e)}`, {

@@ -16,7 +16,6 @@
 // mount (a process must never read its own FUSE mount synchronously), and an
 // existing Secret is updated in place, keeping its other owners.
 
-import { ListWatch, Watch, type KubernetesObject, type V1Pod, type V1Secret, type V1OwnerReference } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { SpcSource, SecretObject } from '../spc/types.js';
 import { WorkQueue, type ReconcileResult } from '../util/work-queue.js';
@@ -24,7 +23,8 @@ import { apiErrorText, apiStatus, type KubeApi } from './api.js';
 import { EventReason, type EventRecorder, type PodRef } from './events.js';
 import { GROUP, NODE_LABEL, SPCPS_PLURAL, type PodStatusObject } from './pod-status.js';
 import { secretDataFor } from './tls/index.js';
-import { restartOnError } from './informer-restart.js';
+import { Informer } from './client/watch.js';
+import { paths, type KubeObject, type OwnerReference, type Pod, type Secret } from './client/resources.js';
 
 export const MANAGED_LABEL = 'secrets-store.csi.k8s.io/managed';
 export const SYNC_FORBIDDEN_WARNING =
@@ -44,7 +44,7 @@ export interface SecretSyncOptions {
   readonly retryMs?: number;
 }
 
-type SpcpsObject = PodStatusObject & KubernetesObject;
+type SpcpsObject = PodStatusObject & KubeObject;
 
 /** Upstream's ValidateSecretObject. */
 export function validateSecretObject(o: SecretObject): string | null {
@@ -75,15 +75,14 @@ function sameMap(a: Record<string, string>, b: Record<string, string>): boolean 
   return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }
 
-function sameOwner(a: V1OwnerReference, b: V1OwnerReference): boolean {
+function sameOwner(a: OwnerReference, b: OwnerReference): boolean {
   return a.uid === b.uid && a.kind === b.kind && a.name === b.name;
 }
 
 export class SecretSync {
   private readonly queue: WorkQueue;
-  private stopped = false;
-  private spcpsInformer: ListWatch<SpcpsObject> | null = null;
-  private podInformer: ListWatch<V1Pod> | null = null;
+  private spcpsInformer: Informer<SpcpsObject> | null = null;
+  private podInformer: Informer<Pod> | null = null;
   private readonly resyncMs: number;
 
   constructor(private readonly o: SecretSyncOptions) {
@@ -97,38 +96,25 @@ export class SecretSync {
 
   async start(): Promise<void> {
     const { api, nodeId } = this.o;
-    const watch = new Watch(api.kc);
-    const labelSelector = `${NODE_LABEL}=${nodeId}`;
-    this.spcpsInformer = new ListWatch<SpcpsObject>(
-      `/apis/${GROUP}/v1/${SPCPS_PLURAL}`,
-      watch,
-      async () => (await api.custom.listClusterCustomObject({ group: GROUP, version: 'v1', plural: SPCPS_PLURAL, labelSelector })) as never,
-      false,
-      labelSelector,
-    );
-    const fieldSelector = `spec.nodeName=${nodeId}`;
-    this.podInformer = new ListWatch<V1Pod>(
-      '/api/v1/pods',
-      watch,
-      async () => (await api.core.listPodForAllNamespaces({ fieldSelector })) as never,
-      false,
-      undefined,
-      fieldSelector,
-    );
-    const enqueue = (obj: KubernetesObject): void => {
+    const warn = (f: Record<string, unknown>, m: string): void => this.o.log.warn(f, m);
+    this.spcpsInformer = new Informer<SpcpsObject>(api.http, {
+      path: paths.custom(SPCPS_PLURAL),
+      labelSelector: `${NODE_LABEL}=${nodeId}`,
+      what: 'secret sync',
+      warn,
+    });
+    this.podInformer = new Informer<Pod>(api.http, {
+      path: paths.allPods,
+      fieldSelector: `spec.nodeName=${nodeId}`,
+      what: 'secret sync',
+      warn,
+    });
+    const enqueue = (obj: KubeObject): void => {
       if (obj.metadata?.namespace && obj.metadata.name) this.queue.add(`${obj.metadata.namespace}/${obj.metadata.name}`);
     };
     // Creates and updates of this node's status objects; deletes are ignored, as upstream.
     this.spcpsInformer.on('add', enqueue);
     this.spcpsInformer.on('update', enqueue);
-    for (const inf of [this.spcpsInformer, this.podInformer] as Array<ListWatch<KubernetesObject>>) {
-      restartOnError(inf, {
-        what: 'secret sync',
-        warn: (f, m) => this.o.log.warn(f, m),
-        stopped: () => this.stopped,
-        describe: apiErrorText,
-      });
-    }
     await this.podInformer.start();
     await this.spcpsInformer.start();
   }
@@ -138,18 +124,18 @@ export class SecretSync {
     this.queue.add(`${namespace}/${spcpsName}`);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
+  stop(): Promise<void> {
     this.queue.stop();
-    await this.spcpsInformer?.stop();
-    await this.podInformer?.stop();
+    this.spcpsInformer?.stop();
+    this.podInformer?.stop();
+    return Promise.resolve();
   }
 
-  private async pod(namespace: string, name: string): Promise<V1Pod | null> {
+  private async pod(namespace: string, name: string): Promise<Pod | null> {
     const cached = this.podInformer?.get(name, namespace);
     if (cached) return cached;
     try {
-      return await this.o.api.core.readNamespacedPod({ namespace, name });
+      return await this.o.api.core.getPod(namespace, name);
     } catch (e) {
       if (apiStatus(e) === 404) return null;
       throw e;
@@ -161,13 +147,7 @@ export class SecretSync {
     const { api, log } = this.o;
     let spcps: SpcpsObject;
     try {
-      spcps = (await api.custom.getNamespacedCustomObject({
-        group: GROUP,
-        version: 'v1',
-        namespace,
-        plural: SPCPS_PLURAL,
-        name,
-      })) as SpcpsObject;
+      spcps = await api.secretsStore.get<SpcpsObject>(SPCPS_PLURAL, namespace, name);
     } catch (e) {
       if (apiStatus(e) === 404) return {};
       throw e;
@@ -198,7 +178,7 @@ export class SecretSync {
     if (m?.[2] !== vol.name)
       throw new Error(`secret provider class pod status volume name did not match pod Volume for pod ${namespace}/${podName}`);
 
-    const owners: V1OwnerReference[] = (pod.metadata?.ownerReferences ?? []).map((r) => ({
+    const owners: OwnerReference[] = (pod.metadata?.ownerReferences ?? []).map((r) => ({
       apiVersion: r.apiVersion,
       kind: r.kind,
       name: r.name,
@@ -264,27 +244,24 @@ export class SecretSync {
     name: string,
     obj: SecretObject,
     data: Record<string, Buffer>,
-    owners: V1OwnerReference[],
+    owners: OwnerReference[],
   ): Promise<'created' | 'data-changed' | 'meta-changed' | 'unchanged'> {
     const type = (obj.type ?? '').trim() || 'Opaque';
     const labels = { ...(obj.labels ?? {}), [MANAGED_LABEL]: 'true' };
     const annotations = { ...(obj.annotations ?? {}) };
     // The API takes the data as base64 JSON strings: V8 strings cannot be zeroed and live until the GC
-    // reuses their memory, as do client-node's request bodies and TLS buffers (docs/memory.md).
+    // reuses their memory, as do the request bodies and TLS buffers (docs/memory.md).
     const b64: Record<string, string> = {};
     for (const [k, v] of Object.entries(data)) b64[k] = v.toString('base64');
     const core = this.o.api.core;
     try {
-      await core.createNamespacedSecret({
-        namespace,
-        body: { metadata: { name, namespace, labels, annotations, ownerReferences: owners }, type, data: b64 },
-      });
+      await core.createSecret(namespace, { metadata: { name, namespace, labels, annotations, ownerReferences: owners }, type, data: b64 });
       return 'created';
     } catch (e) {
       if (apiStatus(e) !== 409) throw e;
     }
     for (let attempt = 0; ; attempt++) {
-      const cur: V1Secret = await core.readNamespacedSecret({ namespace, name });
+      const cur = await core.getSecret(namespace, name);
       const curOwners = cur.metadata?.ownerReferences ?? [];
       const mergedOwners = [...curOwners, ...owners.filter((o) => !curOwners.some((c) => sameOwner(c, o)))];
       const dataChanged = !sameMap(cur.data ?? {}, b64);
@@ -293,9 +270,9 @@ export class SecretSync {
         !sameMap(cur.metadata?.labels ?? {}, labels) ||
         !sameMap(cur.metadata?.annotations ?? {}, annotations);
       if (!dataChanged && !metaChanged) return 'unchanged';
-      const body: V1Secret = { ...cur, type, data: b64, metadata: { ...cur.metadata, labels, annotations, ownerReferences: mergedOwners } };
+      const body: Secret = { ...cur, type, data: b64, metadata: { ...cur.metadata, labels, annotations, ownerReferences: mergedOwners } };
       try {
-        await core.replaceNamespacedSecret({ namespace, name, body });
+        await core.replaceSecret(namespace, name, body);
         return dataChanged ? 'data-changed' : 'meta-changed';
       } catch (e) {
         if (apiStatus(e) === 409 && attempt < 4) continue;

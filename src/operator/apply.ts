@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { KubernetesObjectApi, PatchStrategy, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiStatus } from '../kube/api.js';
+import { apiStatus } from './kube-config.js';
 import { HASH_ANNOTATION } from './assets.js';
 
 export const FIELD_MANAGER = 'secrets-store-csi-driver-operator';

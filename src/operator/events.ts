@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiErrorText } from '../kube/api.js';
+import { apiErrorText } from './kube-config.js';
 import { CR_GROUP, CR_KIND, CR_VERSION } from './spec.js';
 
 export interface OwnerRef {

@@ -4,12 +4,12 @@
 
 import { ListWatch, Watch, AppsV1Api, CustomObjectsApi, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiErrorText, loadKubeConfig } from '../kube/api.js';
+import { apiErrorText, loadKubeConfig } from './kube-config.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, loadManifests } from './assets.js';
 import type { OperatorFlags } from './flags.js';
 import { Reconciler } from './reconcile.js';
 import { CR_GROUP, CR_PLURAL, CR_VERSION, DRIVER_NAME } from './spec.js';
-import { restartOnError } from '../kube/informer-restart.js';
+import { restartOnError } from './informer-restart.js';
 
 export interface RunningOperator {
   stop(): Promise<void>;

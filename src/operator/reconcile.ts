@@ -15,7 +15,7 @@ import {
   type V1OwnerReference,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiErrorText, apiStatus } from '../kube/api.js';
+import { apiErrorText, apiStatus } from './kube-config.js';
 import { Applier, describe } from './apply.js';
 import { renderAssets, renderCrds, type AssetOptions, type Manifests } from './assets.js';
 import { OperatorEvents } from './events.js';
