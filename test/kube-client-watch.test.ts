@@ -124,3 +124,52 @@ t.test('a first list that fails rejects start()', async (t) => {
   await t.rejects(informer.start(), { status: 403, message: 'HTTP 403: forbidden: no' });
   informer.stop();
 });
+
+t.test('a first list the server cannot answer yet (429, 5xx) is retried; one it refuses (403) rejects', async (t) => {
+  const answers = [429, 503, 200];
+  let lists = 0;
+  const open: ServerResponse[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const q = new URL(req.url ?? '/', 'http://x').searchParams;
+    if (q.get('watch') === 'true') {
+      res.writeHead(200);
+      open.push(res);
+      return;
+    }
+    lists++;
+    const code = req.url?.startsWith('/forbidden') ? 403 : (answers.shift() ?? 200);
+    if (code !== 200) {
+      res.writeHead(code).end(JSON.stringify({ kind: 'Status', code, message: code === 429 ? 'storage is (re)initializing' : 'nope' }));
+      return;
+    }
+    res.writeHead(200).end(JSON.stringify({ metadata: { resourceVersion: '1' }, items: [obj('a', '1')] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  const http = new KubeHttp({
+    server: `http://127.0.0.1:${port}`,
+    insecureSkipTlsVerify: false,
+    token: () => 'tok',
+    tokenRejected: () => undefined,
+  });
+  const warnings: string[] = [];
+  const make = (path: string): Informer<KubeObject> =>
+    new Informer<KubeObject>(http, { path, what: 'things', warn: (_f, m) => warnings.push(m), baseDelayMs: 20 });
+  const ok = make('/apis/x/v1/things');
+  const refused = make('/forbidden/x/v1/things');
+  t.teardown(async () => {
+    ok.stop();
+    refused.stop();
+    for (const r of open) r.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  await ok.start();
+  t.equal(lists, 3, 'listed until the server could answer');
+  t.same(
+    ok.list().map((o) => o.metadata?.name),
+    ['a'],
+    'and synced',
+  );
+  t.same(warnings, ['things list failed; retrying', 'things list failed; retrying'], 'each retry logged');
+  await t.rejects(refused.start(), /HTTP 403/, 'a refused list rejects at once');
+});

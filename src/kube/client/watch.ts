@@ -61,9 +61,26 @@ export class Informer<T extends KubeObject> {
     return [...this.cache.values()];
   }
 
-  /** Lists (rejecting if that fails), then watches in the background. */
+  /**
+   * Lists, then watches in the background. A list the server cannot answer
+   * yet (429 while its storage initializes, 5xx, a dropped connection) is
+   * retried with the backoff until stop(); one it refuses (401, 403, 404: a
+   * configuration problem) rejects at once.
+   */
   async start(): Promise<void> {
-    await this.relist();
+    for (;;) {
+      try {
+        await this.relist();
+        break;
+      } catch (e) {
+        const status = e instanceof ApiError ? e.status : 0;
+        if (this.stopped || (status !== 0 && status !== 429 && status < 500)) throw e;
+        this.o.warn({ err: (e as Error).message, retryInMs: this.delay }, `${this.o.what} list failed; retrying`);
+        await new Promise((r) => setTimeout(r, this.delay));
+        this.delay = Math.min(this.delay * 2, this.max);
+      }
+    }
+    this.delay = this.base;
     this.watch();
   }
 
