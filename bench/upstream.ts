@@ -11,12 +11,11 @@
 
 import { join } from 'node:path';
 import { canaryBytes } from '../testkit/canary.js';
-import { stopControlPlaneAt, type ControlPlane } from '../testkit/control-plane.js';
 import type { Proc } from '../testkit/proc.js';
 import { sleep } from '../testkit/wait.js';
 import { startProvider } from './lib/driver.js';
 import { BenchEnv } from './lib/env.js';
-import { fmt, out, phase } from './lib/output.js';
+import { fmt, out } from './lib/output.js';
 import { KiB } from './lib/params.js';
 import { writeSecretsFile, type SecretFile } from './lib/secrets.js';
 import { round } from './lib/stats.js';
@@ -31,33 +30,16 @@ import { ProviderCalls } from './upstream/provider-calls.js';
 import { Republisher } from './upstream/republisher.js';
 import { rotationToVisible } from './upstream/rotation.js';
 import { Side } from './upstream/side.js';
+import { Teardown } from './upstream/teardown.js';
 import { printLines, printMarkdown } from './upstream/table.js';
 
 const NAMES: readonly SideName[] = ['upstream', 'ours'];
+const T0 = Date.now();
+/** Progress on stderr, with the time since the start. */
+const phase = (s: string): void => {
+  process.stderr.write(`[bench +${fmt((Date.now() - T0) / 1000, 0)}s] ${s}\n`);
+};
 const ROTATED_FILE = 'secret-a';
-
-/** Everything to undo, whatever state the run got to. */
-class Teardown {
-  cp: ControlPlane | null = null;
-  sides: Side[] = [];
-  republisher: Republisher | null = null;
-  calls: ProviderCalls | null = null;
-
-  constructor(private readonly env: BenchEnv) {}
-
-  async run(notes: string[]): Promise<void> {
-    await this.republisher?.stop().catch(() => undefined);
-    this.calls?.close();
-    for (const s of this.sides) await s.stop().catch((e: unknown) => notes.push(`stop ${s.name}: ${(e as Error).message}`));
-    const c = await this.env.cleanup();
-    for (const cr of c.crashed) notes.push(`CRASHED: ${cr}`);
-    for (const e of c.errors) notes.push(`cleanup: ${e}`);
-    // Volumes still published at the end are unmounted here (neither driver unmounts on SIGTERM).
-    if (c.leftoverMounts.length > 0) notes.push(`cleanup unmounted ${c.leftoverMounts.length} mount(s) left by the drivers`);
-    if (this.cp) await stopControlPlaneAt(this.cp).catch((e: unknown) => notes.push(`control plane: ${(e as Error).message}`));
-    this.cp = null;
-  }
-}
 
 async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Measured> {
   const upstreamBin = await upstreamBinary();
@@ -98,12 +80,20 @@ async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Me
     }),
   );
 
+  const republisher = new Republisher(UP.republishSeconds * 1000);
+  td.republisher = republisher;
+  const calls = new ProviderCalls(provider, { upstream: sides[0]!.spec.root, ours: sides[1]!.spec.root });
+  td.calls = calls;
+  const hz = await clockTicks();
+
   phase(`starting each driver ${UP.starts} time(s)`);
   for (let k = 0; k < Math.max(1, UP.starts); k++) for (const s of k % 2 === 0 ? sides : [...sides].reverse()) await s.start();
   await sleep(3000);
   const rssAfterStartKiB = Object.fromEntries(
     await Promise.all(sides.map(async (s) => [s.name, await rssKiB(s.proc.pid)])),
   ) as PerSide<number>;
+  phase(`idle window after start, no volumes (${UP.idleStartSeconds} s)`);
+  const idleAtStart = await idleWindow(sides, UP.idleStartSeconds, hz, calls, republisher);
 
   phase('publish latency');
   await warmUp(sides, UP.warmup);
@@ -113,12 +103,7 @@ async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Me
   const unpublish = await unpublishAlternating(sides, { upstream: burst.upstream.volumes, ours: burst.ours.volumes });
   await publishUpTo(sides, held);
 
-  const republisher = new Republisher(UP.republishSeconds * 1000);
-  td.republisher = republisher;
   for (const s of sides) for (const v of s.held) republisher.add(s.name, s.kubelet, v);
-  const calls = new ProviderCalls(provider, { upstream: sides[0]!.spec.root, ours: sides[1]!.spec.root });
-  td.calls = calls;
-  const hz = await clockTicks();
   const idle: Array<PerSide<IdleFigures>> = [];
   phase(`idle window, ${held} volumes each (${UP.idleSeconds} s)`);
   await sleep(UP.settleSeconds * 1000);
@@ -153,6 +138,7 @@ async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Me
   return {
     readyMs: { upstream: sides[0]!.readyMs, ours: sides[1]!.readyMs },
     rssAfterStartKiB,
+    idleAtStart,
     sequential,
     burst,
     unpublish,

@@ -10,6 +10,8 @@ import type { Line } from './table.js';
 export interface Measured {
   readonly readyMs: PerSide<number[]>;
   readonly rssAfterStartKiB: PerSide<number>;
+  /** Before any volume. */
+  readonly idleAtStart: PerSide<IdleFigures>;
   readonly sequential: PerSide<number[]>;
   readonly burst: PerSide<Burst>;
   readonly unpublish: PerSide<number[]>;
@@ -31,6 +33,7 @@ export function lines(m: Measured, concurrent: number): Line[] {
   const out: Line[] = [
     { label: 'ready after start, median', unit: 'ms', ...both(m.readyMs, p50), digits: 0 },
     { label: 'RSS after start', unit: 'MiB', ...both(m.rssAfterStartKiB, MiB) },
+    { label: 'idle CPU after start, no volumes', unit: 'mCPU', ...both(m.idleAtStart, (x) => x.milliCpu) },
     { label: `NodePublishVolume sequential p50 (n=${m.sequential.ours.length})`, unit: 'ms', ...both(m.sequential, p50) },
     { label: 'NodePublishVolume sequential p99', unit: 'ms', ...both(m.sequential, p99) },
     { label: `NodePublishVolume ${concurrent} concurrent p50`, unit: 'ms', ...both(m.burst, (b) => p50(b.ms)) },
@@ -91,6 +94,7 @@ export function json(m: Measured): Record<string, unknown> {
   return {
     readyMs: per(sum)(m.readyMs),
     rssAfterStartKiB: m.rssAfterStartKiB,
+    idleAtStartMilliCpu: per((x: IdleFigures) => round(x.milliCpu))(m.idleAtStart),
     publishSequentialMs: per(sum)(m.sequential),
     publishConcurrentMs: per((b: Burst) => ({ ...sum(b.ms), wallMs: round(b.wallMs) }))(m.burst),
     unpublishMs: per(sum)(m.unpublish),

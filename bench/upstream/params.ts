@@ -23,7 +23,9 @@ export const UP = {
   pollSeconds: num('BENCH_UP_POLL_S', 10),
   /** kubelet's republish period per volume (requiresRepublish), seconds. */
   republishSeconds: num('BENCH_UP_REPUBLISH_S', 60),
-  /** Length of each idle window (CPU, provider calls), seconds. */
+  /** The idle window right after start, before any volume, seconds. */
+  idleStartSeconds: num('BENCH_UP_IDLE_START_S', 15),
+  /** Length of each idle window with volumes (CPU, provider calls), seconds. */
   idleSeconds: num('BENCH_UP_IDLE_S', 45),
   /** Before an idle window, after the last publish. */
   settleSeconds: num('BENCH_UP_SETTLE_S', 3),
