@@ -9,6 +9,7 @@
 // line. Not a test: nothing passes or fails on timing. bench/upstream/params.ts
 // lists the BENCH_UP_* overrides.
 
+import { availableParallelism, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { canaryBytes } from '../testkit/canary.js';
 import type { Proc } from '../testkit/proc.js';
@@ -169,7 +170,14 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const machine = {
+    kernel: release(),
+    node: process.version,
+    cpus: availableParallelism(),
+    loadAvgAtStart: loadavg().map((x) => round(x, 2)),
+  };
   out('upstream Secrets Store CSI driver v1.6.0 vs ours, side by side');
+  out(`kernel ${machine.kernel}, ${machine.cpus} CPUs, load average ${machine.loadAvgAtStart.join(' ')}`);
   out(
     `rotation poll ${UP.pollSeconds} s for both, kubelet republish every ${UP.republishSeconds} s, idle windows ${UP.idleSeconds} s; temp dir ${env.root}`,
   );
@@ -203,6 +211,7 @@ async function main(): Promise<number> {
   out(
     JSON.stringify({
       params: UP,
+      machine: { ...machine, loadAvgAtEnd: loadavg().map((x) => round(x, 2)) },
       figures: measured ? json(measured) : null,
       notes,
       ok: failure === null,

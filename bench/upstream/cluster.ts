@@ -4,6 +4,7 @@
 // SecretProviderClass and the Pod objects whose volumes the bench publishes.
 
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { PodRef } from '../../testkit/csi.js';
@@ -26,7 +27,12 @@ export class Cluster {
 
   /** Starts a control plane in /dev/shm and installs the CRDs; `onStarted` gets it before anything can fail, for cleanup. */
   static async start(onStarted: (cp: ControlPlane) => void): Promise<Cluster> {
-    const cp = await startControlPlane(REPO_ROOT, `/dev/shm/ssbench-cp-${randomBytes(4).toString('hex')}`);
+    const dir = `/dev/shm/ssbench-cp-${randomBytes(4).toString('hex')}`;
+    // A start that fails has stopped its processes already; its directory is ours to remove.
+    const cp = await startControlPlane(REPO_ROOT, dir).catch(async (e: unknown) => {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    });
     onStarted(cp);
     const kc = adminConfig(cp);
     await applyCrds(kc, await manifests(join(REPO_ROOT, 'deploy')));
