@@ -25,8 +25,12 @@ export const UP = {
   republishSeconds: num('BENCH_UP_REPUBLISH_S', 60),
   /** The idle window right after start, before any volume, seconds. */
   idleStartSeconds: num('BENCH_UP_IDLE_START_S', 15),
-  /** Length of each idle window with volumes (CPU, provider calls), seconds. */
-  idleSeconds: num('BENCH_UP_IDLE_S', 45),
+  /**
+   * Length of each idle window with volumes (CPU, provider calls), seconds;
+   * by default one republish period, a multiple of the poll interval too, so
+   * every volume is republished (and polled) a whole number of times in it.
+   */
+  idleSeconds: num('BENCH_UP_IDLE_S', num('BENCH_UP_REPUBLISH_S', 60)),
   /** Before an idle window, after the last publish. */
   settleSeconds: num('BENCH_UP_SETTLE_S', 3),
   /** How often the rotation watch opens every volume's file, ms. */
