@@ -126,9 +126,11 @@ async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Me
   for (const s of sides)
     if (rotation[s.name].missed > 0) notes.push(`${s.name}: ${rotation[s.name].missed} volume(s) never showed the rotated secret`);
 
+  let growing: PerSide<number[]> | null = null;
   if (UP.volumesLarge > held) {
     phase(`publishing up to ${UP.volumesLarge} volumes per driver`);
     const grown = await publishUpTo(sides, UP.volumesLarge);
+    growing = grown.ms;
     for (const s of sides) for (const v of grown.added[s.name]) republisher.add(s.name, s.kubelet, v);
     phase(`idle window, ${UP.volumesLarge} volumes each (${UP.idleSeconds} s)`);
     await sleep(UP.settleSeconds * 1000);
@@ -143,6 +145,7 @@ async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Me
     sequential,
     burst,
     unpublish,
+    growing,
     republish: republisher.samples,
     idle,
     rotation,

@@ -15,6 +15,8 @@ export interface Measured {
   readonly sequential: PerSide<number[]>;
   readonly burst: PerSide<Burst>;
   readonly unpublish: PerSide<number[]>;
+  /** Sequential publishes from the first idle window's volume count up to the second's (others held, republishes going on). */
+  readonly growing: PerSide<number[]> | null;
   readonly republish: PerSide<number[]>;
   readonly idle: Array<PerSide<IdleFigures>>;
   readonly rotation: PerSide<RotationFigures> | null;
@@ -42,6 +44,10 @@ export function lines(m: Measured, concurrent: number): Line[] {
     { label: `NodeUnpublishVolume p50 (n=${m.unpublish.ours.length})`, unit: 'ms', ...both(m.unpublish, p50) },
     { label: 'republish (kubelet, requiresRepublish) p50', unit: 'ms', ...both(m.republish, p50) },
   ];
+  if (m.growing) {
+    const [from, to] = [m.idle[0]?.ours.volumes ?? 0, (m.idle[0]?.ours.volumes ?? 0) + m.growing.ours.length];
+    out.push({ label: `NodePublishVolume p50 holding ${from} to ${to} volumes`, unit: 'ms', ...both(m.growing, p50) });
+  }
   for (const w of m.idle) {
     const n = w.ours.volumes;
     out.push(
@@ -98,6 +104,7 @@ export function json(m: Measured): Record<string, unknown> {
     publishSequentialMs: per(sum)(m.sequential),
     publishConcurrentMs: per((b: Burst) => ({ ...sum(b.ms), wallMs: round(b.wallMs) }))(m.burst),
     unpublishMs: per(sum)(m.unpublish),
+    publishGrowingMs: m.growing ? per(sum)(m.growing) : null,
     republishMs: per(sum)(m.republish),
     idle: m.idle.map(
       per((x: IdleFigures) => ({
