@@ -137,10 +137,12 @@ export function kubeconfigYaml(server: string, caFile: string, token: string, us
 /**
  * Starts etcd, kube-apiserver and kube-controller-manager with their data and
  * PKI in `dir` (created; on tmpfs, so synced Secrets never touch a disk).
- * `root` is the repository, for the build script. Stop it with
+ * `root` is the repository, for the build script; `opts.controllers` are
+ * kube-controller-manager's (default: garbage collector, service accounts,
+ * namespaces). Stop it with
  * stopControlPlaneAt.
  */
-export async function startControlPlane(root: string, dir: string): Promise<ControlPlane> {
+export async function startControlPlane(root: string, dir: string, opts: { controllers?: readonly string[] } = {}): Promise<ControlPlane> {
   const bin = await controlPlaneBinaries(root);
   await mkdir(join(dir, 'etcd'), { recursive: true, mode: 0o700 });
   await pki(dir);
@@ -209,7 +211,7 @@ export async function startControlPlane(root: string, dir: string): Promise<Cont
       `--authentication-kubeconfig=${adminKubeconfig}`,
       `--authorization-kubeconfig=${adminKubeconfig}`,
       '--leader-elect=false',
-      '--controllers=garbagecollector,serviceaccount,namespace',
+      `--controllers=${(opts.controllers ?? ['garbagecollector', 'serviceaccount', 'namespace']).join(',')}`,
       '--secure-port=0',
       `--root-ca-file=${ca}`,
       `--service-account-private-key-file=${join(dir, 'sa.key')}`,

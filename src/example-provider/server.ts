@@ -75,11 +75,37 @@ export function exampleProvider(o: ExampleProviderOptions): CSIDriverProviderSer
           o.log?.('mount', { targetPath: req.targetPath, written: files.length });
           return cb(null, { objectVersion, files: [] });
         }
-        o.log?.('mount', { targetPath: req.targetPath, files: files.length });
+        o.log?.('mount', { targetPath: req.targetPath, files: files.length, tokens: tokenClaims(attributes) });
         cb(null, { objectVersion, files });
       })().catch((e: unknown) => fail(cb, status.INTERNAL, (e as Error).message));
     },
   };
+}
+
+/**
+ * Who the service-account tokens kubelet passed are for (audience, subject,
+ * bound pod), for the logs: a real provider exchanges them with its store;
+ * this one only shows it got them. Never the tokens themselves.
+ */
+export function tokenClaims(attributes: Record<string, string>): Record<string, { sub?: string; pod?: string }> {
+  const raw = attributes['csi.storage.k8s.io/serviceAccount.tokens'];
+  if (!raw) return {};
+  const out: Record<string, { sub?: string; pod?: string }> = {};
+  try {
+    for (const [aud, v] of Object.entries(JSON.parse(raw) as Record<string, { token?: string }>)) {
+      const payload = JSON.parse(Buffer.from(v.token?.split('.')[1] ?? '', 'base64url').toString('utf8')) as {
+        sub?: string;
+        'kubernetes.io'?: { pod?: { name?: string } };
+      };
+      out[aud] = {
+        ...(payload.sub ? { sub: payload.sub } : {}),
+        ...(payload['kubernetes.io']?.pod?.name ? { pod: payload['kubernetes.io'].pod.name } : {}),
+      };
+    }
+  } catch {
+    return { invalid: {} };
+  }
+  return out;
 }
 
 /** A provider writing a file into the mount itself: temp file, chmod, write, fsync, rename; the temp file goes on failure. */
