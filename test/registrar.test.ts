@@ -15,7 +15,7 @@ import { RegistrationClient, type PluginInfo } from '../src/gen/pluginregistrati
 import { parseFlags } from '../src/cli/flags.js';
 import { csiPluginInfo, entryState, registrationSocketPath } from '../src/registrar/plugin-info.js';
 import { unary } from '../testkit/csi.js';
-import { NODE, Proc, ROOT, freePort, sleep, tempDir, waitUntil, type Tap } from './helpers/harness.js';
+import { Harness, NODE, Proc, ROOT, freePort, sleep, tempDir, waitUntil, type Tap } from './helpers/harness.js';
 
 const DRIVER = 'secrets-store.csi.k8s.io';
 const KUBELET_ENDPOINT = '/var/lib/kubelet/plugins/csi-secrets-store/csi.sock';
@@ -184,4 +184,39 @@ t.test('on SIGTERM the registration socket is removed', async (t) => {
   t.equal(driver.child.exitCode, 0, 'clean exit');
   t.notOk(existsSync(sock), 'the socket is gone');
   t.same(readdirSync(regDir), [], 'nothing else left in the registration directory');
+});
+
+t.test('a handover to a new driver (keeper) keeps the name registered: the socket is never deleted, the new one answers', async (t) => {
+  const regDir = await tempDir(t as Tap, 'sscsi-reg-');
+  const sock = registrationSocketPath(regDir, DRIVER);
+  const h = await Harness.start(t as Tap, {
+    keeper: true,
+    driverArgs: [`--kubelet-registration-path=${KUBELET_ENDPOINT}`, `--plugin-registration-path=${regDir}`],
+  });
+  t.equal((await getInfo(kubelet(t as Tap, sock))).name, DRIVER, 'the first driver answers');
+  const watch = new Proc(spawn('python3', [join(ROOT, 'test/helpers/inotify-watch.py'), regDir], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  t.teardown(() => watch.stop('SIGKILL'));
+  await watch.waitFor(/"ready": true/);
+
+  const old = h.driver;
+  await h.startDriver(); // the keeper tells the old one to yield
+  t.equal(await Promise.race([old.exited, sleep(10_000).then(() => 'timeout')]), 0, 'the old driver handed over and exited');
+  t.match(old.out, /handing over to a new driver/);
+  t.ok(isOurSocket(sock), 'a registration socket is there');
+  t.equal((await getInfo(kubelet(t as Tap, sock))).endpoint, KUBELET_ENDPOINT, 'and the new driver answers on it');
+  await sleep(200);
+  const events = watch.out
+    .split('\n')
+    .filter((l) => l.startsWith('{"watch"'))
+    .map((l) => JSON.parse(l) as { name: string; events: string[] })
+    .filter((e) => e.name === `${DRIVER}-reg.sock`);
+  t.notOk(
+    events.some((e) => e.events.includes('DELETE') || e.events.includes('MOVED_FROM')),
+    `the name was never removed (kubelet would unregister the driver): ${JSON.stringify(events)}`,
+  );
+  t.ok(
+    events.some((e) => e.events.includes('MOVED_TO')),
+    "the new driver's socket was renamed over the old one",
+  );
+  t.notMatch(h.driver.out, /something else replaced the registration socket/, 'the new driver saw no foreign entry');
 });

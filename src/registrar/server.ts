@@ -31,12 +31,6 @@ export interface RegistrarOptions {
   readonly retryMs?: number;
 }
 
-/** Kubelet's last verdict: null until it reported one. */
-export interface RegistrationState {
-  readonly registered: boolean | null;
-  readonly error: string;
-}
-
 interface Bound extends FileId {
   /** The private address grpc-js bound (its key for unbind). */
   readonly address: string;
@@ -49,7 +43,6 @@ export class Registrar {
   private readonly server = new Server();
   private readonly watch: DirWatch;
   private bound: Bound | null = null;
-  private state: RegistrationState = { registered: null, error: '' };
   private checking: Promise<void> | null = null;
   private checkAgain = false;
   private retry: NodeJS.Timeout | null = null;
@@ -87,10 +80,6 @@ export class Registrar {
     return r;
   }
 
-  get registration(): RegistrationState {
-    return this.state;
-  }
-
   /**
    * Closes the server and removes the socket if it is still ours. At a
    * handover (`keepSocket`) it stays: kubelet would deregister the driver on
@@ -125,7 +114,6 @@ export class Registrar {
         return csiPluginInfo(driverName, kubeletEndpoint);
       }),
       notifyRegistrationStatus: unary(async (req) => {
-        this.state = { registered: req.pluginRegistered, error: req.pluginRegistered ? '' : req.error };
         if (req.pluginRegistered) log.info({ driverName }, 'kubelet registered the driver');
         // The sidecar exits here; we keep serving so kubelet's next attempt can succeed.
         else log.error({ driverName, err: req.error }, 'kubelet could not register the driver; still serving for its retry');
