@@ -30,7 +30,7 @@ const bins = [
     name: 'secrets-store-csi-driver',
     socketFlag: '--endpoint=unix://',
     defaultSocket: (cwd: string) => join(cwd, 'tmp/csi.sock'),
-    flags: ['--endpoint', '--keeper-socket'],
+    flags: ['--endpoint', '--keeper-socket', '--kubelet-registration-path', '--plugin-registration-path'],
   },
 ];
 

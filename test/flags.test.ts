@@ -365,6 +365,8 @@ t.test('usage lists every flag once', async (t) => {
     'metrics-addr',
     'max-call-recv-msg-size',
     'kubeconfig',
+    'kubelet-registration-path',
+    'plugin-registration-path',
     'version',
     'help',
     'log-format-json',
@@ -403,6 +405,8 @@ t.test('every DriverFlags field can be set from the command line', async (t) => 
     '--audit-reads',
     '--keeper-socket=ks',
     '--delete-pods-with-dead-mounts',
+    '--kubelet-registration-path=krp',
+    '--plugin-registration-path=prp',
     '--version',
     '--help',
   ]);

@@ -247,7 +247,7 @@ t.test('an upstream-shaped values file: flags, images, scheduling, audiences, sy
   t.notOk(JSON.stringify(objs).includes('driver-crds') || JSON.stringify(objs).includes('C:\\\\'), 'upstream-only values leave no trace');
 });
 
-t.test('rbac.install, syncSecret.enabled, linux.crds.enabled, keeper.enabled, lockMemory switch their parts', async (t) => {
+t.test('rbac.install, syncSecret.enabled, crds, keeper, lockMemory, builtinRegistrar switch their parts', async (t) => {
   const off = await render([
     '--set',
     'rbac.install=false',
@@ -288,6 +288,26 @@ t.test('rbac.install, syncSecret.enabled, linux.crds.enabled, keeper.enabled, lo
   t.ok(
     container(daemonSet(levels, 'csi-secrets-store-secrets-store-csi-driver'), 'secrets-store').args!.includes('--log-level=debug'),
     'logVerbosity 2: debug',
+  );
+  const builtin = daemonSet(await render(['--set', 'linux.builtinRegistrar.enabled=true']), 'csi-secrets-store-secrets-store-csi-driver');
+  t.same(
+    builtin.spec!.template.spec!.containers.map((c) => c.name),
+    ['secrets-store', 'liveness-probe'],
+    'linux.builtinRegistrar.enabled: no node-driver-registrar sidecar',
+  );
+  const registering = container(builtin, 'secrets-store');
+  t.same(
+    registering.args!.filter((a) => /registration-path/.test(a)),
+    ['--kubelet-registration-path=/var/lib/kubelet/plugins/csi-secrets-store/csi.sock', '--plugin-registration-path=/registration'],
+    'the driver registers itself',
+  );
+  t.ok(
+    registering.volumeMounts!.some((m) => m.name === 'registration-dir' && m.mountPath === '/registration'),
+    'and mounts the registration directory',
+  );
+  t.notOk(
+    container(daemonSet(on, 'csi-secrets-store-secrets-store-csi-driver'), 'secrets-store').args!.some((a) => /registration-path/.test(a)),
+    'off by default',
   );
   const noLinux = await render(['--set', 'linux.enabled=false']);
   t.same(names(noLinux, 'DaemonSet'), [], 'linux.enabled=false: no DaemonSets');

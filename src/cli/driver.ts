@@ -1,5 +1,6 @@
 // Wires the driver together from flags: logger, metrics, FUSE filesystem,
-// SecretProviderClass source, provider clients, volume manager, CSI server.
+// SecretProviderClass source, provider clients, volume manager, CSI server
+// and, with --kubelet-registration-path, kubelet plugin registration.
 
 import type { Server as HttpServer } from 'node:http';
 import { createLogger, type Logger } from '../observability/log.js';
@@ -24,6 +25,7 @@ import type { VolumeStatus } from '../volume/types.js';
 import { identityServer } from '../csi/identity-server.js';
 import { nodeServer } from '../csi/node-server.js';
 import { startCsiServer } from '../csi/server.js';
+import { Registrar } from '../registrar/server.js';
 import { nativeForkSyscalls } from '../fuse/vfs-steps.js';
 import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import { KeeperClient } from '../takeover/keeper-client.js';
@@ -156,20 +158,38 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     providerTimeoutMs: flags.providerTimeoutMs,
     realTargetPath: (t) => realTargetPath(t, kubeletRoot),
   });
-  let ready = true;
-  const { server, removeSocket } = await startCsiServer(
-    flags.endpoint,
-    identityServer({ driverName: flags.driverName, version, ready: () => ready }),
-    nodeServer({ nodeId: flags.nodeId, manager, metrics, log, kubeletRoot }),
-  ).catch(async (e: unknown) => {
+  const undoStart = async (): Promise<void> => {
     manager.close();
     await k?.sync.stop();
     providers.close();
     await spcs.close();
     k?.api.close();
     await undoMount();
+  };
+  let ready = true;
+  const { server, removeSocket } = await startCsiServer(
+    flags.endpoint,
+    identityServer({ driverName: flags.driverName, version, ready: () => ready }),
+    nodeServer({ nodeId: flags.nodeId, manager, metrics, log, kubeletRoot }),
+  ).catch(async (e: unknown) => {
+    await undoStart();
     throw e;
   });
+  // Only once the CSI socket answers: kubelet calls NodeGetInfo right after registering.
+  const registrar = flags.kubeletRegistrationPath
+    ? await Registrar.start({
+        registrationDir: flags.pluginRegistrationPath,
+        driverName: flags.driverName,
+        kubeletEndpoint: flags.kubeletRegistrationPath,
+        log,
+        onStatus: metrics.kubeletRegistration(),
+      }).catch(async (e: unknown) => {
+        server.forceShutdown();
+        await removeSocket();
+        await undoStart();
+        throw e;
+      })
+    : null;
   /** _exit(0) once every line is out (_exit skips all flushing; the default log destination is synchronous). */
   const exitNow = async (code = 0): Promise<never> => {
     await new Promise<void>((r) => log.flush(() => r()));
@@ -208,6 +228,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     void (async () => {
       log.info({}, 'handing over to a new driver');
       ready = false;
+      await registrar?.stop(true);
       await shutdownServer();
       await manager.quiesce();
       await fs.settle();
@@ -231,6 +252,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       ready = false;
       manager.close();
       await k?.sync.stop();
+      await registrar?.stop();
       await shutdownServer();
       providers.close();
       await spcs.close();

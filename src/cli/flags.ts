@@ -25,6 +25,8 @@ export interface DriverFlags {
   auditReads: boolean;
   keeperSocket: string;
   deletePodsWithDeadMounts: boolean;
+  kubeletRegistrationPath: string;
+  pluginRegistrationPath: string;
   version: boolean;
   help: boolean;
 }
@@ -94,6 +96,16 @@ const SPECS: Record<string, Spec> = {
     kind: 'bool',
     help: 'let volumes ask for read audit (secrets-store.csi.x-k8s.io/audit-reads: "true"): every open of any file then reaches the driver, one round trip more per open (docs/audit.md)',
   },
+  'kubelet-registration-path': {
+    key: 'kubeletRegistrationPath',
+    kind: 'string',
+    help: 'the CSI socket path as kubelet sees it; when set, the driver registers itself with kubelet (no node-driver-registrar sidecar; docs/registrar.md). Empty: off',
+  },
+  'plugin-registration-path': {
+    key: 'pluginRegistrationPath',
+    kind: 'string',
+    help: "kubelet's plugin registration directory, where the registration socket <drivername>-reg.sock is served",
+  },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
   help: { key: 'help', kind: 'bool', help: 'print this help' },
   h: { key: 'help', kind: 'bool', help: 'print this help' },
@@ -144,6 +156,8 @@ export function defaultFlags(): DriverFlags {
     auditReads: false,
     keeperSocket: '',
     deletePodsWithDeadMounts: false,
+    kubeletRegistrationPath: '',
+    pluginRegistrationPath: '/var/lib/kubelet/plugins_registry',
     version: false,
     help: false,
   };
@@ -242,6 +256,8 @@ export function parseFlags(argv: readonly string[]): DriverFlags {
   if (f.rotationPollIntervalMs <= 0) throw new Error('--rotation-poll-interval must be positive');
   if (f.maxCallRecvMsgSize <= 0) throw new Error('--max-call-recv-msg-size must be positive');
   if (f.rotationConcurrency <= 0) throw new Error('--rotation-concurrency must be positive');
+  if (f.kubeletRegistrationPath && !f.pluginRegistrationPath)
+    throw new Error('--plugin-registration-path must be set with --kubelet-registration-path');
   return f;
 }
 

@@ -138,6 +138,29 @@ export class DriverMetrics {
   forgetAuditedOpens(labels: readonly AuditedOpenLabels[]): void {
     for (const l of labels) this.auditedOpens.remove({ ...l });
   }
+  /**
+   * Metrics of the built-in kubelet plugin registrar, registered only when it
+   * runs: kubelet's last verdict (1 registered, 0 rejected or not yet told)
+   * and the rejections. The sidecar exits on a rejection; the driver keeps
+   * serving for kubelet's retry, so this is where a rejection shows.
+   */
+  kubeletRegistration(): (registered: boolean) => void {
+    const registered = new Gauge({
+      name: 'secrets_store_kubelet_plugin_registered',
+      help: '1 once kubelet reported the driver registered, 0 before and after kubelet reported it could not register it',
+      registers: [this.registry],
+    });
+    const failures = new Counter({
+      name: 'secrets_store_kubelet_plugin_registration_failures_total',
+      help: 'Registrations kubelet reported as failed (the reason is logged)',
+      registers: [this.registry],
+    });
+    registered.set(0);
+    return (ok) => {
+      registered.set(ok ? 1 : 0);
+      if (!ok) failures.inc();
+    };
+  }
   /** Where the inode and byte gauges read their values at scrape time. */
   observeFilesystem(stats: () => { inodes: number; fileBytes: number }): void {
     this.fsStats = stats;
