@@ -6,7 +6,8 @@
 // docs/kubelet-e2e.md walks through the same steps by hand.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readdir, readlink, rm, unlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readlink, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, stopControlPlaneAt, type ControlPlane } from '../control-plane.js';
@@ -20,6 +21,7 @@ import { Kubelet } from './kubelet.js';
 import { buildImageArchive, busyboxFiles } from './oci-image.js';
 
 export const BUSYBOX_IMAGE = 'sscsi.local/busybox:1';
+const LOG_LINKS = '/var/log/containers';
 
 export interface NodeBinaries {
   /** Directory holding kubelet and kube-scheduler (test/peers/kubelet/build.sh). */
@@ -58,6 +60,8 @@ export class Cluster {
   readonly containerd: Containerd;
   readonly kubelet: Kubelet;
   private scheduler: Proc | null = null;
+  /** kubelet creates /var/log/containers for its links; removed at the end only if it was not there before. */
+  private readonly hadLogLinkDir = existsSync(LOG_LINKS);
 
   constructor(private readonly o: ClusterOptions) {
     this.nodeName = o.nodeName ?? `sscsi-e2e-${process.pid}`;
@@ -190,11 +194,12 @@ export class Cluster {
     await umountAllWhere(atOrUnder(this.o.dir), errors);
     await this.kubelet.removeCgroups(errors);
     // kubelet links each container's log into /var/log/containers; only links into our directory go.
-    for (const name of await readdir('/var/log/containers').catch(() => [] as string[])) {
-      const at = join('/var/log/containers', name);
+    for (const name of await readdir(LOG_LINKS).catch(() => [] as string[])) {
+      const at = join(LOG_LINKS, name);
       const to = await readlink(at).catch(() => '');
       if (to.startsWith(`${this.o.dir}/`)) await unlink(at).catch(() => undefined);
     }
+    if (!this.hadLogLinkDir) await rmdir(LOG_LINKS).catch(() => undefined); // only when empty
     await rm(this.o.dir, { recursive: true, force: true }).catch((e: Error) => errors.push(e.message));
     return errors;
   }
