@@ -138,6 +138,11 @@ t.test('2. rotation: the container sees the new version within a poll interval; 
   await logHas(pod, 'watcher', (l) => l === 'MOVED_TO ..data', 10_000);
   t.pass('the inotify watcher inside the container saw ..data replaced');
   const reader = await node.containerLog(pod, 'reader');
+  const watcher = await node.containerLog(pod, 'watcher');
+  t.notOk(
+    [...reader, ...watcher].some((l) => l.text.includes(secret1) || l.text.includes(secret2)),
+    "no secret byte in the containers' logs (hashes only)",
+  );
   t.notOk(
     reader.some((l) => l.text === 'READ-ERROR' || l.stream === 'stderr'),
     'no read error in the container across the rotation',
@@ -189,6 +194,8 @@ t.test('5. the driver is SIGKILLed while the container reads: no read error, rot
 
 t.test('6. kubelet restarts while the pod runs: the volume is reconstructed, nothing is lost', async (t) => {
   const before = (await node.containerLog(pod, 'reader')).length;
+  const registrations = (): number => node.driverLog.split('\n').filter((l) => l.includes('"msg":"kubelet registered the driver"')).length;
+  const registered = registrations();
   await node.cluster.restartKubelet();
   await node.cluster.waitNodeReady(90_000);
   await sleep(12_000); // at least one pod sync of the new kubelet
@@ -202,6 +209,7 @@ t.test('6. kubelet restarts while the pod runs: the volume is reconstructed, not
   t.equal(same.metadata!.uid, pod.metadata!.uid, 'the same pod');
   t.equal(same.status?.containerStatuses?.find((c) => c.name === 'reader')?.restartCount, 0, 'no container restarted');
   t.ok((await mountsUnder(targetOf(pod))).length > 0, 'the target is still mounted');
+  t.ok(registrations() > registered, 'the new kubelet registered the driver again through the built-in registrar');
   t.notMatch(
     node.cluster.kubelet.log,
     /UnmountVolume.*secrets-store|Failed to reconstruct/,
