@@ -99,6 +99,26 @@ t.test('during the call, only the provider may write; everyone else gets EROFS',
   await h.unpublish(target);
 });
 
+t.test('mid-window, every other process sees the published version only: no staged name, no half-written file', async (t) => {
+  const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=1s'] });
+  await h.source('s.json', { files: [{ path: 'token', contents: 'canary-window-v1' }] });
+  await h.spc('app', 's.json', { writeFiles: 'true' });
+  const target = h.target('midwindow');
+  await h.publish(h.publishRequest(target, 'app'));
+  t.equal(await readFile(join(target, 'token'), 'utf8'), 'canary-window-v1');
+  // The next poll's provider writes a temp file and waits before renaming it over "token".
+  await h.source('s.json', { files: [{ path: 'token', contents: 'canary-window-v2' }], pauseBeforeRenameMs: 3000 });
+  const line = await h.provider!.waitForLine((l) => l.includes('paused before rename'), 15_000, 'the provider to pause mid-window');
+  const tmp = (JSON.parse(line) as { tmp: string }).tmp;
+  t.equal(await errCode(stat(join(target, tmp))), 'ENOENT', "the provider's staged temp name does not exist for another process");
+  t.equal(await errCode(readFile(join(target, tmp))), 'ENOENT', 'nor can it be opened');
+  t.notOk((await readdir(target)).includes(tmp), 'nor is it listed');
+  t.equal(await readFile(join(target, 'token'), 'utf8'), 'canary-window-v1', 'the published version is what others read');
+  await waitUntil(async () => (await readFile(join(target, 'token'), 'utf8')) === 'canary-window-v2', 15_000, 'the new version published');
+  t.equal(await errCode(stat(join(target, tmp))), 'ENOENT', 'and after the window the temp name is gone');
+  await h.unpublish(target);
+});
+
 t.test('a provider that returns its files gets no window after its first call', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--rotation-poll-interval=300ms', '--log-level=debug'] });
   await h.source('s.json', { files: [{ path: 'a', contents: 'returned-1' }] });

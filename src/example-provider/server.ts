@@ -71,7 +71,11 @@ export function exampleProvider(o: ExampleProviderOptions): CSIDriverProviderSer
         const files = selected.map((f) => ({ path: f.path, mode: f.mode ?? defaultMode, contents: f.contents }));
         const objectVersion = src.objectVersions ?? selected.map((f) => ({ id: f.path, version: versionOf(f) }));
         if (attributes.writeFiles === 'true') {
-          for (const [i, f] of files.entries()) await writeLikeAws(req.targetPath, f.path, f.mode, f.contents, selected[i]!.truncateTo);
+          for (const [i, f] of files.entries())
+            await writeLikeAws(req.targetPath, f.path, f.mode, f.contents, {
+              ...(selected[i]!.truncateTo !== undefined ? { truncateTo: selected[i]!.truncateTo } : {}),
+              ...(src.pauseBeforeRenameMs ? { pauseMs: src.pauseBeforeRenameMs, log: o.log } : {}),
+            });
           o.log?.('mount', { targetPath: req.targetPath, written: files.length });
           return cb(null, { objectVersion, files: [] });
         }
@@ -109,14 +113,26 @@ export function tokenClaims(attributes: Record<string, string>): Record<string, 
 }
 
 /** A provider writing a file into the mount itself: temp file, chmod, write, fsync, rename; the temp file goes on failure. */
-async function writeLikeAws(dir: string, name: string, mode: number, contents: Uint8Array, truncateTo?: number): Promise<void> {
-  const tmp = join(dir, `${name}${randomBytes(4).readUInt32LE(0)}`);
+async function writeLikeAws(
+  dir: string,
+  name: string,
+  mode: number,
+  contents: Uint8Array,
+  hooks: { truncateTo?: number; pauseMs?: number; log?: ExampleProviderOptions['log'] } = {},
+): Promise<void> {
+  const tmpName = `${name}${randomBytes(4).readUInt32LE(0)}`;
+  const tmp = join(dir, tmpName);
   const fh = await open(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   try {
     await fh.chmod(mode);
     await fh.write(contents);
-    if (truncateTo !== undefined) await fh.truncate(truncateTo); // a test hook: sparse growth
+    if (hooks.truncateTo !== undefined) await fh.truncate(hooks.truncateTo); // a test hook: sparse growth
     await fh.sync();
+    if (hooks.pauseMs) {
+      // A test hook: the temp file sits in the volume, named, for a while.
+      hooks.log?.('paused before rename', { tmp: tmpName });
+      await new Promise((r) => setTimeout(r, hooks.pauseMs));
+    }
     await rename(tmp, join(dir, name));
   } finally {
     await fh.close();

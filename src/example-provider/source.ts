@@ -11,6 +11,7 @@
 //   errorCode: ""                 # MountResponse.error.code
 //   grpcError: { code: 14, message: "store down" }
 //   delayMs: 0                    # answer late (deadline tests)
+//   pauseBeforeRenameMs: 0        # writeFiles only: wait this long with each temp file written, before its rename
 //   objectVersions: [...]         # override the versions sent back
 
 import { readFile } from 'node:fs/promises';
@@ -29,6 +30,7 @@ export interface Source {
   readonly errorCode?: string;
   readonly grpcError?: { code: number; message: string };
   readonly delayMs?: number;
+  readonly pauseBeforeRenameMs?: number;
   readonly objectVersions?: Array<{ id: string; version: string }>;
 }
 
@@ -57,6 +59,7 @@ export async function readSource(file: string): Promise<Source> {
     ...(typeof raw.errorCode === 'string' ? { errorCode: raw.errorCode } : {}),
     ...(raw.grpcError ? { grpcError: raw.grpcError as { code: number; message: string } } : {}),
     ...(typeof raw.delayMs === 'number' ? { delayMs: raw.delayMs } : {}),
+    ...(typeof raw.pauseBeforeRenameMs === 'number' ? { pauseBeforeRenameMs: raw.pauseBeforeRenameMs } : {}),
     ...(Array.isArray(raw.objectVersions) ? { objectVersions: raw.objectVersions as Array<{ id: string; version: string }> } : {}),
   };
 }

@@ -148,13 +148,16 @@ export class Operations {
         return this.init(h, decodeInitIn(body));
       case Op.LOOKUP: {
         const name = decodeName(body);
-        const staged = this.windows?.forDir(id)?.lookup(name);
+        const win = this.windows?.forDir(id);
+        const staged = win?.seenBy(this.tgidOf(h.pid)) ? win.lookup(name) : undefined;
         if (staged === 'hidden') return err(E.ENOENT);
         if (staged) return encodeReply(h.unique, 0, encodeEntryOut(t.attr(staged), 0, 0, 0));
         const child = t.lookup(id, name);
         if (!child) return err(E.ENOENT);
         const ttl = this.ttl(child.id);
-        return encodeReply(h.unique, 0, encodeEntryOut(t.attr(child), 0, this.opts.entryTtl, ttl));
+        // While a window is open its directory's names depend on who asks (the
+        // kernel's dentry cache is shared): none may be cached.
+        return encodeReply(h.unique, 0, encodeEntryOut(t.attr(child), 0, win ? 0 : this.opts.entryTtl, ttl));
       }
       case Op.FORGET:
         t.forget(id, decodeForgetIn(body));

@@ -104,7 +104,17 @@ export class WriteWindow {
     return !this.closed && this.mayWrite(pid);
   }
 
-  /** LOOKUP in the window's directory: a staged inode, 'hidden', or undefined (ask the published tree). */
+  /**
+   * Whether `pid` sees the window's names (its staged files, and published
+   * names it removed or replaced): only the writer. Everyone else keeps
+   * seeing the published version until the manager publishes the result,
+   * so no reader ever opens a temp file or a half-written one.
+   */
+  seenBy(pid: number): boolean {
+    return this.mayWrite(pid);
+  }
+
+  /** LOOKUP in the window's directory, for a caller that sees it: a staged inode, 'hidden', or undefined (ask the published tree). */
   lookup(name: string): Inode | 'hidden' | undefined {
     const id = this.names.get(name);
     if (id !== undefined) {

@@ -115,6 +115,7 @@ export interface SourceSpec {
   errorCode?: string;
   grpcError?: { code: number; message: string };
   delayMs?: number;
+  pauseBeforeRenameMs?: number;
   objectVersions?: Array<{ id: string; version: string }>;
 }
 
