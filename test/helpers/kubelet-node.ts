@@ -240,11 +240,13 @@ export class E2ENode {
   }
 
   async stop(): Promise<void> {
-    // Pods first (kubelet unpublishes), then the driver, then the node.
-    const errors = await this.cluster.stop();
+    // Pods first (kubelet unpublishes through the driver), then the driver
+    // (its registrar would re-create its socket in a directory being removed), then the node.
+    const errors = await this.cluster.deletePods();
     await this.driver?.stop();
     await this.keeper?.stop();
     await this.provider?.stop();
+    errors.push(...(await this.cluster.stop()));
     await rm(this.sourceDir, { recursive: true, force: true });
     await umountAllWhere(atOrUnder(this.dir), errors);
     await rm(this.dir, { recursive: true, force: true });

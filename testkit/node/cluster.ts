@@ -162,31 +162,31 @@ export class Cluster {
     await this.kubelet.start();
   }
 
+  /** Deletes every pod on the node (kubelet stops them and unmounts their volumes) and waits until they are gone. */
+  async deletePods(errors: string[] = []): Promise<string[]> {
+    if (!this.kubelet.running || !this.kc) return errors;
+    const core = this.kc.makeApiClient(CoreV1Api);
+    const onNode = { fieldSelector: `spec.nodeName=${this.nodeName}` };
+    try {
+      for (const p of (await core.listPodForAllNamespaces(onNode)).items)
+        await core
+          .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace!, gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+      await waitUntil(async () => (await core.listPodForAllNamespaces(onNode)).items.length === 0, 30_000, 'pods to be gone', 500);
+    } catch (e) {
+      errors.push(`pods: ${(e as Error).message}`);
+    }
+    return errors;
+  }
+
   /**
    * Stops everything, in the order a node is drained: pods, kubelet,
    * containers, containerd, scheduler, control plane; then mounts, cgroups,
    * kubelet's log links and the directory. Returns what could not be cleaned.
+   * Stop the CSI driver between deletePods() and this.
    */
   async stop(): Promise<string[]> {
-    const errors: string[] = [];
-    if (this.kubelet.running && this.kc) {
-      const core = this.kc.makeApiClient(CoreV1Api);
-      try {
-        const pods = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.nodeName}` });
-        for (const p of pods.items)
-          await core
-            .deleteNamespacedPod({ name: p.metadata!.name!, namespace: p.metadata!.namespace!, gracePeriodSeconds: 0 })
-            .catch(() => undefined);
-        await waitUntil(
-          async () => (await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.nodeName}` })).items.length === 0,
-          30_000,
-          'pods to be gone',
-          500,
-        );
-      } catch (e) {
-        errors.push(`pods: ${(e as Error).message}`);
-      }
-    }
+    const errors = await this.deletePods();
     await this.kubelet.stop();
     await this.containerd.stop(errors);
     await this.scheduler?.stop();
