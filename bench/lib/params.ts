@@ -9,6 +9,8 @@ export const P = {
   readRounds: 10,
   readWarmup: num('BENCH_READ_WARMUP', 2_000),
   readRoundWarmup: 200,
+  /** Section 1: other volumes published on the driver while reads are timed (the 250-volume node of issue 10). */
+  readBackgroundVolumes: num('BENCH_READ_BACKGROUND_VOLUMES', 249),
   publishN: num('BENCH_PUBLISH_N', 50),
   publishWarmup: 3,
   memoryVolumes: num('BENCH_MEMORY_VOLUMES', 200),
