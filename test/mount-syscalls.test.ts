@@ -186,10 +186,14 @@ t.test('publishing and unpublishing volumes spawns no child process', async (t) 
   const h = await Harness.start(t as Tap);
   await h.source('s.json', { files: [{ path: 'pw', contents: 'canary-no-children', mode: 0o400 }] });
   await h.spc('app', 's.json');
+  // A provider that writes its files: a writable bind, then a remount read-only.
+  await h.spc('writes', 's.json', { writeFiles: 'true' });
+  t.match(h.driver.out, /"mounts":"mount-(api|syscall)"/, 'the driver makes its mounts by syscall');
   const pid = h.driver.pid;
   // Warm: anything the driver does once at its first publish is not what is counted.
+  // The provider's first call writes: the driver then gives every call a window.
   const warm = h.target('warm');
-  await h.publish(h.publishRequest(warm, 'app'));
+  await h.publish(h.publishRequest(warm, 'writes'));
   await h.unpublish(warm);
 
   const before = await childFaults(pid);
@@ -199,11 +203,17 @@ t.test('publishing and unpublishing volumes spawns no child process', async (t) 
     while (watching) for (const c of await children(pid)) seen.add(c);
   })();
   const targets = Array.from({ length: 20 }, (_, i) => h.target(`v${i}`));
-  for (const target of targets) await h.publish(h.publishRequest(target, 'app'));
-  t.equal(await readFile(join(targets[0]!, 'pw'), 'utf8'), 'canary-no-children', 'published');
-  for (const target of targets) await h.unpublish(target);
-  watching = false;
-  await watcher;
+  try {
+    // Windows first (a writable bind, a remount read-only), then a provider that returns its files.
+    for (const [i, target] of targets.entries()) await h.publish(h.publishRequest(target, i < 10 ? 'writes' : 'app'));
+    t.equal(await readFile(join(targets[0]!, 'pw'), 'utf8'), 'canary-no-children', 'published by a provider that writes');
+    t.match((await mountOptions(targets[0]!))[0], /^ro,nosuid,nodev,noexec/, 'read-only after its window');
+    t.equal(await readFile(join(targets[19]!, 'pw'), 'utf8'), 'canary-no-children', 'published');
+    for (const target of targets) await h.unpublish(target);
+  } finally {
+    watching = false;
+    await watcher;
+  }
   t.same([...seen], [], 'no child seen while publishing');
   t.equal(await childFaults(pid), before, 'no child reaped');
 });

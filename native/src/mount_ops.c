@@ -146,7 +146,10 @@ static void run_bind_tree(mount_op *op) {
   }
   struct mount_attr attr = {.attr_set = op->attr_set};
   op->syscall = "mount_setattr";
-  int err = retry_eintr(syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr));
+  int err;
+  do {
+    err = retry_eintr(syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr));
+  } while (err == EINTR);
   if (err == 0) {
     op->syscall = "move_mount";
     unsigned flags = MOVE_MOUNT_F_EMPTY_PATH;
