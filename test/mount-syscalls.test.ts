@@ -11,7 +11,8 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fuseSource, SUBTYPE } from '../src/fuse/filesystem.js';
-import { bindMount, MountError, mountFuse, mountMethod, remountBind, unmount } from '../src/mount/commands.js';
+import { bindMount, MountCalls, MountError, mountMethod } from '../src/mount/commands.js';
+import { openTargetDir } from '../src/mount/target-open.js';
 import { readMountInfo, type MountInfoEntry } from '../src/mount/mountinfo.js';
 import { Harness, execFileP, tempDir, type Tap } from './helpers/harness.js';
 
@@ -27,7 +28,7 @@ async function mountOptions(mountPoint: string): Promise<string[]> {
  * A FUSE mount nobody serves. Returns what aborts its connection (closing the
  * /dev/fuse fd, as a driver crash does); `dead`: already done.
  */
-async function fuseMount(t: Tap, mp: string, dead: boolean): Promise<() => void> {
+async function fuseMount(t: Tap, mp: string, dead: boolean, calls = MountCalls.best(), fsname = fuseSource(mp)): Promise<() => void> {
   await mkdir(mp, { recursive: true });
   const fd = openSync('/dev/fuse', 'r+');
   let open = true;
@@ -39,7 +40,7 @@ async function fuseMount(t: Tap, mp: string, dead: boolean): Promise<() => void>
     abort();
     await execFileP('umount', ['-l', mp]).catch(() => undefined);
   });
-  await mountFuse(fd, mp, { fsname: fuseSource(mp), subtype: SUBTYPE });
+  await calls.mountFuse(fd, mp, { fsname, subtype: SUBTYPE });
   if (dead) abort();
   return abort;
 }
@@ -48,87 +49,119 @@ t.test('the native calls are in use', async (t) => {
   t.not(mountMethod(), 'mount-command', `mount-table changes by syscall (${mountMethod()})`);
 });
 
-t.test('mountinfo shows what mount(8) made: same type, source and options', async (t) => {
-  const dir = await tempDir(t as Tap);
-  const ours = join(dir, 'native');
-  await fuseMount(t as Tap, ours, false);
-  // The same mount made by mount(8), as the driver did before, for comparison.
-  const theirs = join(dir, 'command');
-  await mkdir(theirs);
-  const fd = openSync('/dev/fuse', 'r+');
-  t.teardown(() => closeSync(fd));
-  const opts = 'fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,nosuid,nodev,noexec';
-  await new Promise<void>((resolve, reject) => {
-    const c = spawn('mount', ['-i', '-n', '-t', `fuse.${SUBTYPE}`, '-o', opts, fuseSource(ours), theirs], {
-      stdio: ['ignore', 'ignore', 'inherit', fd],
-    });
-    c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`mount(8) exit ${code}`))));
+// Each way the driver can make them: the new mount API, mount(2) alone (a
+// kernel or seccomp filter without it), mount(8) (an addon built without them).
+const methods = (['mount-api', 'mount-syscall', 'mount-command'] as const).filter((m) => {
+  try {
+    MountCalls.using(m);
+    return true;
+  } catch {
+    return false;
+  }
+});
+
+for (const method of methods) {
+  const calls = MountCalls.using(method);
+  const native = method !== 'mount-command';
+
+  t.test(`${method}: mountinfo shows what mount(8) made: same type, source and options`, async (t) => {
+    const dir = await tempDir(t as Tap);
+    const ours = join(dir, 'ours');
+    await fuseMount(t as Tap, ours, false, calls);
+    // The same mount made by mount(8), as the driver did before, for comparison.
+    const theirs = join(dir, 'command');
+    await fuseMount(t as Tap, theirs, false, MountCalls.using('mount-command'), fuseSource(ours));
+    const [a] = await at(ours);
+    const [b] = await at(theirs);
+    t.equal(a?.fsType, `fuse.${SUBTYPE}`, 'type fuse.<subtype>');
+    t.equal(a?.source, fuseSource(ours), 'source: the fsname');
+    t.equal(a?.options, b?.options, `superblock options as mount(8)'s: ${a?.options}`);
+    t.same(await mountOptions(ours), await mountOptions(theirs), 'mount options as mount(8)');
+    t.match((await mountOptions(ours))[0], /nosuid,nodev,noexec/);
+
+    // A bind by path: read-only, nosuid,nodev,noexec; then flipped writable and back.
+    const src = join(dir, 'src');
+    const target = join(dir, 'target');
+    await mkdir(src);
+    await mkdir(target);
+    await writeFile(join(src, 'f'), 'through the bind');
+    await calls.bindMount(src, target);
+    t.teardown(() => execFileP('umount', ['-l', target]).catch(() => undefined));
+    t.equal(await readFile(join(target, 'f'), 'utf8'), 'through the bind');
+    t.match((await mountOptions(target))[0], /^ro,nosuid,nodev,noexec/, 'read-only bind');
+    await t.rejects(writeFile(join(target, 'g'), 'x'), { code: 'EROFS' });
+    await calls.remountBind(target, true);
+    t.match((await mountOptions(target))[0], /^rw,nosuid,nodev,noexec/, 'writable');
+    await calls.remountBind(target, false);
+    t.match((await mountOptions(target))[0], /^ro,nosuid,nodev,noexec/, 'read-only again');
+    await calls.unmount(target);
+    t.same(await at(target), [], 'unmounted');
+
+    // Through fds of the directory (O_PATH), as publish does: over a live directory and over a dead mount.
+    const dead = join(dir, 'dead');
+    await fuseMount(t as Tap, dead, true, calls);
+    for (const to of [target, dead]) {
+      const under = (await at(to)).length;
+      const d = await openTargetDir(to, to);
+      const flagsSet = await calls.bindMountAt(src, d.fd, true).finally(() => d.close());
+      t.equal(flagsSet, method === 'mount-api', 'flags set with the bind only by the new mount API');
+      if (!flagsSet) {
+        const root = await openTargetDir(to, to);
+        await calls.remountBindAt(root.fd, true).finally(() => root.close());
+      }
+      t.equal((await at(to)).length, under + 1, `bound at ${to === dead ? 'a dead mount' : 'a directory'}`);
+      t.match((await mountOptions(to)).at(-1), /^rw,nosuid,nodev,noexec/, 'writable, as asked');
+      t.equal(await readFile(join(to, 'f'), 'utf8'), 'through the bind');
+      const root = await openTargetDir(to, to);
+      await calls.unmountAt(root.fd).finally(() => root.close());
+      t.equal((await at(to)).length, under, 'detached');
+    }
   });
-  t.teardown(() => execFileP('umount', ['-l', theirs]).catch(() => undefined));
-  const [a] = await at(ours);
-  const [b] = await at(theirs);
-  t.equal(a?.fsType, `fuse.${SUBTYPE}`, 'type fuse.<subtype>');
-  t.equal(a?.source, fuseSource(ours), 'source: the fsname');
-  t.equal(a?.options, b?.options, `superblock options as mount(8)'s: ${a?.options}`);
-  t.same(await mountOptions(ours), await mountOptions(theirs), 'mount options as mount(8)');
-  t.match((await mountOptions(ours))[0], /nosuid,nodev,noexec/);
 
-  // A bind: read-only, nosuid,nodev,noexec; then flipped writable and back.
-  const src = join(dir, 'src');
-  const target = join(dir, 'target');
-  await mkdir(src);
-  await mkdir(target);
-  await writeFile(join(src, 'f'), 'through the bind');
-  await bindMount(src, target);
-  t.teardown(() => execFileP('umount', ['-l', target]).catch(() => undefined));
-  t.equal(await readFile(join(target, 'f'), 'utf8'), 'through the bind');
-  t.match((await mountOptions(target))[0], /^ro,nosuid,nodev,noexec/, 'read-only bind');
-  await t.rejects(writeFile(join(target, 'g'), 'x'), { code: 'EROFS' });
-  await remountBind(target, true);
-  t.match((await mountOptions(target))[0], /^rw,nosuid,nodev,noexec/, 'writable');
-  await remountBind(target, false);
-  t.match((await mountOptions(target))[0], /^ro,nosuid,nodev,noexec/, 'read-only again');
-  await unmount(target);
-  t.same(await at(target), [], 'unmounted');
-});
+  t.test(`${method}: dead mounts: stacked over, unmounted, and a dead source fails with ENOTCONN`, async (t) => {
+    const dir = await tempDir(t as Tap);
+    const dead = join(dir, 'dead');
+    await fuseMount(t as Tap, dead, true, calls);
+    await t.rejects(readdir(dead), { code: 'ENOTCONN' }, 'the mount is dead');
 
-t.test('dead mounts: stacked over, unmounted, and a dead source fails with ENOTCONN', async (t) => {
-  const dir = await tempDir(t as Tap);
-  const dead = join(dir, 'dead');
-  await fuseMount(t as Tap, dead, true);
-  await t.rejects(readdir(dead), { code: 'ENOTCONN' }, 'the mount is dead');
+    // A new bind over it (what publish does over a dead target): nothing stats the target first.
+    const src = join(dir, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'f'), 'alive again');
+    await calls.bindMount(src, dead);
+    t.equal((await at(dead)).length, 2, 'stacked over the dead one');
+    t.equal(await readFile(join(dead, 'f'), 'utf8'), 'alive again');
+    await calls.unmount(dead);
+    await calls.unmount(dead, { lazy: true });
+    t.same(await at(dead), [], 'both unmounted');
 
-  // A new bind over it (what publish does over a dead target): nothing stats the target first.
-  const src = join(dir, 'src');
-  await mkdir(src);
-  await writeFile(join(src, 'f'), 'alive again');
-  await bindMount(src, dead);
-  t.equal((await at(dead)).length, 2, 'stacked over the dead one');
-  t.equal(await readFile(join(dead, 'f'), 'utf8'), 'alive again');
-  await unmount(dead);
-  await unmount(dead, { lazy: true });
-  t.same(await at(dead), [], 'both unmounted');
-
-  // A bind whose source is under a dead mount: the OS error, said like the command.
-  const dead2 = join(dir, 'dead2');
-  await fuseMount(t as Tap, dead2, true);
-  const target = join(dir, 'target');
-  await mkdir(target);
-  const e = await bindMount(join(dead2, 'vol'), target).catch((x: unknown) => x);
-  t.ok(e instanceof MountError, 'a MountError');
-  const me = e as MountError;
-  t.equal(
-    me.message,
-    `mount --bind -o ro,nosuid,nodev,noexec ${join(dead2, 'vol')} ${target} failed: Transport endpoint is not connected (ENOTCONN)`,
-  );
-  t.equal(me.code, 'ENOTCONN');
-  t.equal(me.errno, 107);
-  t.equal(me.exitCode, null);
-  t.same(await at(target), [], 'nothing mounted');
-
-  const e2 = await unmount(target).catch((x: unknown) => x);
-  t.equal((e2 as Error).message, `umount ${target} failed: Invalid argument (EINVAL)`, 'not a mount point');
-});
+    // A bind whose source is under a dead mount: the OS error, said like the command.
+    const dead2 = join(dir, 'dead2');
+    await fuseMount(t as Tap, dead2, true, calls);
+    const target = join(dir, 'target');
+    await mkdir(target);
+    const source = join(dead2, 'vol');
+    const e = await calls.bindMount(source, target).catch((x: unknown) => x);
+    t.ok(e instanceof MountError, 'a MountError');
+    const me = e as MountError;
+    t.same(await at(target), [], 'nothing mounted');
+    const e2 = (await calls.unmount(target).catch((x: unknown) => x)) as MountError;
+    if (!native) {
+      t.match(me.message, /^mount -n -c --bind .* failed \(exit 32\): .*Transport endpoint is not connected/);
+      t.equal(me.exitCode, 32);
+      t.match(e2.message, /^umount -n .* failed \(exit 32\): .*not mounted/);
+      return;
+    }
+    t.equal(
+      me.message,
+      `mount --bind -o ro,nosuid,nodev,noexec ${source} ${target} failed: Transport endpoint is not connected (ENOTCONN)`,
+    );
+    t.equal(me.code, 'ENOTCONN');
+    t.equal(me.errno, 107);
+    t.equal(me.exitCode, null);
+    t.equal(e2.message, `umount ${target} failed: Invalid argument (EINVAL)`, 'not a mount point');
+  });
+}
 
 t.test('a mount waiting on an unanswered FUSE connection leaves the JS thread free', async (t) => {
   const dir = await tempDir(t as Tap);
