@@ -170,6 +170,7 @@ static void run_bind_tree(mount_op *op) {
 
 static void *op_thread(void *arg) {
   mount_op *op = arg;
+  pthread_setname_np(pthread_self(), "csi-mount");  // a stuck one is easy to spot in /proc/<pid>/task
   switch (op->kind) {
     case OP_MOUNT: run_mount(op); break;
     case OP_UMOUNT: run_umount(op); break;
