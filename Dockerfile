@@ -32,8 +32,9 @@ USER 65532:65532
 ENTRYPOINT ["node", "dist/src/bin/operator.js"]
 
 FROM node:24-bookworm-slim AS driver
-# mount/umount (and, to abort a FUSE connection when fusectl is not mounted,
-# unshare and sh) are the only system tools the driver runs.
+# The driver mounts by syscall (native addon); it runs mount/umount, unshare
+# and sh only to abort a FUSE connection when fusectl is not mounted, and
+# mount/umount for its mounts only with an addon built without mount_ops.c.
 RUN apt-get update && apt-get install -y --no-install-recommends util-linux mount \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "csi_native",
-      "sources": ["src/csi_native.c"],
+      "sources": ["src/csi_native.c", "src/mount_ops.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags!": ["-O3"],
       "cflags": [

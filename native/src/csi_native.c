@@ -7,6 +7,8 @@
 //     for small helper processes only);
 //   - file-descriptor passing over unix sockets (SCM_RIGHTS), socketpair and
 //     fcntl(F_DUPFD_CLOEXEC);
+//   - mount-table changes (mount, umount, bindTree: native/src/mount_ops.c),
+//     the one asynchronous part: each runs on a thread of its own;
 //   - a forked child that makes a list of directory syscalls (forkSyscalls),
 //     so that a FUSE server's changes to its own mount are made by another
 //     process: a server killed while its own syscall waits on its own mount
@@ -15,7 +17,7 @@
 // Missing arguments read as undefined (napi_get_cb_info fills them in) and
 // fail the type checks.
 //
-// Every function is synchronous and runs on the calling JS thread. The socket
+// Every other function is synchronous and runs on the calling JS thread. The socket
 // calls block if the socket is blocking; the caller owns that choice. EINTR is
 // retried (nothing has been transferred when it is returned); every other
 // failure, EAGAIN included, is thrown as an Error with
@@ -50,6 +52,8 @@
 #include <unistd.h>
 
 #include <node_api.h>
+
+#include "mount_ops.h"
 
 // The kernel's SCM_MAX_FD (include/net/scm.h): the most fds one SCM_RIGHTS
 // message may carry. Not exported to userspace headers.
@@ -914,5 +918,6 @@ NAPI_MODULE_INIT() {
                              props) != napi_ok) {
     return throw_napi_failure(env, "napi_define_properties");
   }
+  if (!csi_mount_ops_init(env, exports)) return throw_napi_failure(env, "csi_mount_ops_init");
   return exports;
 }

@@ -28,6 +28,7 @@ import { startCsiServer } from '../csi/server.js';
 import { Registrar } from '../registrar/server.js';
 import { nativeForkSyscalls } from '../fuse/vfs-steps.js';
 import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
+import { mountMethod } from '../mount/commands.js';
 import { KeeperClient } from '../takeover/keeper-client.js';
 import { KeeperSnapshots } from '../takeover/snapshots.js';
 import { decodeState, type DriverState } from '../takeover/state.js';
@@ -77,6 +78,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       secretsLocked: secrets.locked,
       rotation: flags.enableSecretRotation,
       rotationPollIntervalMs: flags.rotationPollIntervalMs,
+      // mount-api / mount-syscall: by syscall; mount-command: mount(8) children (an addon built without mount_ops.c).
+      mounts: mountMethod(),
     },
     'starting secrets-store CSI driver',
   );

@@ -47,18 +47,21 @@ export class TargetLifecycle {
 
   /**
    * Bind-mounts `source` at the target, read-only unless a provider is about
-   * to write into it. Through an fd of the checked directory, never the path;
-   * the flags are set through an fd of the new mount's root (the first fd
-   * still names the directory below it).
+   * to write into it. Through an fd of the checked directory, never the path.
+   * The bind comes with its flags where the kernel has the new mount API;
+   * otherwise they are set through an fd of the new mount's root (the first
+   * fd still names the directory below it).
    */
   async bind(source: string, target: string, o: { writable: boolean }): Promise<void> {
     const real = this.realPathOf(target);
     const dir = await openTargetDir(target, real);
+    let flagsSet: boolean;
     try {
-      await bindMountAt(source, dir.fd);
+      flagsSet = await bindMountAt(source, dir.fd, o.writable);
     } finally {
       await dir.close();
     }
+    if (flagsSet) return;
     try {
       const root = await openTargetDir(target, real);
       try {
@@ -96,7 +99,7 @@ export class TargetLifecycle {
    * there (no probe needed).
    */
   async teardown(target: string, o: { mounted: boolean }): Promise<void> {
-    // umount(8) and the probe follow symlinks: what a symlink points to is never touched.
+    // The probe follows symlinks: what a symlink points to is never touched.
     await refuseSymlinkedTarget(target, this.realPathOf(target));
     const state = o.mounted ? 'mounted' : await this.probe(target);
     if (state === 'mounted' || state === 'stale') {

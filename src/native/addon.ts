@@ -1,6 +1,7 @@
 // Typed loader for the csi_native Node-API addon (native/src/csi_native.c):
-// memory hardening (mlockall, PR_SET_DUMPABLE, MADV_DONTDUMP) and SCM_RIGHTS
-// fd passing, which Node has no API for. Linux only.
+// memory hardening (mlockall, PR_SET_DUMPABLE, MADV_DONTDUMP), SCM_RIGHTS
+// fd passing and mount-table syscalls (native/src/mount_ops.c), which Node
+// has no API for. Linux only.
 //
 // The .node file lives in <package root>/native/build/Release. This module runs
 // both as src/native/addon.ts (tests, via ts-node) and as
@@ -20,8 +21,46 @@ export interface RecvFdsResult {
   fds: number[];
 }
 
+/** Flag values from the system headers the addon was built with. */
+export interface MountConstants {
+  readonly MS_RDONLY: number;
+  readonly MS_NOSUID: number;
+  readonly MS_NODEV: number;
+  readonly MS_NOEXEC: number;
+  readonly MS_REMOUNT: number;
+  readonly MS_BIND: number;
+  readonly MNT_DETACH: number;
+  readonly UMOUNT_NOFOLLOW: number;
+  readonly MOUNT_ATTR_RDONLY: number;
+  readonly MOUNT_ATTR_NOSUID: number;
+  readonly MOUNT_ATTR_NODEV: number;
+  readonly MOUNT_ATTR_NOEXEC: number;
+}
+
 /**
- * The addon's exports. All calls are synchronous on the calling thread; the
+ * Mount-table syscalls, each made on a thread of its own (never the libuv
+ * threadpool: a path on one of our own FUSE mounts needs our FUSE server to
+ * answer). They reject with a {@link NativeSyscallError} whose `detail` is
+ * strerror(errno). Only use src/mount/commands.ts.
+ */
+export interface NativeMountOps {
+  /** mount(2). */
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
+  /** umount2(2). */
+  umount(target: string, flags: number): Promise<void>;
+  /**
+   * open_tree(source, OPEN_TREE_CLONE), mount_setattr(attrSet) on the clone,
+   * then move_mount onto the directory behind `targetFd` (if >= 0, with
+   * MOVE_MOUNT_T_EMPTY_PATH) or at `target`: a bind attached with its flags.
+   */
+  bindTree(source: string, targetFd: number, target: string | null, attrSet: number): Promise<void>;
+  /** Whether the kernel (and any seccomp filter) lets us use open_tree, move_mount and mount_setattr. */
+  mountApi(): boolean;
+  readonly mountConstants: MountConstants;
+}
+
+/**
+ * The addon's exports. All calls but the mount ones are synchronous on the calling thread; the
  * socket calls block if the socket is blocking. Syscall failures throw
  * {@link NativeSyscallError} (EINTR is retried internally, EAGAIN is thrown);
  * wrong argument types throw TypeError `ERR_INVALID_ARG_TYPE`, out-of-range
@@ -82,13 +121,22 @@ export interface NativeAddon {
   forkSyscalls(script: Buffer): [number, number];
   /** waitpid(pid, WNOHANG): the exit status (128 + signal if killed), or -1 while it runs. */
   reapChild(pid: number): number;
+  /** Missing from an addon built before mount_ops.c (then mount(8) is used). */
+  mount?: NativeMountOps['mount'];
+  umount?: NativeMountOps['umount'];
+  bindTree?: NativeMountOps['bindTree'];
+  mountApi?: NativeMountOps['mountApi'];
+  mountConstants?: MountConstants;
 }
 
 /** The Error the addon throws when a syscall fails. */
 export interface NativeSyscallError extends Error {
   code: 'ERR_SYSCALL';
+  /** Positive, as the kernel returns it (unlike Node's negative errno). */
   errno: number;
   syscall: string;
+  /** strerror(errno), set by the mount calls. */
+  detail?: string;
 }
 
 export function isNativeSyscallError(err: unknown): err is NativeSyscallError {
