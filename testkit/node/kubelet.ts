@@ -76,7 +76,7 @@ export class Kubelet {
       'imageGCHighThresholdPercent: 100',
       'imageGCLowThresholdPercent: 99',
       'serializeImagePulls: false',
-      'syncFrequency: 10s',
+      'syncFrequency: 5s',
       'nodeStatusUpdateFrequency: 5s',
       '',
     ].join('\n');
