@@ -68,6 +68,8 @@ function oursArgs(s: SideSpec, d: DriverSetup, metricsPort: number): string[] {
     `--provider-volume=${d.providerDir}`,
     '--additional-provider-volume-paths=',
     `--fuse-mount-dir=${join(s.root, 'fuse')}`,
+    // Its kubelet root is the bench's, so the target check stays on.
+    `--kubelet-root-dir=${s.root}`,
     `--metrics-addr=127.0.0.1:${metricsPort}`,
     `--rotation-poll-interval=${d.pollSeconds}s`,
   ];
