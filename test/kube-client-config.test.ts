@@ -77,16 +77,16 @@ t.test('kubeconfig with -data fields, the current context chosen', async (t) => 
       '',
     ].join('\n'),
   );
-  const cfg = loadKubeconfigFile(file);
+  const cfg = await loadKubeconfigFile(file);
   t.equal(cfg.server, 'https://two.example:6443');
   t.equal(cfg.ca?.toString(), 'CA2');
   t.equal(cfg.cert?.toString(), 'CERT');
   t.equal(cfg.key?.toString(), 'KEY');
   t.equal(cfg.token(), undefined);
   t.equal(cfg.namespace, 'ns-b');
-  t.equal(loadClusterConfig(file, {}).server, 'https://two.example:6443', '--kubeconfig wins');
-  t.equal(loadClusterConfig(undefined, { KUBECONFIG: `${file}:/nonexistent` }).server, 'https://two.example:6443');
-  t.throws(() => loadClusterConfig(undefined, {}), /no Kubernetes configuration/);
+  t.equal((await loadClusterConfig(file, {})).server, 'https://two.example:6443', '--kubeconfig wins');
+  t.equal((await loadClusterConfig(undefined, { KUBECONFIG: `${file}:/nonexistent` })).server, 'https://two.example:6443');
+  await t.rejects(loadClusterConfig(undefined, {}), /no Kubernetes configuration/);
 });
 
 t.test('kubeconfig with file fields (relative to the kubeconfig), tokenFile, insecure-skip-tls-verify', async (t) => {
@@ -108,20 +108,20 @@ t.test('kubeconfig with file fields (relative to the kubeconfig), tokenFile, ins
       '',
     ].join('\n');
   await writeFile(file, doc('client-certificate: client.crt, client-key: ' + join(dir, 'client.key'), 'certificate-authority: ca.crt'));
-  let cfg = loadKubeconfigFile(file);
+  let cfg = await loadKubeconfigFile(file);
   t.equal(cfg.ca?.toString(), 'CA-FILE');
   t.equal(cfg.cert?.toString(), 'CERT-FILE');
   t.equal(cfg.key?.toString(), 'KEY-FILE');
   t.equal(cfg.insecureSkipTlsVerify, false);
 
   await writeFile(file, doc('tokenFile: tok', 'insecure-skip-tls-verify: true'));
-  cfg = loadKubeconfigFile(file);
+  cfg = await loadKubeconfigFile(file);
   t.equal(cfg.token(), 'from-file');
   t.equal(cfg.insecureSkipTlsVerify, true);
   t.equal(cfg.ca, undefined);
 
   await writeFile(file, doc('exec: {command: aws, apiVersion: client.authentication.k8s.io/v1}', 'insecure-skip-tls-verify: true'));
-  t.throws(() => loadKubeconfigFile(file), /exec credential plugin/);
+  await t.rejects(loadKubeconfigFile(file), /exec credential plugin/);
   await writeFile(file, doc('auth-provider: {name: gcp}', 'insecure-skip-tls-verify: true'));
-  t.throws(() => loadKubeconfigFile(file), /auth-provider plugin/);
+  await t.rejects(loadKubeconfigFile(file), /auth-provider plugin/);
 });

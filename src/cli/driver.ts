@@ -9,7 +9,6 @@ import { SecretsFilesystem, threadGroupOf, type FilesystemOptions } from '../fus
 import { opName } from '../fuse/protocol.js';
 import { DEFAULT_WINDOW_LIMITS } from '../fuse/write-window.js';
 import { ProviderClients } from '../provider/client.js';
-import { DirSpcSource } from '../spc/dir-source.js';
 // The Kubernetes modules are loaded only once the FUSE connection is served
 // (see startDriver): readers wait for a restarted driver until it answers, and
 // a driver without a cluster (--secret-provider-class-dir) never needs them.
@@ -318,7 +317,10 @@ async function openFilesystem(
  * reads the served bytes from the volume registry.
  */
 async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeState): Promise<{ spcs: SpcSource; kube: KubeParts | null }> {
-  if (flags.secretProviderClassDir) return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null };
+  if (flags.secretProviderClassDir) {
+    const { DirSpcSource } = await import('../spc/dir-source.js');
+    return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null };
+  }
   const [{ KubeApi }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
     import('../kube/api.js'),
     import('../spc/kube-source.js'),
@@ -326,7 +328,7 @@ async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeSt
     import('../kube/secret-sync.js'),
     import('../kube/events.js'),
   ]);
-  const api = KubeApi.connect(flags.kubeconfig || undefined);
+  const api = await KubeApi.connect(flags.kubeconfig || undefined);
   const spcs = await KubeSpcSource.start({ api, log });
   const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
   const sync = new SecretSync({

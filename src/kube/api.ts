@@ -15,8 +15,8 @@ export class KubeApi {
     this.secretsStore = new SecretsStoreClient(http);
   }
 
-  static connect(kubeconfig?: string): KubeApi {
-    return new KubeApi(new KubeHttp(loadClusterConfig(kubeconfig)));
+  static async connect(kubeconfig?: string): Promise<KubeApi> {
+    return new KubeApi(new KubeHttp(await loadClusterConfig(kubeconfig)));
   }
 
   close(): void {

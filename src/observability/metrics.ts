@@ -3,7 +3,8 @@
 // Labels never carry secret material: provider names, error types, op names.
 
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './prometheus.js';
+import { registerProcessMetrics } from './process-metrics.js';
 
 const OS_TYPE = process.platform === 'win32' ? 'windows' : 'linux';
 
@@ -20,90 +21,88 @@ export class DriverMetrics {
     name: 'node_publish_total',
     help: 'Successful NodePublishVolume calls',
     labelNames: ['provider', 'os_type'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly nodePublishError = new Counter({
     name: 'node_publish_error_total',
     help: 'Failed NodePublishVolume calls',
     labelNames: ['provider', 'error_type', 'os_type'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly nodeUnpublish = new Counter({
     name: 'node_unpublish_total',
     help: 'Successful NodeUnpublishVolume calls',
     labelNames: ['os_type'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly nodeUnpublishError = new Counter({
     name: 'node_unpublish_error_total',
     help: 'Failed NodeUnpublishVolume calls',
     labelNames: ['os_type'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly rotation = new Counter({
     name: 'rotation_reconcile_total',
     help: 'Rotation polls that completed',
     labelNames: ['provider', 'os_type', 'rotated'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly rotationErrors = new Counter({
     name: 'rotation_reconcile_error_total',
     help: 'Rotation polls that failed (the last good content stays served)',
     labelNames: ['provider', 'error_type', 'os_type', 'rotated'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly rotationDuration = new Histogram({
     name: 'rotation_reconcile_duration_sec',
     help: 'Duration of a rotation poll in seconds',
     labelNames: ['os_type'],
     buckets: [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 30],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly providerCall = new Histogram({
     name: 'secrets_store_provider_mount_duration_seconds',
     help: 'Latency of provider Mount calls',
     labelNames: ['provider', 'result'],
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
+    registry: this.registry,
   });
-  readonly volumes = new Gauge({ name: 'secrets_store_volumes_mounted', help: 'Volumes served from memory', registers: [this.registry] });
+  readonly volumes = new Gauge({ name: 'secrets_store_volumes_mounted', help: 'Volumes served from memory', registry: this.registry });
   readonly versions = new Counter({
     name: 'secrets_store_versions_published_total',
     help: 'Volume versions published since start (first mounts and rotations)',
-    registers: [this.registry],
+    registry: this.registry,
   });
   private fsStats: () => { inodes: number; fileBytes: number } = () => ({ inodes: 0, fileBytes: 0 });
-  private readonly inodes = new Gauge({
-    name: 'secrets_store_fuse_inodes',
-    help: 'Inodes held in memory, including old versions the kernel still references',
-    registers: [this.registry],
-    collect: () => {
-      this.inodes.set(this.fsStats().inodes);
-    },
-  });
-  private readonly bytes = new Gauge({
-    name: 'secrets_store_fuse_file_bytes',
-    help: 'Bytes of file content held in memory',
-    registers: [this.registry],
-    collect: () => {
-      this.bytes.set(this.fsStats().fileBytes);
-    },
-  });
   private readonly fuseRequests = new Counter({
     name: 'secrets_store_fuse_requests_total',
     help: 'FUSE requests answered, by operation',
     labelNames: ['op'],
-    registers: [this.registry],
+    registry: this.registry,
   });
   private readonly auditedOpens = new Counter({
     name: 'secrets_store_audited_opens_total',
     help: "Opens of files of volumes with read audit on, by the volume's pod and file path",
     labelNames: ['namespace', 'pod', 'file'],
-    registers: [this.registry],
+    registry: this.registry,
   });
 
+  /** With defaultMetrics, also the process_* and nodejs_* metrics (read at scrape time only). */
   constructor(defaultMetrics = true) {
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    // Read from the filesystem's table when scraped (see observeFilesystem).
+    new Gauge({
+      name: 'secrets_store_fuse_inodes',
+      help: 'Inodes held in memory, including old versions the kernel still references',
+      registry: this.registry,
+      collect: (g) => g.set(this.fsStats().inodes),
+    });
+    new Gauge({
+      name: 'secrets_store_fuse_file_bytes',
+      help: 'Bytes of file content held in memory',
+      registry: this.registry,
+      collect: (g) => g.set(this.fsStats().fileBytes),
+    });
+    if (defaultMetrics) registerProcessMetrics(this.registry);
   }
 
   publishOk(provider: string): void {
@@ -148,14 +147,13 @@ export class DriverMetrics {
     const registered = new Gauge({
       name: 'secrets_store_kubelet_plugin_registered',
       help: '1 once kubelet reported the driver registered, 0 before and after kubelet reported it could not register it',
-      registers: [this.registry],
+      registry: this.registry,
     });
     const failures = new Counter({
       name: 'secrets_store_kubelet_plugin_registration_failures_total',
       help: 'Registrations kubelet reported as failed (the reason is logged)',
-      registers: [this.registry],
+      registry: this.registry,
     });
-    registered.set(0);
     return (ok) => {
       registered.set(ok ? 1 : 0);
       if (!ok) failures.inc();
@@ -176,12 +174,14 @@ export class DriverMetrics {
         res.writeHead(404).end();
         return;
       }
-      this.registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
-        },
-        () => res.writeHead(500).end(),
-      );
+      let body: string;
+      try {
+        body = this.registry.metricsSync();
+      } catch {
+        res.writeHead(500).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

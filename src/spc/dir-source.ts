@@ -9,9 +9,13 @@
 
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseAllDocuments, YAMLError } from 'yaml';
+import type * as YamlModule from 'yaml';
 import { errors } from '../errors.js';
 import { SPC_GROUP, SPC_KIND, spcNotFound, type SecretProviderClass, type SpcSource } from './types.js';
+
+// The YAML parser (~70 modules) is loaded at the first lookup, not at start:
+// only a driver run with --secret-provider-class-dir needs it.
+type Yaml = typeof YamlModule;
 
 /** A manifest left out, and why, in words that quote none of its content. */
 export interface SkippedManifest {
@@ -29,8 +33,8 @@ export interface SpcDirLogger {
 }
 
 /** Where and what, from an error of the YAML parser or of reading the file; never its message. */
-function reasonFor(e: unknown): string {
-  if (e instanceof YAMLError) {
+function reasonFor(e: unknown, yaml: Yaml): string {
+  if (e instanceof yaml.YAMLError) {
     const at = e.linePos?.[0];
     return `not valid YAML (${e.code}${at ? ` at line ${at.line}, column ${at.col}` : ''})`;
   }
@@ -38,9 +42,9 @@ function reasonFor(e: unknown): string {
   return typeof code === 'string' ? `cannot be read (${code})` : 'cannot be converted';
 }
 
-async function loadManifest(path: string): Promise<SecretProviderClass[]> {
+async function loadManifest(path: string, yaml: Yaml): Promise<SecretProviderClass[]> {
   const out: SecretProviderClass[] = [];
-  for (const doc of parseAllDocuments(await readFile(path, 'utf8'))) {
+  for (const doc of yaml.parseAllDocuments(await readFile(path, 'utf8'))) {
     if (doc.errors.length > 0) throw doc.errors[0];
     const obj = doc.toJS() as SecretProviderClass | null;
     if (!obj || obj.kind !== SPC_KIND || !obj.apiVersion?.startsWith(`${SPC_GROUP}/`)) continue;
@@ -51,13 +55,14 @@ async function loadManifest(path: string): Promise<SecretProviderClass[]> {
 
 export async function loadSpcDir(dir: string): Promise<SpcDir> {
   const names = (await readdir(dir)).filter((n) => /\.(ya?ml|json)$/i.test(n)).sort();
+  const yaml = await import('yaml');
   const spcs: SecretProviderClass[] = [];
   const skipped: SkippedManifest[] = [];
   for (const n of names) {
     try {
-      spcs.push(...(await loadManifest(join(dir, n))));
+      spcs.push(...(await loadManifest(join(dir, n), yaml)));
     } catch (e) {
-      skipped.push({ file: n, reason: reasonFor(e) });
+      skipped.push({ file: n, reason: reasonFor(e, yaml) });
     }
   }
   return { spcs, skipped };

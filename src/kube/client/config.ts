@@ -5,7 +5,6 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse } from 'yaml';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** Bound service-account tokens rotate; the file is read again at most this often (and after a 401). */
@@ -109,7 +108,9 @@ function material(o: Fields, field: string, base: string): Buffer | undefined {
   return undefined;
 }
 
-export function loadKubeconfigFile(file: string): ClusterConfig {
+/** Async only to load the YAML parser here: a driver with the in-cluster configuration never loads it. */
+export async function loadKubeconfigFile(file: string): Promise<ClusterConfig> {
+  const { parse } = await import('yaml');
   const doc = (parse(readFileSync(file, 'utf8')) ?? {}) as Fields;
   const base = dirname(file);
   const current = typeof doc['current-context'] === 'string' ? (doc['current-context'] as string) : undefined;
@@ -151,7 +152,7 @@ export function loadKubeconfigFile(file: string): ClusterConfig {
 }
 
 /** In-cluster when running in a pod, else --kubeconfig / KUBECONFIG; never a silent localhost fallback. */
-export function loadClusterConfig(kubeconfig?: string, env: NodeJS.ProcessEnv = process.env): ClusterConfig {
+export async function loadClusterConfig(kubeconfig?: string, env: NodeJS.ProcessEnv = process.env): Promise<ClusterConfig> {
   if (kubeconfig) return loadKubeconfigFile(kubeconfig);
   if (env.KUBERNETES_SERVICE_HOST) return loadInCluster({ env });
   // KUBECONFIG may list several files; the first is used (merging is not supported).
