@@ -38,7 +38,10 @@ FROM node:24-bookworm-slim AS driver
 RUN apt-get update && apt-get install -y --no-install-recommends util-linux mount \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-ENV NODE_ENV=production UV_THREADPOOL_SIZE=16
+# A daemon with little garbage: a 1 MiB semi-space (V8's default grows to
+# 16 MiB) keeps young garbage from inflating RSS between scavenges (measured:
+# 250 volumes 103 -> 95 MiB, 40 volumes 88 -> 83 MiB, before a full GC).
+ENV NODE_ENV=production UV_THREADPOOL_SIZE=16 NODE_OPTIONS=--max-semi-space-size=1
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/native/build/Release/csi_native.node ./native/build/Release/csi_native.node
