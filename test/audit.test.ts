@@ -1,8 +1,10 @@
 // Read audit (docs/audit.md): with --audit-reads and a volume that asks for
 // it, every open of its files from a real process is one log line (the
 // caller's pod and container from its cgroup, uid, pid, file, version; never
-// contents) and one count by pod and file; other volumes log nothing. The
-// cgroup path parsing (both cgroup versions, both kubelet cgroup drivers) is
+// contents) and one count by pod and file; other volumes log nothing, and
+// their opens never even reach the driver: audited volumes are served on a
+// second FUSE connection, mounted at the first audited publish, so the main
+// one keeps the kernel's no_open mode. The cgroup path parsing (both cgroup versions, both kubelet cgroup drivers) is
 // tested on its own.
 
 import t from 'tap';
@@ -10,9 +12,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readlink, rmdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { readMountInfo } from '../src/mount/mountinfo.js';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { Harness, canary, freePort, grpcCode, type Tap } from './helpers/harness.js';
+import { Harness, canary, freePort, grpcCode, mountsUnder, sleep, type Tap } from './helpers/harness.js';
 import { podOfCgroupFile, podOfCgroupPath } from '../src/observability/cgroup-pod.js';
 import { AUDIT_READS_ATTRIBUTE } from '../src/csi/volume-context.js';
 
@@ -111,6 +114,18 @@ async function auditedOpens(metricsPort: number): Promise<Map<string, number>> {
   return m;
 }
 
+/** FUSE requests the driver answered, by operation (secrets_store_fuse_requests_total). */
+async function fuseRequests(metricsPort: number, op: string): Promise<number> {
+  const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const r = new RegExp(`^secrets_store_fuse_requests_total\\{op="${op}"\\} (\\d+)$`, 'm').exec(body);
+  return r ? Number(r[1]) : 0;
+}
+
+/** The source of the mount at `path` (secrets-store@<the connection's mount directory>). */
+async function mountSource(path: string): Promise<string | undefined> {
+  return (await readMountInfo()).findLast((m) => m.mountPoint === path)?.source;
+}
+
 /** A cgroup named like kubelet's under a mounted hierarchy; removed (deepest first) on teardown. */
 async function fakePodCgroup(t: Tap, hierarchy: string, path: string): Promise<string> {
   const dirs: string[] = [];
@@ -194,6 +209,59 @@ t.test('every open of an audited volume is one line and one count; contents neve
   t.equal((await auditedOpens(port)).size, 0, 'series removed with their volumes');
 });
 
+t.test(
+  'audited volumes have a connection of their own: an unaudited volume keeps no_open (its opens never reach the driver)',
+  async (t) => {
+    const port = await freePort();
+    const h = await Harness.start(t as Tap, { driverArgs: ['--audit-reads', `--metrics-addr=127.0.0.1:${port}`] });
+    const secret = canary('own-connection');
+    await h.source('s.json', { files: [{ path: 'token', contents: `${secret}\n`, mode: 0o644 }] });
+    await h.spc('audited', 's.json', { [AUDIT_READS_ATTRIBUTE]: 'true' });
+    await h.spc('plain', 's.json');
+    const fuseDir = join(h.dir, 'fuse');
+    const auditDir = `${fuseDir}-audit`;
+    const plain = h.target('own-plain');
+    await h.publish(h.publishRequest(plain, 'plain'));
+    t.notOk((await mountsUnder(h.dir)).includes(auditDir), 'no audit connection before the first audited volume');
+    const audited = h.target('own-audited');
+    await h.publish(h.publishRequest(audited, 'audited'));
+    t.ok((await mountsUnder(h.dir)).includes(auditDir), 'the audit connection is mounted next to the main one');
+    t.equal(await mountSource(plain), `secrets-store@${fuseDir}`, 'the unaudited volume is on the main connection');
+    t.equal(await mountSource(audited), `secrets-store@${auditDir}`, 'the audited volume is on the audit connection');
+
+    // The main connection's first OPEN is answered ENOSYS (no_open from then on); the audited one's every open is answered.
+    t.equal((await runChild('cat', [join(plain, 'token')])).stdout, `${secret}\n`);
+    t.equal((await runChild('cat', [join(audited, 'token')])).stdout, `${secret}\n`);
+    const opensBefore = await fuseRequests(port, 'open');
+    const linesBefore = auditLines(h.driver.out).length;
+    const N = 5;
+    for (let i = 0; i < N; i++) t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
+    t.equal(await fuseRequests(port, 'open'), opensBefore, 'no open of the unaudited volume reached the driver');
+    for (let i = 0; i < N; i++) t.equal((await runChild('cat', [join(audited, 'token')])).code, 0);
+    t.equal(await fuseRequests(port, 'open'), opensBefore + N, 'every open of the audited volume reached the driver');
+    t.equal(auditLines(h.driver.out).length, linesBefore + N, 'and was logged');
+
+    // The kernel's side: with the driver stopped, the unaudited file still opens and reads (page cache, no OPEN sent).
+    process.kill(h.driver.pid, 'SIGSTOP');
+    try {
+      const r = await runChild('timeout', ['5', 'cat', join(plain, 'token')]);
+      t.equal(r.code, 0, 'read with the driver stopped');
+      t.equal(r.stdout, `${secret}\n`);
+    } finally {
+      process.kill(h.driver.pid, 'SIGCONT');
+    }
+
+    // Unpublishing the audited volume leaves the audit connection (and the unaudited volume) served.
+    await h.unpublish(audited);
+    t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
+    const again = h.target('own-audited-2');
+    await h.publish(h.publishRequest(again, 'audited'));
+    t.equal(await mountSource(again), `secrets-store@${auditDir}`);
+    t.equal((await runChild('cat', [join(again, 'token')])).code, 0);
+    t.equal(auditLines(h.driver.out).at(-1)?.targetPath, again);
+  },
+);
+
 t.test('a process in a pod cgroup: the line names its pod uid and container id (cgroupfs and systemd layouts)', async (t) => {
   const h = await Harness.start(t as Tap, { driverArgs: ['--audit-reads'] });
   await h.source('s.json', { files: [{ path: 'token', contents: canary('pod'), mode: 0o644 }] });
@@ -248,8 +316,9 @@ t.test('without --audit-reads a volume asking for audit is refused, not served u
   t.equal(auditLines(h.driver.out).length, 0);
 });
 
-t.test('after a driver crash, the driver taking the connection over audits the same volumes', async (t) => {
-  const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--audit-reads'] });
+t.test('after a driver crash, the driver taking both connections over audits the same volumes, and only them', async (t) => {
+  const port = await freePort();
+  const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--audit-reads', `--metrics-addr=127.0.0.1:${port}`] });
   await h.source('s.json', { files: [{ path: 'token', contents: canary('takeover'), mode: 0o644 }] });
   await h.spc('audited', 's.json', { [AUDIT_READS_ATTRIBUTE]: 'true' });
   await h.spc('plain', 's.json');
@@ -258,16 +327,82 @@ t.test('after a driver crash, the driver taking the connection over audits the s
   await h.publish(h.publishRequest(audited, 'audited'));
   await h.publish(h.publishRequest(plain, 'plain'));
   t.equal((await runChild('cat', [join(audited, 'token')])).code, 0);
+  t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
   t.equal(auditLines(h.driver.out).length, 1);
+  t.match(h.keeper!.out, /holding a new audit FUSE connection/, 'the keeper holds the audit connection too');
 
   await h.driver.stop('SIGKILL');
   await h.startDriver();
+  t.match(h.keeper!.out, /"connections":2/, 'both connections handed to the new driver');
   const r = await runChild('cat', [join(audited, 'token')]);
   t.equal(r.code, 0, r.stderr);
-  t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
+  const opens = await fuseRequests(port, 'open');
+  for (let i = 0; i < 3; i++) t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
+  t.equal(await fuseRequests(port, 'open'), opens, "the unaudited volume's opens still never reach the driver");
   const lines = auditLines(h.driver.out);
   t.equal(lines.length, 1, 'the new driver logs the audited open, and only that one');
   t.equal(lines[0]?.pid, r.pid);
   t.equal(lines[0]?.file, 'token');
   t.equal(lines[0]?.version, await readlink(join(audited, '..data')));
+
+  // A volume published after the takeover goes on the audit connection taken over, not a new one.
+  const later = h.target('takeover-later');
+  await h.publish(h.publishRequest(later, 'audited'));
+  t.equal(await mountSource(later), await mountSource(audited));
+  t.equal((await runChild('cat', [join(later, 'token')])).code, 0);
+  t.equal(auditLines(h.driver.out).length, 2);
+  t.notMatch(h.driver.out, /mounted the audit FUSE connection/);
+
+  await h.unpublish(audited);
+  await h.unpublish(later);
+  await h.unpublish(plain);
+});
+
+t.test('an upgrade handover (the running driver yields) passes both connections on', async (t) => {
+  const h = await Harness.start(t as Tap, { keeper: true, driverArgs: ['--audit-reads'] });
+  await h.source('s.json', { files: [{ path: 'token', contents: canary('handover'), mode: 0o644 }] });
+  await h.spc('audited', 's.json', { [AUDIT_READS_ATTRIBUTE]: 'true' });
+  await h.spc('plain', 's.json');
+  const audited = h.target('handover');
+  const plain = h.target('handover-plain');
+  await h.publish(h.publishRequest(audited, 'audited'));
+  await h.publish(h.publishRequest(plain, 'plain'));
+  t.equal((await runChild('cat', [join(audited, 'token')])).code, 0);
+
+  const old = h.driver;
+  await h.startDriver();
+  t.equal(await Promise.race([old.exited, sleep(10_000).then(() => 'timeout' as const)]), 0, 'the old driver handed over and exited');
+  t.match(h.driver.out, /"connections":2[^\n]*took over the FUSE connection/, 'the new driver took both connections over');
+  const r = await runChild('cat', [join(audited, 'token')]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal((await runChild('cat', [join(plain, 'token')])).code, 0);
+  const lines = auditLines(h.driver.out);
+  t.equal(lines.length, 1, 'the new driver audits the audited volume, and only it');
+  t.equal(lines[0]?.pid, r.pid);
+  await h.unpublish(audited);
+  await h.unpublish(plain);
+});
+
+t.test('SIGTERM without a keeper ends both connections (aborted, since the targets still mount them)', async (t) => {
+  const h = await Harness.start(t as Tap, { driverArgs: ['--audit-reads'] });
+  await h.source('s.json', { files: [{ path: 'token', contents: canary('shutdown'), mode: 0o644 }] });
+  await h.spc('audited', 's.json', { [AUDIT_READS_ATTRIBUTE]: 'true' });
+  await h.spc('plain', 's.json');
+  const audited = h.target('shutdown');
+  const plain = h.target('shutdown-plain');
+  await h.publish(h.publishRequest(audited, 'audited'));
+  await h.publish(h.publishRequest(plain, 'plain'));
+  const fuseDir = join(h.dir, 'fuse');
+
+  h.driver.child.kill('SIGTERM');
+  const code = await Promise.race([h.driver.exited, sleep(15_000).then(() => 'still running' as const)]);
+  if (code === 'still running') h.driver.child.kill('SIGKILL');
+  t.equal(code, 0, 'the driver exited within 15 s');
+  t.match(h.driver.out, /"abort":"(fusectl|private-namespace|mounted-fusectl)"/, 'aborted on purpose');
+  t.ok(h.driver.out.includes(`"aborted":[${JSON.stringify(fuseDir)},${JSON.stringify(`${fuseDir}-audit`)}]`), 'both connections');
+  for (const target of [plain, audited]) {
+    const r = await runChild('timeout', ['5', 'stat', '-f', target]);
+    t.not(r.code, 0, `${target} is no longer served`);
+    t.match(r.stderr, /not connected|connection abort/, 'with the connection error, not a hang');
+  }
 });

@@ -5,7 +5,8 @@
 import type { Server as HttpServer } from 'node:http';
 import { createLogger, type Logger } from '../observability/log.js';
 import { DriverMetrics } from '../observability/metrics.js';
-import { SecretsFilesystem, threadGroupOf, type FilesystemOptions } from '../fuse/filesystem.js';
+import { threadGroupOf } from '../fuse/filesystem.js';
+import { auditMountDir, type Connections } from '../fuse/connections.js';
 import { opName } from '../fuse/protocol.js';
 import { DEFAULT_WINDOW_LIMITS } from '../fuse/write-window.js';
 import { ProviderClients } from '../provider/client.js';
@@ -30,7 +31,7 @@ import { loadNative, hardenProcess, secretAllocator } from '../native/addon.js';
 import { mountMethod } from '../mount/commands.js';
 import { KeeperClient } from '../takeover/keeper-client.js';
 import { KeeperSnapshots } from '../takeover/snapshots.js';
-import { decodeState, type DriverState } from '../takeover/state.js';
+import { openConnections } from '../takeover/open-connections.js';
 import { findDeadMounts } from '../takeover/dead-mounts.js';
 import { ReadAudit } from '../observability/read-audit.js';
 import { podOfProcess } from '../observability/cgroup-pod.js';
@@ -55,7 +56,8 @@ export interface RunningDriver {
    */
   exit(code?: number): Promise<never>;
   readonly log: Logger;
-  readonly fs: SecretsFilesystem;
+  /** The main FUSE connection and, once an audited volume was served, the audit one. */
+  readonly fs: Connections;
   readonly manager: VolumeManager;
   stop(): Promise<void>;
 }
@@ -103,32 +105,29 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     },
     onGone: (v) => audit.unwatch(v.handle),
   });
-  const { fs, inherited } = await openFilesystem(keeper, log, {
-    mountDir: flags.fuseMountDir,
-    log,
-    onRequest: (op: number) => metrics.fuseRequest(opName(op)),
-    answerOpens: flags.auditReads,
-    onOpen: (nodeid, caller) => audit.onOpen(nodeid, caller),
-    alloc: secrets.allocate,
-    onMutation: () => state.persist(),
-    // A freed inode's bytes were zeroed here: the keeper drops its copy with the next snapshot.
-    onFree: () => snapshots.sendSoon(),
-    // Rotations made as syscalls by a forked child, so inotify watchers see them.
-    ...(flags.inotifyEvents ? { forkSyscalls: nativeForkSyscalls(native) } : {}),
+  const { conns: fs, inherited } = await openConnections(keeper, log, {
+    base: {
+      mountDir: flags.fuseMountDir,
+      log,
+      onRequest: (op: number) => metrics.fuseRequest(opName(op)),
+      alloc: secrets.allocate,
+      onMutation: () => state.persist(),
+      // A freed inode's bytes were zeroed here: the keeper drops its copy with the next snapshot.
+      onFree: () => snapshots.sendSoon(),
+      // Rotations made as syscalls by a forked child, so inotify watchers see them.
+      ...(flags.inotifyEvents ? { forkSyscalls: nativeForkSyscalls(native) } : {}),
+    },
+    // Audited volumes get a connection of their own: the main one never sees an open.
+    auditAllowed: flags.auditReads,
+    onOpen: (nodeid, caller, owns) => audit.onOpen(nodeid, caller, owns),
   });
-  metrics.observeFilesystem(() => fs.table.stats());
-  // A start that fails from here on must not leave the connection mounted
-  // (nobody would serve it); with a keeper it stays with the keeper.
+  metrics.observeFilesystem(() => fs.stats());
+  // A start that fails from here on must not leave the connections mounted
+  // (nobody would serve them); with a keeper they stay with the keeper.
   const undoMount = async (): Promise<void> => {
     if (keeper?.connected) fs.detach();
     else await fs.close().catch(() => undefined);
   };
-  if (fs.answersOpens !== flags.auditReads) {
-    log.warn(
-      { auditReads: flags.auditReads, connectionAnswersOpens: fs.answersOpens },
-      'the FUSE connection taken over keeps its own --audit-reads mode until it is remounted',
-    );
-  }
 
   const { spcs, kube: k } = await connectCluster(flags, log, state).catch(async (e: unknown) => {
     await undoMount();
@@ -217,9 +216,10 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
   snapshots.serve({ fs, volumes: state });
   state.persist();
   log.info({ endpoint: flags.endpoint, fuseMountDir: flags.fuseMountDir }, 'listening');
-  // In the background: probing stale mounts must never delay serving.
+  // In the background: probing stale mounts must never delay serving. Both
+  // connections' directories: a dead audit connection's volumes count too.
   if (!inherited) {
-    void reportDeadMounts(fs.mountDir, flags, k, log).catch((e: unknown) =>
+    void reportDeadMounts([fs.main.mountDir, auditMountDir(fs.main.mountDir)], flags, k, log).catch((e: unknown) =>
       log.warn({ err: (e as Error).message }, 'could not look for dead secrets mounts'),
     );
   }
@@ -267,13 +267,15 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       } else {
         const published = state.list().map((v) => v.targetPath);
         const aborted = await fs.close();
-        if (aborted || published.length > 0) {
+        if (aborted.length > 0 || published.length > 0) {
           log.warn(
             {
               published: published.length,
               targets: published,
-              abort: aborted?.method ?? 'not needed',
-              ...(aborted?.error ? { err: aborted.error } : {}),
+              // One method for all the connections aborted ('failed' if any failed), then which they were.
+              abort: (aborted.find((a) => a.aborted.method === 'failed') ?? aborted[0])?.aborted.method ?? 'not needed',
+              ...(aborted.length > 0 ? { aborted: aborted.map((a) => a.mountDir) } : {}),
+              ...(aborted.some((a) => a.aborted.error) ? { err: aborted.flatMap((a) => a.aborted.error ?? []).join('; ') } : {}),
             },
             'stopped without a keeper: nobody serves the secrets mounts left behind. Reads there fail with ECONNABORTED (in flight) or ENOTCONN ' +
               '("Transport endpoint is not connected") until kubelet unpublishes them (it unmounts them when the pod goes); ' +
@@ -283,32 +285,6 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       }
     },
   };
-}
-
-/**
- * With a keeper, takes over the connection a previous driver left there
- * (crash or upgrade); otherwise, or when there is none, mounts afresh.
- */
-async function openFilesystem(
-  keeper: KeeperClient | null,
-  log: Logger,
-  o: FilesystemOptions,
-): Promise<{ fs: SecretsFilesystem; inherited: DriverState | null }> {
-  const hello = keeper ? await keeper.hello() : { kind: 'empty' as const };
-  if (hello.kind !== 'state') {
-    const fs = await SecretsFilesystem.mount(o);
-    keeper?.register(fs.session.fd);
-    return { fs, inherited: null };
-  }
-  const started = performance.now();
-  const decoded = decodeState(hello.state);
-  const fs = await SecretsFilesystem.adopt(o, hello.fd, decoded.state.fs, decoded.blob);
-  hello.state.fill(0);
-  log.info(
-    { volumes: decoded.state.volumes.length, ms: Math.round(performance.now() - started) },
-    'took over the FUSE connection from the previous driver',
-  );
-  return { fs, inherited: decoded.state };
 }
 
 /**
@@ -385,11 +361,16 @@ function kubeHooks(k: KubeParts): Pick<VolumeManagerOptions, 'onVersion' | 'onDe
  * with --delete-pods-with-dead-mounts deletes those pods so their controllers
  * recreate them. kubelet's next republish stacks a new mount over each.
  */
-async function reportDeadMounts(rootDir: string, flags: DriverFlags, k: KubeParts | null, log: Logger): Promise<void> {
-  const dead = await findDeadMounts(rootDir, {
-    onUnresponsive: (mountPoint) =>
-      log.warn({ mountPoint }, 'a secrets mount of this driver did not answer a stat within 5 s; not treated as dead'),
-  });
+async function reportDeadMounts(rootDirs: readonly string[], flags: DriverFlags, k: KubeParts | null, log: Logger): Promise<void> {
+  const dead = [];
+  for (const rootDir of rootDirs) {
+    dead.push(
+      ...(await findDeadMounts(rootDir, {
+        onUnresponsive: (mountPoint) =>
+          log.warn({ mountPoint }, 'a secrets mount of this driver did not answer a stat within 5 s; not treated as dead'),
+      })),
+    );
+  }
   log.info({ dead: dead.length }, 'looked for secrets mounts that died with a previous driver');
   if (dead.length === 0) return;
   log.warn({ count: dead.length, targets: dead.map((d) => d.targetPath) }, 'found secrets mounts that died with a previous driver');

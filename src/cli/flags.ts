@@ -94,7 +94,7 @@ const SPECS: Record<string, Spec> = {
   'audit-reads': {
     key: 'auditReads',
     kind: 'bool',
-    help: 'let volumes ask for read audit (secrets-store.csi.x-k8s.io/audit-reads: "true"): every open of any file then reaches the driver, one round trip more per open (docs/audit.md)',
+    help: 'let volumes ask for read audit (secrets-store.csi.x-k8s.io/audit-reads: "true"): they are served on a second FUSE connection, <fuse-mount-dir>-audit, where every open reaches the driver; other volumes are not slowed (docs/audit.md)',
   },
   'kubelet-registration-path': {
     key: 'kubeletRegistrationPath',

@@ -2,7 +2,7 @@
 // per open (the caller's pod and container from its cgroup, uid, pid, file
 // path and version; never contents) and a counter by the volume's pod and
 // file. Opens reach the driver only on a connection that answers OPEN
-// (FilesystemOptions.answerOpens, docs/audit.md).
+// (FilesystemOptions.answerOpens, docs/audit.md): the audit connection.
 
 import type { Caller } from '../fuse/operations.js';
 import type { VolumeHandle } from '../fuse/filesystem.js';
@@ -49,21 +49,21 @@ interface Watched {
 }
 
 export class ReadAudit {
-  /** By volume directory inode id. */
-  private readonly watched = new Map<number, Watched>();
+  /** By handle: node ids are per connection, and there may be two. */
+  private readonly watched = new Map<VolumeHandle, Watched>();
 
   constructor(private readonly o: ReadAuditOptions) {}
 
   /** Starts auditing opens of `vol`'s files. */
   watch(vol: AuditedVolume): void {
-    this.watched.set(vol.handle.tree.dirId, { vol, series: new Map() });
+    this.watched.set(vol.handle, { vol, series: new Map() });
   }
 
   /** Stops auditing `handle`'s volume and drops its metric series. */
   unwatch(handle: VolumeHandle): void {
-    const w = this.watched.get(handle.tree.dirId);
-    if (!w || w.vol.handle !== handle) return;
-    this.watched.delete(handle.tree.dirId);
+    const w = this.watched.get(handle);
+    if (!w) return;
+    this.watched.delete(handle);
     this.o.metrics?.forgetAuditedOpens([...w.series.values()]);
   }
 
@@ -71,10 +71,14 @@ export class ReadAudit {
     return this.watched.size;
   }
 
-  /** A file open answered by the filesystem; logs and counts it when the file is in an audited volume. */
-  onOpen(nodeid: number, caller: Caller): void {
+  /**
+   * A file open answered by a connection; logs and counts it when the file is
+   * in an audited volume of that connection (`owns`: all when absent).
+   */
+  onOpen(nodeid: number, caller: Caller, owns: (v: VolumeHandle) => boolean = () => true): void {
     if (this.watched.size === 0) return;
     for (const w of this.watched.values()) {
+      if (!owns(w.vol.handle)) continue;
       const f = w.vol.handle.tree.describe(nodeid);
       if (!f) continue;
       const pid = this.o.processOf(caller.pid);

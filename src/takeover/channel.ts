@@ -171,7 +171,7 @@ export const Msg = {
   HELLO: 1,
   /** keeper → driver: nothing to take over; start afresh and REGISTER. */
   EMPTY: 2,
-  /** keeper → driver: the state, with the /dev/fuse fd attached. */
+  /** keeper → driver: the state, with the /dev/fuse fd attached (and the audit connection's second, if held). */
   STATE: 3,
   /** driver → keeper: the /dev/fuse fd of a fresh connection (attached). */
   REGISTER: 4,
@@ -181,4 +181,11 @@ export const Msg = {
   YIELD: 6,
   /** driver → keeper: final SNAPSHOT sent, exiting without unmounting. */
   YIELDED: 7,
+  /**
+   * driver → keeper: the /dev/fuse fd of the audit connection (attached),
+   * mounted at the first audited publish; the state held stays. A keeper
+   * that does not know it closes the fd (audited volumes then do not survive
+   * a restart; unaudited ones do).
+   */
+  REGISTER_AUDIT: 8,
 } as const;

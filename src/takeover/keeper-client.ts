@@ -3,7 +3,8 @@
 import type { NativeAddon } from '../native/addon.js';
 import { SeqChannel, Msg, type Message } from './channel.js';
 
-export type Hello = { kind: 'empty' } | { kind: 'state'; fd: number; state: Buffer };
+/** `auditFd`: the audit connection's, when the previous driver had one (docs/audit.md). */
+export type Hello = { kind: 'empty' } | { kind: 'state'; fd: number; auditFd: number | null; state: Buffer };
 
 export class KeeperClient {
   private waiting: ((m: Message) => void) | null = null;
@@ -47,7 +48,8 @@ export class KeeperClient {
       const timer = setTimeout(() => reject(new Error('the keeper did not answer')), timeoutMs);
       this.waiting = (m) => {
         clearTimeout(timer);
-        if (m.type === Msg.STATE && m.fds.length === 1) resolve({ kind: 'state', fd: m.fds[0]!, state: m.payload });
+        if (m.type === Msg.STATE && (m.fds.length === 1 || m.fds.length === 2))
+          resolve({ kind: 'state', fd: m.fds[0]!, auditFd: m.fds[1] ?? null, state: m.payload });
         else resolve({ kind: 'empty' });
       };
       this.ch.send(Msg.HELLO, Buffer.from(JSON.stringify({ pid: process.pid })));
@@ -56,6 +58,11 @@ export class KeeperClient {
 
   register(fuseFd: number): void {
     this.ch.send(Msg.REGISTER, Buffer.from('{}'), [fuseFd]);
+  }
+
+  /** The audit connection, mounted after the main one (the keeper keeps the state it has). */
+  registerAudit(fuseFd: number): void {
+    this.ch.send(Msg.REGISTER_AUDIT, Buffer.from('{}'), [fuseFd]);
   }
 
   /** Hands the state over before returning (see SeqChannel.sendNow); false if the keeper did not take it in time. */

@@ -5,7 +5,9 @@
 // wait instead of failing, and every container's view of the mount keeps
 // working (docs/restart-survival.md).
 //
-// One driver at a time is the owner. A new driver's HELLO gets the state and
+// It holds up to two connections: the main one and, once a driver has served
+// an audited volume, the audit connection (docs/audit.md); both are handed on
+// together. One driver at a time is the owner. A new driver's HELLO gets the state and
 // the fd at once when the owner is gone (crash), or after the owner has
 // yielded (upgrade: the owner is told to hand over, sends a final snapshot and
 // exits without unmounting).
@@ -31,6 +33,7 @@ export interface KeeperOptions {
 
 export class Keeper {
   private fuseFd: number | null = null;
+  private auditFd: number | null = null;
   private state: Buffer | null = null;
   private owner: SeqChannel | null = null;
   private successor: SeqChannel | null = null;
@@ -89,11 +92,18 @@ export class Keeper {
         break;
       case Msg.REGISTER:
         if (ch !== this.owner || m.fds.length !== 1) break;
-        if (this.fuseFd !== null && this.fuseFd !== m.fds[0]) closeSync(this.fuseFd);
+        // A fresh start: the previous connections (and their state) are over.
+        this.closeFds();
         this.fuseFd = m.fds[0]!;
         this.setState(null);
         this.o.log.info({}, 'holding a new FUSE connection');
-        break;
+        return;
+      case Msg.REGISTER_AUDIT:
+        if (ch !== this.owner || m.fds.length !== 1 || this.fuseFd === null) break;
+        if (this.auditFd !== null) closeSync(this.auditFd);
+        this.auditFd = m.fds[0]!;
+        this.o.log.info({}, 'holding a new audit FUSE connection');
+        return;
       case Msg.SNAPSHOT:
         if (ch === this.owner) this.setState(m.payload);
         m.payload.fill(0);
@@ -104,7 +114,13 @@ export class Keeper {
       default:
         break;
     }
-    for (const fd of m.type === Msg.REGISTER ? [] : m.fds) closeSync(fd);
+    for (const fd of m.fds) closeSync(fd);
+  }
+
+  private closeFds(): void {
+    for (const fd of [this.fuseFd, this.auditFd]) if (fd !== null) closeSync(fd);
+    this.fuseFd = null;
+    this.auditFd = null;
   }
 
   private setState(payload: Buffer | null): void {
@@ -122,8 +138,11 @@ export class Keeper {
       ch.send(Msg.EMPTY, Buffer.from('{}'));
       return;
     }
-    ch.send(Msg.STATE, this.state, [this.fuseFd]);
-    this.o.log.info({ stateBytes: this.state.length }, 'handed the connection and state to a new driver');
+    ch.send(Msg.STATE, this.state, this.auditFd === null ? [this.fuseFd] : [this.fuseFd, this.auditFd]);
+    this.o.log.info(
+      { stateBytes: this.state.length, connections: this.auditFd === null ? 1 : 2 },
+      'handed the connection and state to a new driver',
+    );
   }
 
   private onClose(ch: SeqChannel): void {
@@ -145,6 +164,6 @@ export class Keeper {
     for (const ch of this.channels) ch.close();
     if (this.listenFd >= 0) closeSync(this.listenFd);
     this.setState(null);
-    if (this.fuseFd !== null) closeSync(this.fuseFd);
+    this.closeFds();
   }
 }

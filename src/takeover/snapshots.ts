@@ -3,13 +3,14 @@
 // knows every node id the kernel may ask about and every served volume.
 
 import type { Logger } from 'pino';
-import type { SecretsFilesystem } from '../fuse/filesystem.js';
+import type { Connections } from '../fuse/connections.js';
 import type { KeeperClient } from './keeper-client.js';
 import { encodeState } from './state.js';
 import type { VolumeRecordState } from '../volume/types.js';
 
 export interface SnapshotSources {
-  readonly fs: SecretsFilesystem;
+  /** Both connections: the audit one's state and bytes follow the main one's. */
+  readonly fs: Connections;
   readonly volumes: { export(): VolumeRecordState[] };
 }
 
@@ -49,8 +50,13 @@ export class KeeperSnapshots {
 
   send(): void {
     if (!this.keeper?.connected || !this.sources) return;
-    const { state, data } = this.sources.fs.exportState();
-    const buf = encodeState({ version: 1, fs: state, volumes: this.sources.volumes.export() }, data, this.alloc);
+    const main = this.sources.fs.main.exportState();
+    const audit = this.sources.fs.audit?.exportState();
+    const buf = encodeState(
+      { version: 1, fs: main.state, ...(audit ? { auditFs: audit.state } : {}), volumes: this.sources.volumes.export() },
+      audit ? [...main.data, ...audit.data] : main.data,
+      this.alloc,
+    );
     if (!this.keeper.snapshot(buf))
       this.log.warn({ bytes: buf.length }, 'the keeper did not take the state in time; a crash now could lose the newest version');
     buf.fill(0);

@@ -2,7 +2,9 @@
 // the filesystem (inode table, volume trees) and the volume table (pods,
 // providers, versions, and the attributes and publish secrets the next poll
 // needs). Encoded as [u32 json length][json][file bytes], into locked,
-// non-dumpable memory; never written anywhere.
+// non-dumpable memory; never written anywhere. With an audit connection
+// (docs/audit.md) its filesystem is in `auditFs` and its bytes follow the
+// main one's.
 
 import type { FilesystemState } from '../fuse/filesystem.js';
 import type { VolumeRecordState } from '../volume/types.js';
@@ -10,6 +12,8 @@ import type { VolumeRecordState } from '../volume/types.js';
 export interface DriverState {
   readonly version: 1;
   readonly fs: FilesystemState;
+  /** The audit connection's filesystem, when there is one (its volumes' records say auditReads). */
+  readonly auditFs?: FilesystemState;
   readonly volumes: VolumeRecordState[];
 }
 
@@ -33,4 +37,11 @@ export function decodeState(buf: Buffer): { state: DriverState; blob: Buffer } {
   const state = JSON.parse(buf.toString('utf8', 4, 4 + len)) as DriverState;
   if (state.version !== 1) throw new Error(`unknown state version ${String(state.version)}`);
   return { state, blob: buf.subarray(4 + len) };
+}
+
+/** Splits the file bytes between the main connection's table and the audit connection's (in that order). */
+export function splitBlob(state: DriverState, blob: Buffer): { main: Buffer; audit: Buffer } {
+  let n = 0;
+  for (const node of state.fs.table.nodes) if (node.dataLen > 0) n += node.dataLen;
+  return { main: blob.subarray(0, n), audit: blob.subarray(n) };
 }

@@ -16,7 +16,7 @@
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { errors, isDriverError, ErrorType, type DriverError } from '../errors.js';
-import type { SecretsFilesystem } from '../fuse/filesystem.js';
+import type { VolumeFilesystem } from '../fuse/connections.js';
 import { TargetLifecycle } from '../mount/target-lifecycle.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import type { ProviderClients } from '../provider/client.js';
@@ -41,7 +41,7 @@ export interface RotationOptions {
 }
 
 export interface VolumeManagerOptions {
-  readonly fs: SecretsFilesystem;
+  readonly fs: VolumeFilesystem;
   /** The registry of served volumes; it persists every change (the keeper snapshot). */
   readonly state: VolumeState;
   readonly spcs: SpcSource;

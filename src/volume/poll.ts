@@ -4,7 +4,7 @@
 // served as it was.
 
 import type { Logger } from 'pino';
-import type { SecretsFilesystem } from '../fuse/filesystem.js';
+import type { VolumeFilesystem } from '../fuse/connections.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import { scrubResponse } from '../provider/client.js';
 import type { ProviderCaller } from './provider-call.js';
@@ -13,7 +13,7 @@ import type { VolumeStatus } from './types.js';
 import type { CallOutcome, WritePolicy } from './write-policy.js';
 
 export interface PollerOptions {
-  readonly fs: SecretsFilesystem;
+  readonly fs: VolumeFilesystem;
   readonly state: VolumeState;
   readonly caller: ProviderCaller;
   readonly policy: WritePolicy;

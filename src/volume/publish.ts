@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { errors, isDriverError } from '../errors.js';
-import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
+import type { VolumeHandle } from '../fuse/filesystem.js';
+import type { VolumeFilesystem } from '../fuse/connections.js';
 import type { TargetLifecycle } from '../mount/target-lifecycle.js';
 import type { DriverMetrics } from '../observability/metrics.js';
 import { scrubResponse } from '../provider/client.js';
@@ -33,7 +34,7 @@ export function volumeDirName(targetPath: string): string {
 }
 
 export interface PublisherOptions {
-  readonly fs: SecretsFilesystem;
+  readonly fs: VolumeFilesystem;
   readonly targets: TargetLifecycle;
   readonly state: VolumeState;
   readonly caller: ProviderCaller;
@@ -73,8 +74,10 @@ export class Publisher {
     if (existing) return this.refresh(existing, req);
     const plan = await this.plan(req);
     const group = req.volumeMountGroup ?? null;
-    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(req.targetPath, group, plan.windowPid !== null, (handle) =>
-      this.fill(req, plan, handle),
+    const { fileCount, stackedOverDead, vol } = await this.withNewTarget(
+      req.targetPath,
+      { group, writable: plan.windowPid !== null, audited: plan.auditReads },
+      (handle) => this.fill(req, plan, handle),
     );
     if (!plan.mock) this.o.onServed?.(req.targetPath);
     if (stackedOverDead) this.o.onDeadMountRepaired?.(toStatus(vol));
@@ -160,14 +163,14 @@ export class Publisher {
 
   /**
    * Read audit asked for by the volume's attributes or its SecretProviderClass's
-   * parameters; refused (rather than served unaudited) on a connection whose
-   * opens never reach the driver.
+   * parameters (the volume then goes on the audit connection); refused
+   * (rather than served unaudited) by a driver without --audit-reads.
    */
   private auditReads(...sources: ReadonlyArray<Readonly<Record<string, string>>>): boolean {
     if (!auditRequested(...sources)) return false;
-    if (!this.o.fs.answersOpens) {
+    if (!this.o.fs.auditAvailable) {
       throw errors.auditUnavailable(
-        `read audit (${AUDIT_READS_ATTRIBUTE}) is requested but this driver's FUSE connection does not see opens; start it with --audit-reads`,
+        `read audit (${AUDIT_READS_ATTRIBUTE}) is requested but this driver does not serve audited volumes; start it with --audit-reads`,
       );
     }
     return true;
@@ -228,15 +231,15 @@ export class Publisher {
   }
 
   /**
-   * The publish transaction: a new volume directory, served to `group`, bound at `target`
-   * (writable for a window) for `body` to fill and record. On any failure
+   * The publish transaction: a new volume directory, served to `group` (on
+   * the audit connection when `audited`), bound at `target` (writable for a
+   * window) for `body` to fill and record. On any failure
    * the target is undone here, once: window dropped, bind detached,
    * directory destroyed, record removed.
    */
   private async withNewTarget<T>(
     target: string,
-    group: number | null,
-    writable: boolean,
+    how: { group: number | null; writable: boolean; audited: boolean },
     body: (handle: VolumeHandle) => Promise<T>,
   ): Promise<T & { stackedOverDead: boolean }> {
     const { fs, targets, state } = this.o;
@@ -244,8 +247,8 @@ export class Publisher {
     let bound = false;
     try {
       const { stackedOverDead } = await targets.prepare(target);
-      handle = fs.createVolume(volumeDirName(target), group);
-      await targets.bind(handle.sourcePath, target, { writable });
+      handle = await fs.createVolume(volumeDirName(target), how.group, how.audited);
+      await targets.bind(handle.sourcePath, target, { writable: how.writable });
       bound = true;
       return { ...(await body(handle)), stackedOverDead };
     } catch (e) {

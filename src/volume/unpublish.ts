@@ -4,12 +4,12 @@
 
 import type { Logger } from 'pino';
 import { DriverError, errors } from '../errors.js';
-import type { SecretsFilesystem } from '../fuse/filesystem.js';
+import type { VolumeFilesystem } from '../fuse/connections.js';
 import type { TargetLifecycle } from '../mount/target-lifecycle.js';
 import type { VolumeState } from './state.js';
 
 export interface UnpublishOptions {
-  readonly fs: SecretsFilesystem;
+  readonly fs: VolumeFilesystem;
   readonly targets: TargetLifecycle;
   readonly state: VolumeState;
   readonly log: Logger;

@@ -5,7 +5,8 @@
 
 import type { Logger } from 'pino';
 import { errors } from '../errors.js';
-import type { SecretsFilesystem, VolumeHandle } from '../fuse/filesystem.js';
+import type { VolumeHandle } from '../fuse/filesystem.js';
+import type { VolumeFilesystem } from '../fuse/connections.js';
 import type { TargetLifecycle } from '../mount/target-lifecycle.js';
 import { scrubResponse, type MountResult } from '../provider/client.js';
 import type { ProviderFile } from '../provider/paths.js';
@@ -14,7 +15,7 @@ import type { ProviderCall } from './provider-call.js';
 import { filesAfterWindow } from './written-files.js';
 
 export interface WritePolicyOptions {
-  readonly fs: SecretsFilesystem;
+  readonly fs: VolumeFilesystem;
   readonly targets: TargetLifecycle;
   readonly log: Logger;
   /**
