@@ -148,7 +148,8 @@ t.test('registers with kubelet, survives kubelet restarts and a cleaned director
   await driver.waitFor(/registration socket was removed; binding it again/);
 
   // The whole directory is removed and made again (kubelet recreates it at start): watched again, socket back.
-  await rm(regDir, { recursive: true });
+  // Retried: the driver may be binding in it at that moment, as it may when kubelet's cleanup runs.
+  await rm(regDir, { recursive: true, maxRetries: 20, retryDelay: 50 });
   await sleep(200);
   await mkdir(regDir);
   await waitUntil(() => isOurSocket(sock), 10_000, 'the registration socket in the recreated directory');
