@@ -99,7 +99,10 @@ const metricsPort = await freePort();
 const children: ChildProcess[] = [];
 /** Shows a child's log lines that matter to a person watching: warnings, errors and rotations. */
 const start = (bin: string, args: string[], tag: string): ChildProcess => {
-  const c = spawn(process.execPath, [join(here, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: Ctrl-C reaches only the demo, which unpublishes
+  // first and then stops the driver (with the terminal's SIGINT the driver
+  // stopped first and left the volume mounted behind it).
+  const c = spawn(process.execPath, [join(here, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const prefix = (d: Buffer): void => {
     for (const l of d.toString().split('\n').filter(Boolean)) {
       let show = true;
@@ -151,7 +154,12 @@ const cleanup = async (code: number): Promise<never> => {
   if (cleaning) process.exit(code);
   cleaning = true;
   console.log('\nUnpublishing and cleaning up…');
-  await new Promise<void>((r) => client.nodeUnpublishVolume({ volumeId: 'demo-volume', targetPath: target }, () => r()));
+  await new Promise<void>((r) =>
+    client.nodeUnpublishVolume({ volumeId: 'demo-volume', targetPath: target }, (err) => {
+      if (err) console.error(`unpublish failed: ${err.message}`);
+      r();
+    }),
+  );
   client.close();
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.on('exit', r)) : null)));
@@ -160,6 +168,10 @@ const cleanup = async (code: number): Promise<never> => {
   console.log('Done: nothing left mounted, nothing left on disk.');
   process.exit(code);
 };
+// The children are not in our process group: never leave them running behind us.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
 process.on('SIGINT', () => void cleanup(0));
 process.on('SIGTERM', () => void cleanup(0));
 
