@@ -23,6 +23,10 @@ t.test('runs', async (t) => { t.pass('ran'); });
 t.test('needs B', { skip: skipUnless(false, 'SSCSI_REQUIRE_FIXTURE_B', 'fixture B is missing') }, async (t) => { t.fail('ran'); });
 t.test('has D', { skip: skipUnless(true, 'SSCSI_REQUIRE_FIXTURE_D', 'fixture D is missing') }, async (t) => { t.pass('ran'); });
 `,
+  'rest.test.ts': `import t from 'tap';
+import { skipRest } from '${SKIP_HELPER}';
+t.test('part', async (t) => { t.pass('ran'); skipRest(t, 'the rest', 'SSCSI_REQUIRE_FIXTURE_E', 'fixture E is missing'); });
+`,
   'raw-tagged.test.ts': `import t from 'tap';
 t.test('needs C', { skip: '[SSCSI_REQUIRE_FIXTURE_C] fixture C is missing' }, async (t) => { t.fail('ran'); });
 `,
@@ -103,6 +107,17 @@ t.test('a required skip, an untagged skip and a helper refusing to skip all fail
   );
   // whole.test.ts fails itself (SSCSI_REQUIRE_FIXTURE_A=1); B stays a plain skip.
   t.equal(lines.at(-1), '2 passed, 3 failed, 1 skipped');
+});
+
+t.test('the rest of a subtest skipped with skipRest counts as skipped, not passed, and fails when required', async (t) => {
+  const dir = await fixtures(t as Tap);
+  const skipped = await ciRun(dir, ['rest.test.ts']);
+  t.equal(skipped.code, 0);
+  t.equal(skipped.lines.at(-1), '1 passed, 0 failed, 1 skipped', 'only the assertion that ran is a pass');
+  t.ok(skipped.lines.includes('#   rest.test.ts > the rest: [SSCSI_REQUIRE_FIXTURE_E] fixture E is missing'), 'and it is listed');
+  const required = await ciRun(dir, ['rest.test.ts'], { SSCSI_REQUIRE_FIXTURE_E: '1' });
+  t.not(required.code, 0, 'exit non-zero when its variable requires it');
+  t.match(required.lines.at(-1) ?? '', /^1 passed, [1-9]\d* failed, 0 skipped$/);
 });
 
 t.test('no summary from tap: non-zero exit, and the closing line says failed', async (t) => {
