@@ -17,11 +17,10 @@
 
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { BUSYBOX_IMAGE } from '../testkit/node/cluster.js';
-import { NODE, Proc, ROOT, canary, grepDisk, mountsUnder, sleep } from './helpers/harness.js';
+import { canary, grepDisk, mountsUnder, sleep, startProviderAt } from './helpers/harness.js';
 import { apply, eventually } from './helpers/kube.js';
 import { AUDIENCE, DRIVER_NAME, E2ENode, GROUP, whyNoNode } from './helpers/kubelet-node.js';
 import { skipFile } from './helpers/skip.js';
@@ -305,13 +304,8 @@ t.test('8. a missing SecretProviderClass or provider: our error in the pod event
     'a FailedMount event naming the missing provider',
   );
   t.match(noProvider, /^FailedMount: /, `kubelet shows our error: ${noProvider.slice(0, 200)}`);
-  const late = new Proc(
-    spawn(NODE, [join(ROOT, 'dist/src/bin/example-provider.js'), '--endpoint', `unix://${join(node.providerDir, 'late-provider.sock')}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
+  const late = await startProviderAt(join(node.providerDir, 'late-provider.sock'));
   t.teardown(() => late.stop());
-  await late.waitFor(/"listening"/);
   await runningPod('app=no-provider');
   t.pass('the pod starts once the provider is installed');
   for (const name of ['no-spc', 'no-provider']) await node.core().deleteNamespacedPod({ namespace: NS, name, gracePeriodSeconds: 0 });

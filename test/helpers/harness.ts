@@ -25,6 +25,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const NODE = process.execPath;
 const DRIVER_BIN = join(ROOT, 'dist/src/bin/driver.js');
 const PROVIDER_BIN = join(ROOT, 'dist/src/bin/example-provider.js');
+const KEEPER_BIN = join(ROOT, 'dist/src/bin/keeper.js');
 
 export interface Tap {
   teardown(fn: () => unknown): void;
@@ -99,6 +100,20 @@ export class Proc extends ChildProc {
   constructor(child: ChildProcess) {
     super(track(child));
   }
+}
+
+/** The example provider listening on `socket` (a process of this checkout's, or `bin`), once it says so. */
+export async function startProviderAt(socket: string, bin = PROVIDER_BIN): Promise<Proc> {
+  const p = new Proc(spawn(NODE, [bin, '--endpoint', `unix://${socket}`], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await p.waitFor(/"listening"/);
+  return p;
+}
+
+/** A keeper listening on `socket`, once it says so. */
+export async function startKeeperAt(socket: string, bin = KEEPER_BIN): Promise<Proc> {
+  const k = new Proc(spawn(NODE, [bin, '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await k.waitFor(/keeper listening/);
+  return k;
 }
 
 export interface ProviderFileSpec {
@@ -179,12 +194,7 @@ export class Harness {
   }
 
   async startProvider(): Promise<void> {
-    this.provider = new Proc(
-      spawn(NODE, [this.bin(PROVIDER_BIN), '--endpoint', `unix://${join(this.providerDir, `${this.providerName}.sock`)}`], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
-    );
-    await this.provider.waitFor(/"listening"/);
+    this.provider = await startProviderAt(join(this.providerDir, `${this.providerName}.sock`), this.bin(PROVIDER_BIN));
   }
 
   get keeperSocket(): string {
@@ -192,10 +202,7 @@ export class Harness {
   }
 
   async startKeeper(): Promise<void> {
-    this.keeper = new Proc(
-      spawn(NODE, [this.bin(join(ROOT, 'dist/src/bin/keeper.js')), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }),
-    );
-    await this.keeper.waitFor(/keeper listening/);
+    this.keeper = await startKeeperAt(this.keeperSocket, this.bin(KEEPER_BIN));
   }
 
   /** Starts a driver process (another one, after a crash or for a handover); waits until it serves CSI. */

@@ -11,7 +11,7 @@ import { AppsV1Api, CoreV1Api, CustomObjectsApi, StorageV1Api, type KubernetesOb
 import { stringify } from 'yaml';
 import { atOrUnder, umountAllWhere } from '../../testkit/mounts.js';
 import { Cluster } from '../../testkit/node/cluster.js';
-import { NODE, Proc, ROOT, execFileP, track } from './harness.js';
+import { NODE, Proc, ROOT, execFileP, startKeeperAt, startProviderAt, track } from './harness.js';
 import { apply, applyCrds, eventually, manifests, serviceAccountKubeconfig } from './kube.js';
 import { checkPeer } from './peers.js';
 import type { RequireVar } from './skip.js';
@@ -133,19 +133,11 @@ export class E2ENode {
   }
 
   async startProvider(): Promise<void> {
-    this.provider = new Proc(
-      spawn(NODE, [join(ROOT, 'dist/src/bin/example-provider.js'), '--endpoint', `unix://${join(this.providerDir, 'example.sock')}`], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
-    );
-    await this.provider.waitFor(/"listening"/);
+    this.provider = await startProviderAt(join(this.providerDir, 'example.sock'));
   }
 
   async startKeeper(): Promise<void> {
-    this.keeper = new Proc(
-      spawn(NODE, [join(ROOT, 'dist/src/bin/keeper.js'), '--socket', this.keeperSocket], { stdio: ['ignore', 'pipe', 'pipe'] }),
-    );
-    await this.keeper.waitFor(/keeper listening/);
+    this.keeper = await startKeeperAt(this.keeperSocket);
   }
 
   async startDriver(pollSeconds: number): Promise<void> {
