@@ -8,7 +8,7 @@ import { readdir, readFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Proc } from '../proc.js';
 import { execFileP as run } from '../run.js';
-import { sleep, waitUntil } from '../wait.js';
+import { waitUntil } from '../wait.js';
 
 export const PAUSE_IMAGE = 'sscsi.local/pause:1';
 
@@ -111,7 +111,6 @@ export class Containerd {
     await waitUntil(async () => (await this.shims()).length === 0, 10_000, 'containerd shims to exit').catch((e: Error) =>
       errors.push(e.message),
     );
-    await sleep(0);
   }
 
   /** Shim processes that serve this containerd (their command line names its socket). */
