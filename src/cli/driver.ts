@@ -129,7 +129,11 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     else await fs.close().catch(() => undefined);
   };
 
-  const { spcs, kube: k } = await connectCluster(flags, log, state).catch(async (e: unknown) => {
+  const {
+    spcs,
+    kube: k,
+    startInformers,
+  } = await connectCluster(flags, log, state).catch(async (e: unknown) => {
     await undoMount();
     throw e;
   });
@@ -241,7 +245,8 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     })();
   });
 
-  return {
+  let stopping = false;
+  const running: RunningDriver = {
     // Always _exit: process.exit() joins the libuv threadpool, and a thread
     // parked in read(2) of /dev/fuse returns only when the connection ends,
     // which a bind mount elsewhere (a container's view) or the keeper outlives:
@@ -251,6 +256,7 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
     fs,
     manager,
     async stop() {
+      stopping = true;
       ready = false;
       manager.close();
       await k?.sync.stop();
@@ -285,6 +291,16 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
       }
     },
   };
+  // The informers list in the background (lookups fall back to the API
+  // server meanwhile). One the server refuses (RBAC, a missing CRD) is a
+  // configuration error: the driver stops as a failed start would.
+  void startInformers().then(async (e) => {
+    if (!e || stopping) return;
+    log.error({ err: e.message }, 'the API server refused to list what the driver watches (check its RBAC and CRDs); stopping');
+    await running.stop();
+    await exitNow(1);
+  });
+  return running;
 }
 
 /**
@@ -292,10 +308,14 @@ export async function startDriver(flags: DriverFlags, log: Logger = createLogger
  * objects, Secrets or Events; with one, all three, as upstream. Secret sync
  * reads the served bytes from the volume registry.
  */
-async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeState): Promise<{ spcs: SpcSource; kube: KubeParts | null }> {
+async function connectCluster(
+  flags: DriverFlags,
+  log: Logger,
+  volumes: VolumeState,
+): Promise<{ spcs: SpcSource; kube: KubeParts | null; startInformers: () => Promise<Error | null> }> {
   if (flags.secretProviderClassDir) {
     const { DirSpcSource } = await import('../spc/dir-source.js');
-    return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null };
+    return { spcs: new DirSpcSource(flags.secretProviderClassDir, log), kube: null, startInformers: () => Promise.resolve(null) };
   }
   const [{ KubeApi }, { KubeSpcSource }, { PodStatusWriter }, { SecretSync }, { EventRecorder, EventReason }] = await Promise.all([
     import('../kube/api.js'),
@@ -305,7 +325,7 @@ async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeSt
     import('../kube/events.js'),
   ]);
   const api = await KubeApi.connect(flags.kubeconfig || undefined);
-  const spcs = await KubeSpcSource.start({ api, log });
+  const spcs = new KubeSpcSource({ api, log });
   const events = new EventRecorder(api, 'csi-secrets-store-controller', flags.nodeId, log);
   const sync = new SecretSync({
     api,
@@ -316,8 +336,15 @@ async function connectCluster(flags: DriverFlags, log: Logger, volumes: VolumeSt
     log,
     readFile: (targetPath, objectName) => volumes.readFile(targetPath, objectName),
   });
-  await sync.start();
-  return { spcs, kube: { api, podStatus: new PodStatusWriter(api, flags.nodeId), sync, events, reasons: EventReason } };
+  // Called once the driver serves, and not awaited: serving never waits for
+  // the first lists (upstream's caches sync in the background too). Never
+  // rejects: resolves with the server's refusal.
+  const startInformers = (): Promise<Error | null> =>
+    Promise.all([spcs.start(), sync.start()]).then(
+      () => null,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
+  return { spcs, kube: { api, podStatus: new PodStatusWriter(api, flags.nodeId), sync, events, reasons: EventReason }, startInformers };
 }
 
 /** Status objects, Secret sync and Events for what the volume manager does. */
@@ -325,7 +352,7 @@ function kubeHooks(k: KubeParts): Pick<VolumeManagerOptions, 'onVersion' | 'onDe
   return {
     onVersion: async (st: VolumeStatus, first: boolean) => {
       const written = await k.podStatus.write(st);
-      k.sync.enqueue(written.metadata.namespace, written.metadata.name);
+      k.sync.enqueue(written);
       if (!first)
         await k.events.emit(
           { name: st.podName, namespace: st.podNamespace, uid: st.podUid },

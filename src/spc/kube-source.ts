@@ -1,7 +1,9 @@
 // SecretProviderClasses from the Kubernetes API: an informer (list + watch of
 // secretproviderclasses in all namespaces, as upstream's cache), looked up in
 // the pod's namespace. A miss in the cache is checked against the API server
-// once, so an SPC created just before the pod is not reported missing.
+// once, so an SPC created just before the pod is not reported missing, and
+// so a publish arriving before the first list (the driver serves at once,
+// the informer syncs in the background) is answered too.
 
 import { errors } from '../errors.js';
 import { SPC_PLURAL, spcNotFound, type SecretProviderClass, type SpcSource } from './types.js';
@@ -18,23 +20,21 @@ export interface KubeSpcSourceOptions {
 
 export class KubeSpcSource implements SpcSource {
   private readonly informer: Informer<SpcObject>;
+  private readonly api: KubeApi;
 
-  private constructor(
-    private readonly api: KubeApi,
-    log: KubeSpcSourceOptions['log'],
-  ) {
-    this.informer = new Informer<SpcObject>(api.http, {
+  constructor(private readonly o: KubeSpcSourceOptions) {
+    this.api = o.api;
+    this.informer = new Informer<SpcObject>(o.api.http, {
       path: paths.custom(SPC_PLURAL),
       what: 'secretproviderclass',
-      warn: (f, m) => log.warn(f, m),
+      warn: (f, m) => o.log.warn(f, m),
     });
   }
 
-  static async start(opts: KubeSpcSourceOptions): Promise<KubeSpcSource> {
-    const src = new KubeSpcSource(opts.api, opts.log);
-    await src.informer.start();
-    opts.log.info({}, 'secretproviderclass informer synced');
-    return src;
+  /** The first list (retried while the server cannot answer); rejects when the server refuses it (401, 403, 404). */
+  async start(): Promise<void> {
+    await this.informer.start();
+    this.o.log.info({}, 'secretproviderclass informer synced');
   }
 
   async get(namespace: string, name: string): Promise<SecretProviderClass> {
