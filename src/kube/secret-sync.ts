@@ -84,6 +84,8 @@ export class SecretSync {
   private spcpsInformer: Informer<SpcpsObject> | null = null;
   private podInformer: Informer<Pod> | null = null;
   private readonly resyncMs: number;
+  /** Status objects this driver wrote and has not reconciled yet, by namespace/name. */
+  private readonly written = new Map<string, SpcpsObject>();
 
   constructor(private readonly o: SecretSyncOptions) {
     this.resyncMs = o.resyncMs ?? 5 * 60_000;
@@ -119,13 +121,16 @@ export class SecretSync {
     await this.spcpsInformer.start();
   }
 
-  /** Sync now, e.g. right after a mount or rotation wrote the status object. */
-  enqueue(namespace: string, spcpsName: string): void {
-    this.queue.add(`${namespace}/${spcpsName}`);
+  /** Sync now, right after a mount or rotation wrote the status object `written` (the API server's answer). */
+  enqueue(written: PodStatusObject): void {
+    const key = `${written.metadata.namespace}/${written.metadata.name}`;
+    this.written.set(key, written as SpcpsObject);
+    this.queue.add(key);
   }
 
   stop(): Promise<void> {
     this.queue.stop();
+    this.written.clear();
     this.spcpsInformer?.stop();
     this.podInformer?.stop();
     return Promise.resolve();
@@ -142,17 +147,33 @@ export class SecretSync {
     }
   }
 
-  async reconcile(key: string): Promise<ReconcileResult> {
-    const [namespace, name] = key.split('/') as [string, string];
-    const { api, log } = this.o;
-    let spcps: SpcpsObject;
+  /**
+   * The status object to reconcile: the one this driver just wrote (the
+   * API server's answer to that write), else the informer's copy, else a GET.
+   * The fields read here (pod, class, target path, node label) never change
+   * for an object; a copy that fails the checks below is fetched again once,
+   * in case it was a recreated object's predecessor.
+   */
+  private async spcps(namespace: string, name: string, fresh: boolean): Promise<SpcpsObject | null> {
+    const key = `${namespace}/${name}`;
+    const known = fresh ? undefined : (this.written.get(key) ?? this.spcpsInformer?.get(name, namespace));
+    this.written.delete(key);
+    if (known) return known;
     try {
-      spcps = await api.secretsStore.get<SpcpsObject>(SPCPS_PLURAL, namespace, name);
+      return await this.o.api.secretsStore.get<SpcpsObject>(SPCPS_PLURAL, namespace, name);
     } catch (e) {
-      if (apiStatus(e) === 404) return {};
+      if (apiStatus(e) === 404) return null;
       throw e;
     }
-    if (spcps.metadata.labels?.[NODE_LABEL] !== this.o.nodeId) return {};
+  }
+
+  async reconcile(key: string, fresh = false): Promise<ReconcileResult> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const { log } = this.o;
+    const spcps = await this.spcps(namespace, name, fresh);
+    if (!spcps) return {};
+    const again = (): Promise<ReconcileResult> => this.reconcile(key, true);
+    if (spcps.metadata.labels?.[NODE_LABEL] !== this.o.nodeId) return fresh ? {} : again();
     const podName = spcps.status.podName;
     const pod = await this.pod(namespace, podName);
     if (!pod) return { requeueAfterMs: 5000 };
@@ -173,8 +194,10 @@ export class SecretSync {
     );
     if (!vol) throw new Error(`failed to find secret provider class pod status volume for pod ${namespace}/${podName}`);
     const m = TARGET_PATH_RE.exec(spcps.status.targetPath);
-    if (m?.[1] !== pod.metadata?.uid)
+    if (m?.[1] !== pod.metadata?.uid) {
+      if (!fresh) return again();
       throw new Error(`secret provider class pod status targetPath did not match pod UID for pod ${namespace}/${podName}`);
+    }
     if (m?.[2] !== vol.name)
       throw new Error(`secret provider class pod status volume name did not match pod Volume for pod ${namespace}/${podName}`);
 
