@@ -21,7 +21,7 @@ import { KiB } from './lib/params.js';
 import { writeSecretsFile, type SecretFile } from './lib/secrets.js';
 import { round } from './lib/stats.js';
 import { Cluster } from './upstream/cluster.js';
-import { upstreamBinary, type DriverSetup, type SideName } from './upstream/drivers.js';
+import { driverImageEnv, upstreamBinary, type DriverSetup, type SideName } from './upstream/drivers.js';
 import { json, lines, type Measured } from './upstream/figures.js';
 import { idleWindow, type IdleFigures } from './upstream/idle.js';
 import { publishBurst, publishUpTo, unpublishAlternating, warmUp, type PerSide } from './upstream/latency.js';
@@ -53,7 +53,13 @@ async function measure(env: BenchEnv, td: Teardown, notes: string[]): Promise<Me
   await writeSecretsFile(secretsFile, files);
   const providerDir = env.path('providers');
   const provider: Proc = await startProvider(env, join(providerDir, 'example.sock'));
-  const setup: DriverSetup = { kubeconfig: cluster.kubeconfig, providerDir, pollSeconds: UP.pollSeconds };
+  const oursEnv = await driverImageEnv();
+  notes.push(
+    `ours runs with the driver image's environment: ${Object.entries(oursEnv)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );
+  const setup: DriverSetup = { kubeconfig: cluster.kubeconfig, providerDir, pollSeconds: UP.pollSeconds, oursEnv };
   const sides = NAMES.map(
     (name) =>
       new Side(

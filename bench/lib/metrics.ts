@@ -43,3 +43,5 @@ export async function statusKiB(pid: number, field = 'VmRSS'): Promise<number> {
 }
 
 export const rssKiB = (pid: number): Promise<number> => statusKiB(pid, 'VmRSS');
+/** The anonymous part of RSS (heaps, stacks): what is not pages of files such as the runtime's own binary. */
+export const anonKiB = (pid: number): Promise<number> => statusKiB(pid, 'RssAnon');

@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort } from '../../testkit/net.js';
 import { Proc } from '../../testkit/proc.js';
@@ -23,6 +23,8 @@ export interface DriverSetup {
   readonly kubeconfig: string;
   readonly providerDir: string;
   readonly pollSeconds: number;
+  /** Ours runs with the driver image's environment (driverImageEnv). */
+  readonly oursEnv: Readonly<Record<string, string>>;
 }
 
 /** One driver's fixed identity in the bench. */
@@ -44,6 +46,28 @@ export async function upstreamBinary(): Promise<string> {
   } catch {
     throw new Error(`the upstream driver is not built: run ${script} (needs Go and the Go module proxy)`);
   }
+}
+
+/**
+ * The environment the driver image sets (the Dockerfile's ENV lines of its
+ * `driver` stage: V8's heap sizing, the threadpool), so ours is measured as
+ * it is deployed, as upstream's binary is.
+ */
+export async function driverImageEnv(): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  let stage = '';
+  for (const line of (await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8')).split('\n')) {
+    const from = /^FROM\s+\S+(?:\s+AS\s+(\S+))?/i.exec(line);
+    if (from) stage = from[1] ?? '';
+    const set = /^ENV\s+(.*)$/i.exec(line);
+    if (set && stage === 'driver')
+      for (const kv of set[1]!.trim().split(/\s+/)) {
+        const i = kv.indexOf('=');
+        if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+  }
+  if (Object.keys(env).length === 0) throw new Error("no ENV line in the Dockerfile's driver stage");
+  return env;
 }
 
 function upstreamArgs(s: SideSpec, d: DriverSetup, metricsPort: number): string[] {
@@ -88,7 +112,8 @@ export async function startSide(env: BenchEnv, upstreamBin: string, s: SideSpec,
   const port = await freePort();
   const [cmd, args] = s.name === 'upstream' ? [upstreamBin, upstreamArgs(s, d, port)] : [process.execPath, oursArgs(s, d, port)];
   const t0 = performance.now();
-  const proc = env.track(new Proc(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }), `driver:${s.name}`));
+  const childEnv = s.name === 'ours' ? { ...process.env, ...d.oursEnv } : process.env;
+  const proc = env.track(new Proc(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv }), `driver:${s.name}`));
   for (;;) {
     if (!proc.running) throw new Error(`the ${s.name} driver exited during start\n${proc.recentOutput()}`);
     if (existsSync(s.socket) && (await probeOnce(s.socket))) return { proc, readyMs: performance.now() - t0 };

@@ -53,6 +53,7 @@ export function lines(m: Measured, concurrent: number): Line[] {
     out.push(
       { label: `idle CPU, ${n} volumes, rotation on`, unit: 'mCPU', ...both(w, (x) => x.milliCpu) },
       { label: `RSS, ${n} volumes`, unit: 'MiB', ...both(w, (x) => MiB(x.rssKiB)) },
+      { label: `  of which anonymous (not file pages)`, unit: 'MiB', ...both(w, (x) => MiB(x.anonKiB)) },
       { label: `provider calls per volume-hour, ${n} volumes`, unit: '/h', ...both(w, (x) => x.providerCallsPerVolumeHour), digits: 0 },
     );
   }

@@ -5,7 +5,7 @@
 
 import { sleep } from '../../testkit/wait.js';
 import type { PerSide } from './latency.js';
-import { cpuMark, milliCpu, rssKiB } from './proc-stats.js';
+import { anonKiB, cpuMark, milliCpu, rssKiB } from './proc-stats.js';
 import type { ProviderCalls } from './provider-calls.js';
 import type { Republisher } from './republisher.js';
 import type { Side } from './side.js';
@@ -15,6 +15,8 @@ export interface IdleFigures {
   readonly windowSeconds: number;
   readonly milliCpu: number;
   readonly rssKiB: number;
+  /** Of rssKiB, the anonymous pages (not the pages of the runtime's binary and libraries). */
+  readonly anonKiB: number;
   readonly providerCalls: number;
   readonly providerCallsPerVolumeHour: number;
   /** kubelet republishes the bench made to this driver within the window. */
@@ -45,6 +47,7 @@ export async function idleWindow(
       windowSeconds: window,
       milliCpu: milliCpu(cpu0[i]!, cpu1[i]!, hz),
       rssKiB: await rssKiB(s.proc.pid),
+      anonKiB: await anonKiB(s.proc.pid),
       providerCalls: n,
       providerCallsPerVolumeHour: s.held.length === 0 ? 0 : (n / s.held.length / window) * 3600,
       republishes: rep1[s.name] - rep0[s.name],

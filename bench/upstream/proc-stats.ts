@@ -4,9 +4,9 @@
 
 import { readFile } from 'node:fs/promises';
 import { run } from '../../testkit/run.js';
-import { rssKiB } from '../lib/metrics.js';
+import { anonKiB, rssKiB } from '../lib/metrics.js';
 
-export { rssKiB };
+export { anonKiB, rssKiB };
 
 /** Clock ticks per second (USER_HZ), the unit of /proc/<pid>/stat's times. */
 export async function clockTicks(): Promise<number> {
