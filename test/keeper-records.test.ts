@@ -6,12 +6,10 @@
 
 import t, { type Test } from 'tap';
 import { InodeTable, ROOT_ID } from '../src/fuse/inode-table.js';
-import { VolumeTree, type VolumeFile } from '../src/fuse/volume-tree.js';
+import { Conn, files, record } from './helpers/record-conn.js';
 import { WriteWindow } from '../src/fuse/write-window.js';
 import { VolumeState } from '../src/volume/state.js';
-import type { Volume } from '../src/volume/types.js';
-import type { VolumeHandle } from '../src/fuse/filesystem.js';
-import { DriverRecords, stateFromRecords, withOwners, type RecordConnection } from '../src/takeover/records.js';
+import { DriverRecords, stateFromRecords, withOwners } from '../src/takeover/records.js';
 import {
   decodeContainer,
   decodeDelta,
@@ -21,67 +19,15 @@ import {
   saysRecords,
   type RecordDelta,
 } from '../src/takeover/record-codec.js';
-import { decodeState, encodeState, type DriverState } from '../src/takeover/state.js';
+import { decodeState, encodeState } from '../src/takeover/state.js';
 
 const alloc = (n: number): Buffer => Buffer.alloc(n);
-const files = (v: number, extra = false): VolumeFile[] => [
-  { path: 'password', mode: 0o400, contents: Buffer.from(`pw-${v}`) },
-  { path: 'config/app.json', mode: 0o444, contents: Buffer.from(`{"v":${v}}`) },
-  ...(extra ? [{ path: 'extra', mode: 0o444, contents: Buffer.from('x') }] : []),
-];
-
-/** One connection without a mount: a table, its volumes, and what the records builder reads. */
-class Conn implements RecordConnection {
-  readonly table = new InodeTable();
-  readonly answersOpens = false;
-  readonly ops = { negotiated: { major: 7, minor: 31, flags: 5, maxReadahead: 4096 } };
-  readonly vols = new Map<string, VolumeHandle>();
-  constructor(readonly mountDir: string) {}
-  handles(): Iterable<VolumeHandle> {
-    return this.vols.values();
-  }
-  create(name: string): VolumeHandle {
-    const dir = this.table.mkdir(0o755, 1000);
-    this.table.link(ROOT_ID, name, dir.id);
-    const v = { name, tree: new VolumeTree(this.table, dir.id, 0), sourcePath: `${this.mountDir}/${name}` };
-    this.vols.set(name, v);
-    return v;
-  }
-  destroy(v: VolumeHandle): void {
-    this.vols.delete(v.name);
-    this.table.scrub(v.tree.dirId);
-    this.table.unlink(ROOT_ID, v.name);
-  }
-  whole(): { fs: DriverState['fs']; data: Buffer[] } {
-    const t = this.table.exportState();
-    const volumes = [...this.vols.values()].map((v) => ({ name: v.name, tree: v.tree.exportState() }));
-    return { fs: { mountDir: this.mountDir, negotiated: this.ops.negotiated, answersOpens: false, table: t.state, volumes }, data: t.data };
-  }
-}
 
 /** The keeper's side, as keeper.ts applies a delta. */
 function apply(held: Map<string, Buffer>, d: RecordDelta): void {
   if (d.reset) held.clear();
   for (const [k, b] of d.upserts) held.set(k, Buffer.from(b));
   for (const k of d.deletes) held.delete(k);
-}
-
-function record(path: string, v: VolumeHandle): Volume {
-  return {
-    targetPath: path,
-    volumeId: `id-${path}`,
-    podName: 'p',
-    podNamespace: 'ns',
-    podUid: 'uid',
-    spcName: 'spc',
-    provider: 'prov',
-    volumeContext: { a: 'b' },
-    secrets: { token: 's3cret' },
-    objectVersions: [{ id: 'o', version: '1' }],
-    mock: false,
-    lastPolledAt: 1,
-    handle: v,
-  };
 }
 
 class World {

@@ -96,6 +96,11 @@ export class KeeperClient {
     await this.ch.drained();
   }
 
+  /** Drops the connection (the keeper keeps what it holds). */
+  close(): void {
+    this.ch.close();
+  }
+
   get connected(): boolean {
     return !this.ch.isClosed;
   }
