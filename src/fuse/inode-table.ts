@@ -305,9 +305,9 @@ export class InodeTable {
     return this.nextId;
   }
 
-  /** Starts (or restarts) tracking changes: every node counts as changed. */
-  trackChanges(): void {
-    this.changes = new Set(this.nodes.keys());
+  /** Starts (or restarts) tracking changes, every node counting as changed; or stops. */
+  trackChanges(on = true): void {
+    this.changes = on ? new Set(this.nodes.keys()) : null;
   }
 
   /** The nodes created, changed (a changed tree too: markChanged) or freed since the last call. */

@@ -37,7 +37,7 @@ export interface RecordConnection {
 
 /** The volume records (VolumeState). */
 export interface RecordVolumes {
-  trackChanges(): void;
+  trackChanges(on?: boolean): void;
   takeChanges(): Map<string, VolumeRecordState | null>;
 }
 
@@ -166,13 +166,21 @@ export class DriverRecords {
   private main: ConnectionRecords | null = null;
   private audit: ConnectionRecords | null = null;
   private lastMeta = '';
+  private volumes: RecordVolumes | null = null;
 
   constructor(private readonly alloc: Alloc) {}
+
+  /** Stops the change tracking (no keeper to send to any more: the sets would only grow). */
+  stop(): void {
+    for (const c of [this.main, this.audit]) c?.conn.table.trackChanges(false);
+    this.volumes?.trackChanges(false);
+  }
 
   delta(main: RecordConnection, audit: RecordConnection | null, volumes: RecordVolumes): RecordDelta {
     const reset = this.main === null;
     if (reset) {
       this.main = new ConnectionRecords('m', main);
+      this.volumes = volumes;
       volumes.trackChanges();
     }
     // The audit connection is mounted at the first audited publish: its records start then.

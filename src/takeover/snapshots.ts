@@ -55,6 +55,10 @@ export class KeeperSnapshots {
   }
 
   send(): void {
+    if (this.records && !this.keeper?.connected) {
+      this.records.stop(); // the keeper is gone for good: nothing to track changes for
+      this.records = null;
+    }
     if (!this.keeper?.connected || !this.sources) return;
     if (this.keeper.takesRecords) {
       this.sendRecords(this.keeper, this.sources);

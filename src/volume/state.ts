@@ -148,9 +148,9 @@ export class VolumeState {
     return this.list().map(recordState);
   }
 
-  /** Starts (or restarts) tracking changes: every volume counts as changed. */
-  trackChanges(): void {
-    this.changed = new Set(this.volumes.keys());
+  /** Starts (or restarts) tracking changes, every volume counting as changed; or stops. */
+  trackChanges(on = true): void {
+    this.changed = on ? new Set(this.volumes.keys()) : null;
   }
 
   /** The records of the volumes changed since the last call; a deleted one's target path maps to null. */
