@@ -192,7 +192,9 @@ async function measureSnapshots(dir: string, sizes: number[]): Promise<SwitchCos
   const keeperJs = fileURLToPath(new URL('../src/bin/keeper.js', import.meta.url));
   const socket = join(dir, 'keeper.sock');
   const keeper = spawn(process.execPath, [keeperJs, '--socket', socket, '--lock-memory', 'false'], { stdio: 'ignore' });
-  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'snap'), log });
+  // Old versions removed at once (between two changes below), so a volume rotated again and again is one with
+  // the version it serves and the one it replaced, as after a rotation with the default grace.
+  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'snap'), log, retireGraceMs: 0 });
   const out: SwitchCostResult['snapshotMs'] = [];
   const stand = openSync('/dev/null', 'r'); // the keeper holds an fd as it would /dev/fuse
   const alloc = (k: number): Buffer => Buffer.alloc(k);

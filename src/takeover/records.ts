@@ -78,6 +78,8 @@ class ConnectionRecords {
   private readonly members = new Map<number, Set<number>>();
   /** Child id → the root's entries naming it. */
   private rootEntries = new Map<number, Array<[string, number]>>();
+  /** Served volumes by directory id; they come and go with the root's entries, so rebuilt with those. */
+  private handles = new Map<number, { readonly name: string; readonly tree: VolumeTree }>();
 
   constructor(
     readonly tag: Tag,
@@ -123,8 +125,8 @@ class ConnectionRecords {
         if (e) e.push([name, id]);
         else this.rootEntries.set(id, [[name, id]]);
       }
+      this.handles = new Map([...this.conn.handles()].map((h) => [h.tree.dirId, h]));
     }
-    let handles: Map<number, { readonly name: string; readonly tree: VolumeTree }> | null = null;
     for (const owner of dirty) {
       const key = owner === 0 ? `rest:${this.tag}` : `vol:${this.tag}:${owner}`;
       const ids = this.members.get(owner);
@@ -133,8 +135,7 @@ class ConnectionRecords {
         deletes.push(key);
         continue;
       }
-      handles ??= new Map([...this.conn.handles()].map((h) => [h.tree.dirId, h]));
-      upserts.push([key, this.encode(owner, ids, handles.get(owner), alloc)]);
+      upserts.push([key, this.encode(owner, ids, this.handles.get(owner), alloc)]);
     }
   }
 
