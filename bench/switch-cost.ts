@@ -3,8 +3,10 @@
 // watchers see them, the default) and with the table-only switch (cache
 // invalidations, silent for inotify); one volume at a time and many volumes
 // rotating at once (a forked child per batch of syscalls). Also the
-// keeper snapshot (the whole state encoded, then handed to a real keeper
-// process over its socket) as the node fills up. Run as root:
+// keeper snapshot as the node fills up, handed to a real keeper process over
+// its socket: the records one change touched (one volume rotated, one more
+// published), against the whole state encoded (what an older keeper still
+// gets, and what every change cost before records). Run as root:
 // `UV_THREADPOOL_SIZE=16 node dist/bench/switch-cost.js [rotations] [volumes]`
 // (its two mounts' blocking readers would take all 4 default threads and
 // every fs call would wait forever, as in bench section 5). It serves its
@@ -20,6 +22,8 @@ import { unmount } from '../src/mount/commands.js';
 import { readMountInfo } from '../src/mount/mountinfo.js';
 import { Op } from '../src/fuse/protocol.js';
 import { encodeState } from '../src/takeover/state.js';
+import { DriverRecords, type RecordVolumes } from '../src/takeover/records.js';
+import { encodeDelta } from '../src/takeover/record-codec.js';
 import { KeeperClient } from '../src/takeover/keeper-client.js';
 import { nativeForkSyscalls, type ForkSyscalls } from '../src/fuse/vfs-steps.js';
 import { loadNative } from '../src/native/addon.js';
@@ -54,9 +58,19 @@ export interface SwitchCostResult {
   /**
    * Keeper snapshot with this many volumes of 3 x 1 KiB mounted, medians in ms: exportState + encode, and
    * the synchronous hand-over of the encoded state to a keeper process (KeeperClient.snapshot). The driver's
-   * JS thread is blocked for the sum.
+   * JS thread is blocked for the sum. `rotate` and `publish`: the same for the records delta after one
+   * change (one volume rotated; one more volume published), which is what a driver sends a keeper that takes
+   * records; `resetMs`: every record at once (a driver's first send after it starts serving). Filesystem
+   * state only (no volume records) in all of them.
    */
-  snapshotMs: Array<{ volumes: number; bytes: number; encodeMs: number; sendMs: number; ms: number }>;
+  snapshotMs: Array<SnapshotCost & { volumes: number; resetMs: number; rotate: SnapshotCost; publish: SnapshotCost }>;
+}
+
+export interface SnapshotCost {
+  bytes: number;
+  encodeMs: number;
+  sendMs: number;
+  ms: number;
 }
 
 class Counter {
@@ -147,39 +161,81 @@ async function measureMode(dir: string, vfsSteps: boolean, rotations: number, vo
   }
 }
 
+/** Medians of `runs` (the first 5 dropped as warm-up) of prepare (untimed), encode, then send. */
+async function timed(
+  runs: number,
+  prepare: (i: number) => Promise<void>,
+  encode: () => Buffer,
+  send: (b: Buffer) => boolean,
+): Promise<SnapshotCost> {
+  const enc: number[] = [];
+  const snd: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < runs; i++) {
+    await prepare(i);
+    const t0 = performance.now();
+    const buf = encode();
+    const t1 = performance.now();
+    if (!send(buf)) throw new Error('the keeper did not take the snapshot');
+    snd.push(performance.now() - t1);
+    enc.push(t1 - t0);
+    bytes = buf.length;
+    buf.fill(0);
+    await sleep(30); // as between rotations: the keeper has read the last one
+  }
+  const e = summarize(enc.slice(5)).median;
+  const w = summarize(snd.slice(5)).median;
+  return { bytes, encodeMs: round(e, 3), sendMs: round(w, 3), ms: round(e + w, 3) };
+}
+
 async function measureSnapshots(dir: string, sizes: number[]): Promise<SwitchCostResult['snapshotMs']> {
   const keeperJs = fileURLToPath(new URL('../src/bin/keeper.js', import.meta.url));
   const socket = join(dir, 'keeper.sock');
   const keeper = spawn(process.execPath, [keeperJs, '--socket', socket, '--lock-memory', 'false'], { stdio: 'ignore' });
-  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'snap'), log });
+  // Old versions removed at once (between two changes below), so a volume rotated again and again is one with
+  // the version it serves and the one it replaced, as after a rotation with the default grace.
+  const fs = await SecretsFilesystem.mount({ mountDir: join(dir, 'snap'), log, retireGraceMs: 0 });
   const out: SwitchCostResult['snapshotMs'] = [];
   const stand = openSync('/dev/null', 'r'); // the keeper holds an fd as it would /dev/fuse
+  const alloc = (k: number): Buffer => Buffer.alloc(k);
+  const noRecords: RecordVolumes = { trackChanges: () => undefined, takeChanges: () => new Map() };
   try {
     const client = await KeeperClient.connect(loadNative(), socket, 10_000);
     if (!client) throw new Error('the keeper did not start');
     await client.hello();
+    if (!client.takesRecords) throw new Error('the keeper does not take records');
     client.register(stand);
     let n = 0;
     for (const target of sizes) {
       for (; n < target; n++) await fs.publish(fs.createVolume(`s${n}`), files(n));
-      const encode: number[] = [];
-      const send: number[] = [];
-      let bytes = 0;
-      for (let i = 0; i < 15; i++) {
-        const t0 = performance.now();
-        const { state, data } = fs.exportState();
-        const buf = encodeState({ version: 1, fs: state, volumes: [] }, data, (k) => Buffer.alloc(k));
-        const t1 = performance.now();
-        if (!client.snapshot(buf)) throw new Error('the keeper did not take the snapshot');
-        send.push(performance.now() - t1);
-        encode.push(t1 - t0);
-        bytes = buf.length;
-        buf.fill(0);
-        await sleep(30); // as between rotations: the keeper has read the last one
-      }
-      const e = summarize(encode.slice(5)).median;
-      const w = summarize(send.slice(5)).median;
-      out.push({ volumes: target, bytes, encodeMs: round(e, 2), sendMs: round(w, 2), ms: round(e + w, 2) });
+      const whole = await timed(
+        15,
+        () => Promise.resolve(),
+        () => {
+          const { state, data } = fs.exportState();
+          return encodeState({ version: 1, fs: state, volumes: [] }, data, alloc);
+        },
+        (b) => client.snapshot(b),
+      );
+      // The keeper holds a whole state now: records start again, as in a driver that starts serving, with
+      // every record (reset), then the deltas.
+      const records = new DriverRecords(alloc);
+      const delta = (): Buffer => {
+        const d = records.delta(fs, null, noRecords);
+        const buf = encodeDelta(d, alloc);
+        for (const [, b] of d.upserts) b.fill(0);
+        return buf;
+      };
+      const send = (b: Buffer): boolean => client.sendRecords(b);
+      const t0 = performance.now();
+      const first = delta();
+      if (!send(first)) throw new Error('the keeper did not take the records');
+      const resetMs = performance.now() - t0;
+      first.fill(0);
+      const rotated = fs.volume('s0')!;
+      const rotate = await timed(15, async (i) => void (await fs.publish(rotated, files(1000 + i))), delta, send);
+      const publish = await timed(15, async () => void (await fs.publish(fs.createVolume(`s${n++}`), files(n))), delta, send);
+      out.push({ volumes: target, ...whole, resetMs: round(resetMs, 2), rotate, publish });
     }
   } finally {
     closeSync(stand);

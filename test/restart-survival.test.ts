@@ -210,6 +210,11 @@ t.test('upgrade: a new driver takes over from a running one while readers read',
   t.equal(code, 0, 'the old driver exited cleanly after handing over');
   t.match(old.out, /handing over to a new driver/, 'the old driver says it hands over', { output: old.out.slice(-3000) });
   t.match(h.driver.out, /took over the FUSE connection/);
+  t.match(
+    h.driver.out,
+    /"records":true[^\n]*took over the FUSE connection/,
+    'from the records the old driver sent (keeper-records.test.ts)',
+  );
   const handoverMs = Date.now() - started;
   await sleep(1500);
   clearInterval(rotate);

@@ -254,6 +254,11 @@ export class SecretsFilesystem {
     return this.ops.answersOpens;
   }
 
+  /** The volumes served (the keeper's records find each one's by its directory id). */
+  handles(): IterableIterator<VolumeHandle> {
+    return this.volumes.values();
+  }
+
   /** The volume directory named `name`, if served. */
   volume(name: string): VolumeHandle | undefined {
     return this.volumes.get(name);

@@ -12,6 +12,7 @@
 //   reused, so a process that takes the table over answers with the same ids.
 
 import { S_IFDIR, S_IFLNK, S_IFREG, DT_DIR, DT_LNK, DT_REG, type Attr, type Dirent } from './protocol.js';
+import { inodeState, type InodeState, type TableState } from './inode-state.js';
 
 export const ROOT_ID = 1;
 
@@ -61,27 +62,11 @@ export interface Inode {
   nlookup: number;
   /** Set when the volume was unpublished: the node answers ENOENT/EIO until forgotten. */
   scrubbed: boolean;
+  /** The volume directory the node belongs to (its own id for one), 0 for none: its keeper record (records.ts). */
+  owner: number;
 }
 
-/** An inode's state as handed to a process taking the connection over; bytes travel separately. */
-export interface InodeState {
-  readonly id: number;
-  readonly kind: InodeKind;
-  readonly mode: number;
-  /** Absent (0) in states from before volumes had a group. */
-  readonly gid?: number;
-  readonly mtimeMs: number;
-  readonly links: number;
-  readonly scrubbed: boolean;
-  /** Length of this inode's bytes in the data blob (-1: none). */
-  readonly dataLen: number;
-  readonly children?: Array<[string, number]>;
-}
-
-export interface TableState {
-  readonly nextId: number;
-  readonly nodes: InodeState[];
-}
+export { inodeState, type InodeState, type TableState } from './inode-state.js';
 
 /**
  * The kernel's reference count of an inherited inode is unknown to a process
@@ -115,6 +100,8 @@ export class InodeTable {
   private readonly backing = new Map<number, Buffer>();
   private readonly onFree: ((inode: Inode) => void) | undefined;
   private readonly alloc: (size: number) => Buffer;
+  /** Ids of nodes created, changed or freed since takeChanges, when tracked (the keeper's records). */
+  private changes: Set<number> | null = null;
 
   constructor(opts: InodeTableOptions = {}) {
     this.onFree = opts.onFree;
@@ -126,8 +113,9 @@ export class InodeTable {
     this.get(ROOT_ID)!.links = 1; // the mount itself holds the root
   }
 
-  private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number, group: VolumeGroup): Inode {
+  private make(id: number, kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number, group: VolumeGroup, owner = 0): Inode {
     return {
+      owner,
       id,
       kind,
       mode: ownedMode(kind, mode, group),
@@ -142,9 +130,10 @@ export class InodeTable {
     };
   }
 
-  private add(kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number, group: VolumeGroup): Inode {
-    const node = this.make(this.nextId++, kind, mode, data, mtimeMs, group);
+  private add(kind: InodeKind, mode: number, data: Buffer | null, mtimeMs: number, group: VolumeGroup, owner: number): Inode {
+    const node = this.make(this.nextId++, kind, mode, data, mtimeMs, group, owner);
     this.nodes.set(node.id, node);
+    this.changes?.add(node.id);
     if (kind === 'file' && data) this.fileBytes += data.length;
     return node;
   }
@@ -153,16 +142,20 @@ export class InodeTable {
     return this.nodes.get(id);
   }
 
-  /** `group`: the volume's group (see ownedMode); every maker below takes it. */
-  mkdir(mode: number, mtimeMs: number, group: VolumeGroup = null): Inode {
-    return this.add('dir', mode, null, mtimeMs, group);
+  /**
+   * `group`: the volume's group (see ownedMode); `owner`: see Inode.owner, for
+   * a node not linked at once (linking one with none gives it its parent's).
+   * Every maker below takes both.
+   */
+  mkdir(mode: number, mtimeMs: number, group: VolumeGroup = null, owner = 0): Inode {
+    return this.add('dir', mode, null, mtimeMs, group, owner);
   }
 
   /** The content is copied; the caller may zero its own buffer afterwards. */
-  mkfile(content: Uint8Array, mode: number, mtimeMs: number, group: VolumeGroup = null): Inode {
+  mkfile(content: Uint8Array, mode: number, mtimeMs: number, group: VolumeGroup = null, owner = 0): Inode {
     const own = this.alloc(content.length);
     own.set(content);
-    return this.add('file', mode, own, mtimeMs, group);
+    return this.add('file', mode, own, mtimeMs, group, owner);
   }
 
   /**
@@ -170,8 +163,8 @@ export class InodeTable {
    * only inodes whose bytes change, and only until the window closes. Held
    * by the window (one link) so it survives until released.
    */
-  mkstaged(mode: number, mtimeMs: number, group: VolumeGroup = null): Inode {
-    const node = this.add('file', mode, this.alloc(0), mtimeMs, group);
+  mkstaged(mode: number, mtimeMs: number, group: VolumeGroup = null, owner = 0): Inode {
+    const node = this.add('file', mode, this.alloc(0), mtimeMs, group, owner);
     node.links = 1;
     return node;
   }
@@ -187,16 +180,19 @@ export class InodeTable {
     if (end > node.data!.length) this.resize(node, end, room);
     node.data!.set(bytes, offset);
     node.mtimeMs = mtimeMs;
+    this.changes?.add(id);
   }
 
   truncateStaged(id: number, size: number, mtimeMs: number, room = size): void {
     const node = this.staged(id);
     if (size !== node.data!.length) this.resize(node, size, room);
     node.mtimeMs = mtimeMs;
+    this.changes?.add(id);
   }
 
   chmodStaged(id: number, mode: number, group: VolumeGroup = null): void {
     (this.staged(id) as { mode: number }).mode = ownedMode('file', mode, group);
+    this.changes?.add(id);
   }
 
   /** Counts a kernel reference handed out outside LOOKUP (an entry reply for a staged file). */
@@ -242,8 +238,8 @@ export class InodeTable {
     this.fileBytes += size - old.length;
   }
 
-  mksymlink(target: string, mtimeMs: number, group: VolumeGroup = null): Inode {
-    return this.add('symlink', 0o777, Buffer.from(target, 'utf8'), mtimeMs, group);
+  mksymlink(target: string, mtimeMs: number, group: VolumeGroup = null, owner = 0): Inode {
+    return this.add('symlink', 0o777, Buffer.from(target, 'utf8'), mtimeMs, group, owner);
   }
 
   /** Links `child` as `name` in `parent`, replacing (and unlinking) what was there. */
@@ -255,6 +251,9 @@ export class InodeTable {
     if (old === childId) return;
     parent.children.set(name, childId);
     child.links++;
+    // A volume directory (a child of the root) owns itself and what is linked below it.
+    if (child.owner === 0) child.owner = parentId === ROOT_ID ? childId : parent.owner;
+    this.changes?.add(parentId).add(childId);
     if (old !== undefined) this.drop(old);
   }
 
@@ -263,6 +262,7 @@ export class InodeTable {
     const old = parent.children.get(name);
     if (old === undefined) return;
     parent.children.delete(name);
+    this.changes?.add(parentId);
     this.drop(old);
   }
 
@@ -295,20 +295,31 @@ export class InodeTable {
     const nodes: InodeState[] = [];
     const data: Buffer[] = [];
     for (const n of this.nodes.values()) {
-      nodes.push({
-        id: n.id,
-        kind: n.kind,
-        mode: n.mode,
-        ...(n.gid !== 0 ? { gid: n.gid } : {}),
-        mtimeMs: n.mtimeMs,
-        links: n.links,
-        scrubbed: n.scrubbed,
-        dataLen: n.data ? n.data.length : -1,
-        ...(n.children ? { children: [...n.children.entries()] } : {}),
-      });
+      nodes.push(inodeState(n));
       if (n.data) data.push(n.data);
     }
     return { state: { nextId: this.nextId, nodes }, data: data };
+  }
+
+  get nextNodeId(): number {
+    return this.nextId;
+  }
+
+  /** Starts (or restarts) tracking changes, every node counting as changed; or stops. */
+  trackChanges(on = true): void {
+    this.changes = on ? new Set(this.nodes.keys()) : null;
+  }
+
+  /** The nodes created, changed (a changed tree too: markChanged) or freed since the last call. */
+  takeChanges(): Set<number> {
+    const c = this.changes ?? new Set<number>();
+    if (this.changes) this.changes = new Set();
+    return c;
+  }
+
+  /** Marks a node changed by someone else (a volume directory whose tree changed, see VolumeTree). */
+  markChanged(id: number): void {
+    this.changes?.add(id);
   }
 
   /** A table taken over from a previous process: same ids, same tree, kernel counts unknown. */
@@ -326,7 +337,7 @@ export class InodeTable {
         if (s.kind === 'file') t.fileBytes += data.length;
       }
       // The stored mode already has the group's bits (ownedMode is idempotent).
-      const node = t.make(s.id, s.kind, s.mode, data, s.mtimeMs, s.gid ?? null);
+      const node = t.make(s.id, s.kind, s.mode, data, s.mtimeMs, s.gid ?? null, s.owner ?? 0);
       node.links = s.links;
       node.scrubbed = s.scrubbed;
       node.nlookup = s.id === ROOT_ID ? 0 : UNKNOWN_LOOKUPS;
@@ -347,6 +358,7 @@ export class InodeTable {
       if (node.scrubbed) return;
       node.scrubbed = true;
       touched.push(node.id);
+      this.changes?.add(node.id);
       if (node.data) this.release(node);
       for (const c of node.children?.values() ?? []) {
         const child = this.nodes.get(c);
@@ -410,6 +422,7 @@ export class InodeTable {
     const node = this.nodes.get(id);
     if (!node) return;
     node.links--;
+    this.changes?.add(id);
     this.maybeFree(node);
   }
 
@@ -424,6 +437,7 @@ export class InodeTable {
   private maybeFree(node: Inode): void {
     if (node.id === ROOT_ID || node.links > 0 || node.nlookup > 0) return;
     this.nodes.delete(node.id);
+    this.changes?.add(node.id);
     this.release(node);
     if (node.children) {
       const kids = [...node.children.values()];

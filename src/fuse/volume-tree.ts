@@ -234,7 +234,8 @@ export class VolumeTree {
     while (t.child(this.dirId, tsName)) tsName = timestampDirName(now);
 
     const group = this.group;
-    const tsDir = t.mkdir(DIR_MODE, ms, group);
+    // Owned by the volume from the start: the keeper's record of it holds the pending version's ids.
+    const tsDir = t.mkdir(DIR_MODE, ms, group, this.dirId);
     const next = new Map<string, number>();
     for (const f of files) {
       const parts = f.path.split('/');
@@ -244,7 +245,7 @@ export class VolumeTree {
         if (existing) {
           dir = existing;
         } else {
-          const d = t.mkdir(DIR_MODE, ms, group);
+          const d = t.mkdir(DIR_MODE, ms, group, this.dirId);
           t.link(dir.id, part, d.id);
           dir = d;
         }
@@ -252,19 +253,20 @@ export class VolumeTree {
       const prevId = this.current.get(f.path);
       const prev = prevId === undefined ? undefined : t.get(prevId);
       const reuse = prev?.data && prev.mode === ownedMode('file', f.mode, group) && prev.data.equals(f.contents);
-      const file = reuse ? prev : t.mkfile(f.contents, f.mode, ms, group);
+      const file = reuse ? prev : t.mkfile(f.contents, f.mode, ms, group, this.dirId);
       t.link(dir.id, parts[parts.length - 1]!, file.id);
       next.set(f.path, file.id);
     }
 
-    const dataLink = t.mksymlink(tsName, ms, group);
+    const dataLink = t.mksymlink(tsName, ms, group, this.dirId);
     const oldTop = new Set([...this.current.keys()].map((p) => p.split('/')[0]!));
     const newTop = new Set(files.map((f) => f.path.split('/')[0]!));
     const added: Array<[string, number]> = [...newTop]
       .filter((n) => !oldTop.has(n))
-      .map((name) => [name, t.mksymlink(`${DATA_DIR}/${name}`, ms, group).id]);
+      .map((name) => [name, t.mksymlink(`${DATA_DIR}/${name}`, ms, group, this.dirId).id]);
     const removed = [...oldTop].filter((n) => !newTop.has(n));
     this.pending = { tsName, tsDirId: tsDir.id, dataLinkId: dataLink.id, next: [...next.entries()], added, removed, at: ms };
+    t.markChanged(this.dirId);
     return { tsName, dataLinkId: dataLink.id, steps: this.stepsFor(this.pending) };
   }
 
@@ -358,6 +360,7 @@ export class VolumeTree {
     this.byId = null;
     const volNode = this.table.get(this.dirId);
     if (volNode) volNode.mtimeMs = p.at;
+    this.table.markChanged(this.dirId); // the tree's state is in the volume directory's record
     this.current = new Map(p.next);
     this.tsDirName = p.tsName;
   }
@@ -394,6 +397,7 @@ export class VolumeTree {
   /** Drops a retired directory whose removal steps were all made. */
   removed(name: string): void {
     this.retired = this.retired.filter((r) => r.name !== name);
+    this.table.markChanged(this.dirId);
     for (const [id, f] of this.pastFiles) if (f.version === name) this.pastFiles.delete(id);
   }
 

@@ -130,7 +130,7 @@ export class WriteWindow {
     if (!validName(name)) return E.EINVAL;
     if (this.overflow) return E.ENOSPC;
     if (this.names.size >= this.limits.maxFiles) return this.fail('file-count', `file ${this.names.size + 1}`, E.ENOSPC, now);
-    const node = this.table.mkstaged(mode, now, this.group);
+    const node = this.table.mkstaged(mode, now, this.group, this.dirId);
     this.table.ref(node.id);
     this.ids.add(node.id);
     this.names.set(name, node.id);

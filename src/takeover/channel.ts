@@ -167,11 +167,15 @@ export class SeqChannel {
 
 /** Message types of the keeper protocol. */
 export const Msg = {
-  /** driver → keeper: {pid}. */
+  /** driver → keeper: {pid, records: 1} (records: it reads STATE as a record container). */
   HELLO: 1,
-  /** keeper → driver: nothing to take over; start afresh and REGISTER. */
+  /** keeper → driver: nothing to take over; start afresh and REGISTER. Payload: the keeper's capabilities ({records: 1}; `{}` from an older keeper). */
   EMPTY: 2,
-  /** keeper → driver: the state, with the /dev/fuse fd attached (and the audit connection's second, if held). */
+  /**
+   * keeper → driver: the state, with the /dev/fuse fd attached (and the audit
+   * connection's second, if held): a whole-state blob (state.ts) or a record
+   * container (record-codec.ts).
+   */
   STATE: 3,
   /** driver → keeper: the /dev/fuse fd of a fresh connection (attached). */
   REGISTER: 4,
@@ -188,4 +192,10 @@ export const Msg = {
    * a restart; unaudited ones do).
    */
   REGISTER_AUDIT: 8,
+  /**
+   * driver → keeper: records replaced and deleted (record-codec.ts), instead
+   * of SNAPSHOT, to a keeper whose EMPTY said `records: 1` or whose STATE
+   * was a record container. An older keeper would drop it.
+   */
+  RECORDS: 9,
 } as const;

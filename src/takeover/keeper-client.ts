@@ -2,6 +2,7 @@
 
 import type { NativeAddon } from '../native/addon.js';
 import { SeqChannel, Msg, type Message } from './channel.js';
+import { isContainer, saysRecords } from './record-codec.js';
 
 /** `auditFd`: the audit connection's, when the previous driver had one (docs/audit.md). */
 export type Hello = { kind: 'empty' } | { kind: 'state'; fd: number; auditFd: number | null; state: Buffer };
@@ -9,6 +10,7 @@ export type Hello = { kind: 'empty' } | { kind: 'state'; fd: number; auditFd: nu
 export class KeeperClient {
   private waiting: ((m: Message) => void) | null = null;
   private onYieldCb: () => void = () => undefined;
+  private records = false;
 
   private constructor(private readonly ch: SeqChannel) {}
 
@@ -48,11 +50,16 @@ export class KeeperClient {
       const timer = setTimeout(() => reject(new Error('the keeper did not answer')), timeoutMs);
       this.waiting = (m) => {
         clearTimeout(timer);
-        if (m.type === Msg.STATE && (m.fds.length === 1 || m.fds.length === 2))
+        if (m.type === Msg.STATE && (m.fds.length === 1 || m.fds.length === 2)) {
+          // A keeper that hands over records takes them; one handing over a whole state may be an old one.
+          this.records = isContainer(m.payload);
           resolve({ kind: 'state', fd: m.fds[0]!, auditFd: m.fds[1] ?? null, state: m.payload });
-        else resolve({ kind: 'empty' });
+        } else {
+          this.records = m.type === Msg.EMPTY && saysRecords(m.payload);
+          resolve({ kind: 'empty' });
+        }
       };
-      this.ch.send(Msg.HELLO, Buffer.from(JSON.stringify({ pid: process.pid })));
+      this.ch.send(Msg.HELLO, Buffer.from(JSON.stringify({ pid: process.pid, records: 1 })));
     });
   }
 
@@ -70,6 +77,16 @@ export class KeeperClient {
     return this.ch.sendNow(Msg.SNAPSHOT, state);
   }
 
+  /** Whether the keeper takes records (RECORDS) rather than whole snapshots only; known after hello. */
+  get takesRecords(): boolean {
+    return this.records;
+  }
+
+  /** Hands a records delta (record-codec.ts) over before returning, as snapshot does. */
+  sendRecords(delta: Buffer): boolean {
+    return this.ch.sendNow(Msg.RECORDS, delta);
+  }
+
   onYield(cb: () => void): void {
     this.onYieldCb = cb;
   }
@@ -77,6 +94,11 @@ export class KeeperClient {
   async yielded(): Promise<void> {
     this.ch.send(Msg.YIELDED, Buffer.from('{}'));
     await this.ch.drained();
+  }
+
+  /** Drops the connection (the keeper keeps what it holds). */
+  close(): void {
+    this.ch.close();
   }
 
   get connected(): boolean {

@@ -16,6 +16,12 @@ import { closeSync } from 'node:fs';
 import type { NativeAddon } from '../native/addon.js';
 import { bindSocketFileSync } from '../util/socket-file.js';
 import { SeqChannel, Msg, type Message } from './channel.js';
+import { decodeDelta, encodeContainer, saysRecords } from './record-codec.js';
+import { stateFromRecords } from './records.js';
+import { encodeState } from './state.js';
+
+/** EMPTY's payload: what this keeper takes besides SNAPSHOT (an older keeper answers `{}`). */
+export const KEEPER_CAPABILITIES = Buffer.from(JSON.stringify({ records: 1 }));
 
 export interface KeeperLogger {
   info(obj: object, msg: string): void;
@@ -34,7 +40,11 @@ export interface KeeperOptions {
 export class Keeper {
   private fuseFd: number | null = null;
   private auditFd: number | null = null;
+  /** The state as an old driver sent it, whole (SNAPSHOT), or as records by key (RECORDS); never both. */
   private state: Buffer | null = null;
+  private readonly records = new Map<string, Buffer>();
+  /** Drivers whose HELLO said they read records (older ones are handed a whole-state blob). */
+  private readonly readsRecords = new WeakSet<SeqChannel>();
   private owner: SeqChannel | null = null;
   private successor: SeqChannel | null = null;
   private successorTimer: NodeJS.Timeout | null = null;
@@ -73,9 +83,10 @@ export class Keeper {
   private onMessage(ch: SeqChannel, m: Message): void {
     switch (m.type) {
       case Msg.HELLO:
+        if (saysRecords(m.payload)) this.readsRecords.add(ch);
         if (this.fuseFd === null) {
           this.owner = ch;
-          ch.send(Msg.EMPTY, Buffer.from('{}'));
+          ch.send(Msg.EMPTY, KEEPER_CAPABILITIES);
         } else if (this.owner && !this.owner.isClosed && this.owner !== ch) {
           // An upgrade: the running driver hands over first.
           this.successor?.close();
@@ -105,7 +116,14 @@ export class Keeper {
         this.o.log.info({}, 'holding a new audit FUSE connection');
         return;
       case Msg.SNAPSHOT:
-        if (ch === this.owner) this.setState(m.payload);
+        if (ch === this.owner) {
+          this.clearRecords();
+          this.setState(m.payload);
+        }
+        m.payload.fill(0);
+        break;
+      case Msg.RECORDS:
+        if (ch === this.owner) this.applyRecords(m.payload);
         m.payload.fill(0);
         break;
       case Msg.YIELDED:
@@ -126,21 +144,70 @@ export class Keeper {
   private setState(payload: Buffer | null): void {
     this.state?.fill(0);
     this.state = null;
+    if (!payload) this.clearRecords();
     if (payload && payload.length > 0) {
       this.state = this.o.alloc(payload.length);
       payload.copy(this.state);
     }
   }
 
-  private handOver(ch: SeqChannel): void {
-    this.owner = ch;
-    if (this.fuseFd === null || !this.state) {
-      ch.send(Msg.EMPTY, Buffer.from('{}'));
+  private clearRecords(): void {
+    for (const b of this.records.values()) b.fill(0);
+    this.records.clear();
+  }
+
+  /** A delta: each record replaced is zeroed, each new one copied into locked memory. */
+  private applyRecords(payload: Buffer): void {
+    let d;
+    try {
+      d = decodeDelta(payload);
+    } catch (e) {
+      this.o.log.warn({ err: (e as Error).message }, 'a malformed RECORDS message; the records held are kept');
       return;
     }
-    ch.send(Msg.STATE, this.state, this.auditFd === null ? [this.fuseFd] : [this.fuseFd, this.auditFd]);
+    if (d.reset) this.setState(null);
+    for (const [key, bytes] of d.upserts) {
+      this.records.get(key)?.fill(0);
+      const own = this.o.alloc(bytes.length);
+      bytes.copy(own);
+      this.records.set(key, own);
+    }
+    for (const key of d.deletes) {
+      this.records.get(key)?.fill(0);
+      this.records.delete(key);
+    }
+  }
+
+  /**
+   * What STATE carries: the whole-state blob an old driver sent, or the
+   * records in a container; for a driver that does not read records (a
+   * downgrade), the records made into a whole-state blob.
+   */
+  private stateFor(ch: SeqChannel): Buffer | null {
+    if (this.records.size === 0) return this.state;
+    if (this.readsRecords.has(ch)) return encodeContainer(this.records, this.o.alloc);
+    try {
+      const { state, blob } = stateFromRecords(this.records, this.o.alloc);
+      const out = encodeState(state, [blob], this.o.alloc);
+      blob.fill(0);
+      return out;
+    } catch (e) {
+      this.o.log.warn({ err: (e as Error).message }, 'could not make the records a whole state for an older driver');
+      return encodeContainer(this.records, this.o.alloc);
+    }
+  }
+
+  private handOver(ch: SeqChannel): void {
+    this.owner = ch;
+    const state = this.fuseFd === null ? null : this.stateFor(ch);
+    if (this.fuseFd === null || !state) {
+      ch.send(Msg.EMPTY, KEEPER_CAPABILITIES);
+      return;
+    }
+    ch.send(Msg.STATE, state, this.auditFd === null ? [this.fuseFd] : [this.fuseFd, this.auditFd]);
+    if (state !== this.state) state.fill(0); // send copied it
     this.o.log.info(
-      { stateBytes: this.state.length, connections: this.auditFd === null ? 1 : 2 },
+      { stateBytes: state.length, records: this.records.size, connections: this.auditFd === null ? 1 : 2 },
       'handed the connection and state to a new driver',
     );
   }

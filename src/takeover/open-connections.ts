@@ -10,6 +10,8 @@ import { SecretsFilesystem } from '../fuse/filesystem.js';
 import { Connections, auditMountDir, type ConnectionsOptions } from '../fuse/connections.js';
 import type { KeeperClient } from './keeper-client.js';
 import { decodeState, splitBlob, type DriverState } from './state.js';
+import { decodeContainer, isContainer } from './record-codec.js';
+import { stateFromRecords, withOwners } from './records.js';
 
 export type OpenOptions = Omit<ConnectionsOptions, 'mountAudit' | 'onAuditMounted'>;
 
@@ -34,7 +36,8 @@ export async function openConnections(
     return { conns: new Connections(main, co), inherited: null };
   }
   const started = performance.now();
-  const decoded = decodeState(hello.state);
+  const records = isContainer(hello.state);
+  const decoded = records ? stateFromRecords(decodeContainer(hello.state), o.base.alloc) : wholeState(hello.state);
   const { state } = decoded;
   const blob = splitBlob(state, decoded.blob);
   let main: SecretsFilesystem | null = null;
@@ -68,6 +71,7 @@ export async function openConnections(
     closeSync(hello.auditFd);
   }
   hello.state.fill(0);
+  if (records) decoded.blob.fill(0); // a copy: the table has its own
   if (main.answersOpens) {
     log.warn(
       {},
@@ -76,8 +80,15 @@ export async function openConnections(
     );
   }
   log.info(
-    { volumes: state.volumes.length, connections: conns.all().length, ms: Math.round(performance.now() - started) },
+    { volumes: state.volumes.length, connections: conns.all().length, records, ms: Math.round(performance.now() - started) },
     'took over the FUSE connection from the previous driver',
   );
   return { conns, inherited: state };
+}
+
+/** A whole-state blob; one from a driver before records has no node owners: they are derived. */
+function wholeState(buf: Buffer): { state: DriverState; blob: Buffer } {
+  const { state, blob } = decodeState(buf);
+  const owned = (fs: NonNullable<DriverState['auditFs']>) => ({ ...fs, table: withOwners(fs.table, fs.volumes) });
+  return { state: { ...state, fs: owned(state.fs), ...(state.auditFs ? { auditFs: owned(state.auditFs) } : {}) }, blob };
 }

@@ -60,11 +60,32 @@ export function toStatus(v: Volume): VolumeStatus {
   };
 }
 
+function recordState(v: Volume): VolumeRecordState {
+  return {
+    targetPath: v.targetPath,
+    volumeId: v.volumeId,
+    podName: v.podName,
+    podNamespace: v.podNamespace,
+    podUid: v.podUid,
+    spcName: v.spcName,
+    provider: v.provider,
+    volumeContext: { ...v.volumeContext },
+    secrets: { ...v.secrets },
+    objectVersions: [...v.objectVersions],
+    dirName: v.handle.name,
+    mock: v.mock,
+    lastPolledAt: v.lastPolledAt,
+    ...(v.auditReads ? { auditReads: true } : {}),
+  };
+}
+
 export class VolumeState {
   /** Records are updated in place: a holder of one (a poll) can tell whether it is still the served one. */
   private readonly volumes = new Map<string, Mutable<Volume>>();
   /** An 'on-flush' change that no persist has carried yet. */
   private pending = false;
+  /** Target paths added, changed or deleted since takeChanges, when tracked (the keeper's records). */
+  private changed: Set<string> | null = null;
 
   constructor(private readonly o: VolumeStateOptions) {}
 
@@ -84,6 +105,7 @@ export class VolumeState {
   add(v: Volume): void {
     const rec = { ...v };
     this.volumes.set(v.targetPath, rec);
+    this.changed?.add(v.targetPath);
     this.o.onServed?.(rec);
     this.o.onCount?.(this.volumes.size);
     this.persist();
@@ -94,6 +116,7 @@ export class VolumeState {
     const v = this.volumes.get(targetPath);
     if (!v || !changes(v, patch)) return false;
     Object.assign(v, patch);
+    this.changed?.add(targetPath);
     if (when === 'now') this.persist();
     else if (when === 'on-flush') this.pending = true;
     return true;
@@ -103,6 +126,7 @@ export class VolumeState {
     const v = this.volumes.get(targetPath);
     if (!v) return undefined;
     this.volumes.delete(targetPath);
+    this.changed?.add(targetPath);
     this.o.onGone?.(v);
     this.o.onCount?.(this.volumes.size);
     this.persist();
@@ -121,22 +145,23 @@ export class VolumeState {
   }
 
   export(): VolumeRecordState[] {
-    return this.list().map((v) => ({
-      targetPath: v.targetPath,
-      volumeId: v.volumeId,
-      podName: v.podName,
-      podNamespace: v.podNamespace,
-      podUid: v.podUid,
-      spcName: v.spcName,
-      provider: v.provider,
-      volumeContext: { ...v.volumeContext },
-      secrets: { ...v.secrets },
-      objectVersions: [...v.objectVersions],
-      dirName: v.handle.name,
-      mock: v.mock,
-      lastPolledAt: v.lastPolledAt,
-      ...(v.auditReads ? { auditReads: true } : {}),
-    }));
+    return this.list().map(recordState);
+  }
+
+  /** Starts (or restarts) tracking changes, every volume counting as changed; or stops. */
+  trackChanges(on = true): void {
+    this.changed = on ? new Set(this.volumes.keys()) : null;
+  }
+
+  /** The records of the volumes changed since the last call; a deleted one's target path maps to null. */
+  takeChanges(): Map<string, VolumeRecordState | null> {
+    const out = new Map<string, VolumeRecordState | null>();
+    for (const path of this.changed ?? []) {
+      const v = this.volumes.get(path);
+      out.set(path, v ? recordState(v) : null);
+    }
+    if (this.changed) this.changed = new Set();
+    return out;
   }
 
   /**
