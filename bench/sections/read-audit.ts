@@ -15,7 +15,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { SecretsFilesystem, threadGroupOf } from '../../src/fuse/filesystem.js';
+import { SecretsFilesystem } from '../../src/fuse/filesystem.js';
+import { threadGroupOf } from '../../src/fuse/thread-group.js';
 import { Connections, type ConnectionsOptions } from '../../src/fuse/connections.js';
 import { createLogger } from '../../src/observability/log.js';
 import { podOfProcess } from '../../src/observability/cgroup-pod.js';

@@ -5,7 +5,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { createLogger, type Logger } from '../observability/log.js';
 import { DriverMetrics } from '../observability/metrics.js';
-import { threadGroupOf } from '../fuse/filesystem.js';
+import { threadGroupOf } from '../fuse/thread-group.js';
 import { auditMountDir, type Connections } from '../fuse/connections.js';
 import { opName } from '../fuse/protocol.js';
 import { DEFAULT_WINDOW_LIMITS } from '../fuse/write-window.js';

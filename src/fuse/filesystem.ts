@@ -3,7 +3,7 @@
 // directory of it, and that directory (sourcePath) is bind-mounted read-only
 // onto the kubelet's target path (src/mount/target-lifecycle.ts).
 
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
 import { mkdir, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InodeTable, ROOT_ID, type Inode, type TableState, type VolumeGroup } from './inode-table.js';
@@ -22,21 +22,7 @@ import { readMountInfo } from '../mount/mountinfo.js';
 import { abortFuseConnection, fuseConnectionId, type AbortResult } from './connection-abort.js';
 import { WriteWindow, type WindowLimits, type WindowResult } from './write-window.js';
 import { VfsSteps, type ForkSyscalls } from './vfs-steps.js';
-
-/**
- * The process a thread belongs to: the kernel stamps FUSE requests with the
- * calling thread's id, and a Go provider writes from many threads. procfs is
- * not our mount, so reading it on the serving thread is safe.
- */
-export function threadGroupOf(tid: number): number {
-  if (tid <= 0) return 0;
-  try {
-    const m = /^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'));
-    return m ? Number(m[1]) : -1;
-  } catch {
-    return -1;
-  }
-}
+import { threadGroupOf } from './thread-group.js';
 
 export const FSNAME = 'secrets-store';
 /**
@@ -66,7 +52,7 @@ export interface FilesystemOptions {
    * one over keeps what it was mounted with.
    */
   readonly answerOpens?: boolean;
-  /** Every file open, when answerOpens (`pid` is the calling thread's id, see threadGroupOf). */
+  /** Every file open, when answerOpens (`pid` is the calling thread's id, see thread-group.ts). */
   readonly onOpen?: (nodeid: number, caller: Caller) => void;
   readonly onFree?: (inode: Inode) => void;
   /** Memory for file contents (locked, non-dumpable pages in the driver). */
