@@ -139,10 +139,16 @@ export function kubeconfigYaml(server: string, caFile: string, token: string, us
  * PKI in `dir` (created; on tmpfs, so synced Secrets never touch a disk).
  * `root` is the repository, for the build script; `opts.controllers` are
  * kube-controller-manager's (default: garbage collector, service accounts,
- * namespaces). Stop it with
+ * namespaces). `opts.serviceAccountAdmission` keeps the ServiceAccount
+ * admission plugin (off by default: the suite's pods need no service account
+ * to exist; pods that read the API with their own token need it). Stop it with
  * stopControlPlaneAt.
  */
-export async function startControlPlane(root: string, dir: string, opts: { controllers?: readonly string[] } = {}): Promise<ControlPlane> {
+export async function startControlPlane(
+  root: string,
+  dir: string,
+  opts: { controllers?: readonly string[]; serviceAccountAdmission?: boolean } = {},
+): Promise<ControlPlane> {
   const bin = await controlPlaneBinaries(root);
   await mkdir(join(dir, 'etcd'), { recursive: true, mode: 0o700 });
   await pki(dir);
@@ -183,7 +189,7 @@ export async function startControlPlane(root: string, dir: string, opts: { contr
     '--authorization-mode=RBAC',
     '--service-cluster-ip-range=10.0.0.0/24',
     '--allow-privileged=true',
-    '--disable-admission-plugins=ServiceAccount',
+    ...(opts.serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
     '--v=0',
   ]);
   closeSync(logFd);

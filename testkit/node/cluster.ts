@@ -39,6 +39,8 @@ export interface ClusterOptions extends NodeBinaries {
   /** The control plane's directory (tmpfs: synced Secrets never touch a disk). */
   readonly controlPlaneDir: string;
   readonly nodeName?: string;
+  /** The API server's ServiceAccount admission (pods get their token volume): for the chart's pods. */
+  readonly serviceAccountAdmission?: boolean;
   readonly track?: (c: ChildProcess) => void;
 }
 
@@ -49,6 +51,8 @@ const CONTROLLERS = [
   'namespace',
   'deployment',
   'replicaset',
+  'daemonset',
+  'root-ca-cert-publisher',
   'podgc',
   'nodelifecycle',
 ];
@@ -84,7 +88,10 @@ export class Cluster {
   /** Starts everything and waits for the node to be Ready. */
   async start(): Promise<void> {
     const o = this.o;
-    this.cp = await startControlPlane(o.root, o.controlPlaneDir, { controllers: CONTROLLERS });
+    this.cp = await startControlPlane(o.root, o.controlPlaneDir, {
+      controllers: CONTROLLERS,
+      serviceAccountAdmission: o.serviceAccountAdmission ?? false,
+    });
     this.kc = adminConfig(this.cp);
     const sched = spawn(
       join(o.kubeletBin, 'kube-scheduler'),

@@ -4,14 +4,15 @@
 // takes. No registry and no image tool are involved.
 
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { chmod, copyFile, cp, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execFileP as run } from '../run.js';
 
 export interface ImageFile {
   /** Absolute path inside the image. */
   readonly path: string;
-  /** A file of this machine to copy, or a symlink target when `link` is set. */
+  /** A file of this machine to copy (a directory is copied whole, links followed), or a symlink target when `link` is set. */
   readonly from?: string;
   readonly link?: string;
   readonly mode?: number;
@@ -24,6 +25,7 @@ export interface ImageSpec {
   readonly entrypoint?: readonly string[];
   readonly cmd?: readonly string[];
   readonly env?: readonly string[];
+  readonly workdir?: string;
 }
 
 const sha256 = (b: Buffer | string): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
@@ -35,6 +37,17 @@ async function blob(layout: string, content: Buffer | string): Promise<{ digest:
   return { digest, size: buf.length };
 }
 
+/** The layer tar, streamed to a file and hashed there: a Node image is too big for one buffer. */
+async function layerBlob(layout: string, rootfs: string): Promise<{ digest: string; size: number }> {
+  const tmp = join(layout, 'layer.tar');
+  await run('tar', ['--sort=name', '--numeric-owner', '--owner=0', '--group=0', '--mtime=@0', '-C', rootfs, '-cf', tmp, '.']);
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(tmp)) h.update(chunk as Buffer);
+  const digest = 'sha256:' + h.digest('hex');
+  await rename(tmp, join(layout, 'blobs', 'sha256', digest.slice(7)));
+  return { digest, size: (await stat(join(layout, 'blobs', 'sha256', digest.slice(7)))).size };
+}
+
 /** Writes the image as an OCI layout tar at `archive` (its parent directory must exist). */
 export async function buildImageArchive(spec: ImageSpec, archive: string): Promise<void> {
   const work = await mkdtemp(join(dirname(archive), '.image-'));
@@ -44,6 +57,7 @@ export async function buildImageArchive(spec: ImageSpec, archive: string): Promi
       const at = join(rootfs, f.path);
       await mkdir(dirname(at), { recursive: true });
       if (f.link !== undefined) await symlink(f.link, at);
+      else if ((await stat(f.from!)).isDirectory()) await cp(f.from!, at, { recursive: true, dereference: true });
       else {
         await copyFile(f.from!, at);
         await chmod(at, f.mode ?? 0o755);
@@ -52,14 +66,9 @@ export async function buildImageArchive(spec: ImageSpec, archive: string): Promi
     await mkdir(join(rootfs, 'tmp'), { recursive: true, mode: 0o1777 });
     await chmod(join(rootfs, 'tmp'), 0o1777);
     // Sorted, numeric owners, fixed times: the same files make the same digest.
-    const { stdout: layerTar } = await run(
-      'tar',
-      ['--sort=name', '--numeric-owner', '--owner=0', '--group=0', '--mtime=@0', '-C', rootfs, '-cf', '-', '.'],
-      { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 },
-    );
     const layout = join(work, 'layout');
     await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
-    const layer = await blob(layout, layerTar);
+    const layer = await layerBlob(layout, rootfs);
     const config = await blob(
       layout,
       JSON.stringify({
@@ -69,6 +78,7 @@ export async function buildImageArchive(spec: ImageSpec, archive: string): Promi
           Env: spec.env ?? ['PATH=/bin:/usr/bin'],
           ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
           ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+          ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
         },
         rootfs: { type: 'layers', diff_ids: [layer.digest] },
       }),

@@ -61,5 +61,5 @@ debug
 
 {{/* Host directory of the FUSE root mount and the keeper's socket. */}}
 {{- define "sscsi.stateDir" -}}
-/var/run/secrets-store-csi-driver
+{{- .Values.linux.stateDir | default "/var/run/secrets-store-csi-driver" -}}
 {{- end -}}
