@@ -21,12 +21,12 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { AppsV1Api, CoreV1Api, StorageV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, StorageV1Api, type V1Pod } from '@kubernetes/client-node';
 import { atOrUnder, mountsWhere, umountAllWhere } from '../testkit/mounts.js';
-import { BUSYBOX_IMAGE, Cluster } from '../testkit/node/cluster.js';
+import { Cluster } from '../testkit/node/cluster.js';
 import { ROOT, canary, execFileP, freePort, startProviderAt, track, type Proc } from './helpers/harness.js';
 import { apply, eventually } from './helpers/kube.js';
-import { DRIVER_NAME, GROUP, whyNoNode } from './helpers/kubelet-node.js';
+import { DRIVER_NAME, deployment, ensureNamespace, exampleSpc, secretsPodSpec, whyNoNode } from './helpers/kubelet-node.js';
 import { buildChartImages, DRIVER_IMAGE, LIVENESS_IMAGE, livenessStandInAnswers } from './helpers/chart-images.js';
 import { skipFile } from './helpers/skip.js';
 
@@ -187,46 +187,16 @@ t.test('helm install: the driver and keeper pods become Ready; the registrar in 
 const secret = canary('chart-e2e');
 
 t.test('a Deployment with an inline volume gets Running; its container reads the secret', async (t) => {
-  await apply(cluster.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NS } }]);
-  await eventually(() => core.readNamespacedServiceAccount({ namespace: APP_NS, name: 'default' }), 30_000, 'the default service account');
+  await ensureNamespace(cluster.kc, APP_NS);
   const src = join(dir, 'source.yaml');
   await writeFile(src, stringify({ files: [{ path: 'password', contents: secret }] }), { mode: 0o600 });
+  await exampleSpc(cluster.kc, APP_NS, 'app-spc', src);
   await apply(cluster.kc, [
-    {
-      apiVersion: `${GROUP}/v1`,
-      kind: 'SecretProviderClass',
-      metadata: { name: 'app-spc', namespace: APP_NS },
-      spec: { provider: 'example', parameters: { secretsFile: src } },
-    } as KubernetesObject,
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'app', namespace: APP_NS },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: 'app' } },
-        template: {
-          metadata: { labels: { app: 'app' } },
-          spec: {
-            hostNetwork: true,
-            automountServiceAccountToken: false,
-            terminationGracePeriodSeconds: 1,
-            containers: [
-              {
-                name: 'reader',
-                image: BUSYBOX_IMAGE,
-                imagePullPolicy: 'Never',
-                command: ['sh', '-c', 'sha256sum /mnt/secrets/password; exec sleep 3600'],
-                volumeMounts: [{ name: 'secrets', mountPath: '/mnt/secrets', readOnly: true }],
-              },
-            ],
-            volumes: [
-              { name: 'secrets', csi: { driver: DRIVER_NAME, readOnly: true, volumeAttributes: { secretProviderClass: 'app-spc' } } },
-            ],
-          },
-        },
-      },
-    } as KubernetesObject,
+    deployment(
+      APP_NS,
+      'app',
+      secretsPodSpec('app-spc', [{ name: 'reader', command: ['sh', '-c', 'sha256sum /mnt/secrets/password; exec sleep 3600'] }]),
+    ),
   ]);
   const pod = await eventually(
     async () =>

@@ -17,10 +17,9 @@ import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { Registrar } from '../src/registrar/server.js';
 import { createLogger } from '../src/observability/log.js';
-import { BUSYBOX_IMAGE } from '../testkit/node/cluster.js';
 import { Proc, canary, freePort, mountsUnder, sleep } from './helpers/harness.js';
 import { apply, eventually } from './helpers/kube.js';
-import { DRIVER_NAME, E2ENode, whyNoNode } from './helpers/kubelet-node.js';
+import { DRIVER_NAME, E2ENode, secretsPodSpec, whyNoNode } from './helpers/kubelet-node.js';
 import { checkPeer } from './helpers/peers.js';
 import { skipFile, skipUnless } from './helpers/skip.js';
 
@@ -52,24 +51,9 @@ async function twentyPods(t: Test, ns: string): Promise<Figures> {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: `p${i}`, namespace: ns, labels: { app: 'scale' } },
-      spec: {
-        hostNetwork: true,
-        serviceAccountName: 'default',
-        automountServiceAccountToken: false,
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          {
-            name: 'reader',
-            image: BUSYBOX_IMAGE,
-            imagePullPolicy: 'Never',
-            command: ['sh', '-c', 'h=$(sha256sum /mnt/secrets/password) && echo "hash ${h%% *}"; exec sleep 3600'],
-            volumeMounts: [{ name: 'secrets', mountPath: '/mnt/secrets', readOnly: true }],
-          },
-        ],
-        volumes: [
-          { name: 'secrets', csi: { driver: DRIVER_NAME, readOnly: true, volumeAttributes: { secretProviderClass: 'scale-spc' } } },
-        ],
-      },
+      spec: secretsPodSpec('scale-spc', [
+        { name: 'reader', command: ['sh', '-c', 'h=$(sha256sum /mnt/secrets/password) && echo "hash ${h%% *}"; exec sleep 3600'] },
+      ]),
     }) as KubernetesObject;
   const created = new Map<string, number>();
   const running = new Map<string, number>();

@@ -19,10 +19,9 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
-import { BUSYBOX_IMAGE } from '../testkit/node/cluster.js';
 import { canary, grepDisk, mountsUnder, sleep, startProviderAt } from './helpers/harness.js';
 import { apply, eventually } from './helpers/kube.js';
-import { AUDIENCE, DRIVER_NAME, E2ENode, GROUP, whyNoNode } from './helpers/kubelet-node.js';
+import { AUDIENCE, DRIVER_NAME, E2ENode, GROUP, deployment, secretsPodSpec, whyNoNode } from './helpers/kubelet-node.js';
 import { skipFile } from './helpers/skip.js';
 
 t.setTimeout(900_000);
@@ -39,33 +38,17 @@ await node.namespace(NS);
 
 /** A pod template mounting `spc` at /mnt/secrets with a reader (hash every 0.2 s) and an inotify watcher. */
 function podSpec(spc: string): object {
-  return {
-    hostNetwork: true,
-    serviceAccountName: 'default',
-    automountServiceAccountToken: false,
-    terminationGracePeriodSeconds: 1,
-    containers: [
-      {
-        name: 'reader',
-        image: BUSYBOX_IMAGE,
-        imagePullPolicy: 'Never',
-        command: [
-          'sh',
-          '-c',
-          'while true; do if h=$(sha256sum /mnt/secrets/password); then echo "hash ${h%% *}"; else echo READ-ERROR; fi; sleep 0.2; done',
-        ],
-        volumeMounts: [{ name: 'secrets', mountPath: '/mnt/secrets', readOnly: true }],
-      },
-      {
-        name: 'watcher',
-        image: BUSYBOX_IMAGE,
-        imagePullPolicy: 'Never',
-        command: ['inotify-watch', '/mnt/secrets'],
-        volumeMounts: [{ name: 'secrets', mountPath: '/mnt/secrets', readOnly: true }],
-      },
-    ],
-    volumes: [{ name: 'secrets', csi: { driver: DRIVER_NAME, readOnly: true, volumeAttributes: { secretProviderClass: spc } } }],
-  };
+  return secretsPodSpec(spc, [
+    {
+      name: 'reader',
+      command: [
+        'sh',
+        '-c',
+        'while true; do if h=$(sha256sum /mnt/secrets/password); then echo "hash ${h%% *}"; else echo READ-ERROR; fi; sleep 0.2; done',
+      ],
+    },
+    { name: 'watcher', command: ['inotify-watch', '/mnt/secrets'] },
+  ]);
 }
 
 async function runningPod(selector: string, ms = 120_000): Promise<V1Pod> {
@@ -100,18 +83,7 @@ t.test('1. a Deployment mounting an inline volume starts; its container reads th
     secretObjects: [{ secretName: 'app-synced', type: 'Opaque', data: [{ objectName: 'password', key: 'password' }] }],
   });
   const created = Date.now();
-  await apply(node.kc, [
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'app', namespace: NS },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: 'app' } },
-        template: { metadata: { labels: { app: 'app' } }, spec: podSpec('app-spc') },
-      },
-    } as KubernetesObject,
-  ]);
+  await apply(node.kc, [deployment(NS, 'app', podSpec('app-spc'))]);
   pod = await runningPod('app=app');
   t.comment(`pod Running ${Date.now() - created} ms after the Deployment was created`);
   await logHas(pod, 'reader', (l) => l === `hash ${sha(secret1)}`, 30_000);

@@ -7,10 +7,18 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, StorageV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  StorageV1Api,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { atOrUnder, umountAllWhere } from '../../testkit/mounts.js';
-import { Cluster } from '../../testkit/node/cluster.js';
+import { BUSYBOX_IMAGE, Cluster } from '../../testkit/node/cluster.js';
 import { NODE, Proc, ROOT, execFileP, startKeeperAt, startProviderAt, track } from './harness.js';
 import { apply, applyCrds, eventually, manifests, serviceAccountKubeconfig } from './kube.js';
 import { checkPeer } from './peers.js';
@@ -21,6 +29,59 @@ export const GROUP = 'secrets-store.csi.x-k8s.io';
 /** The audience the CSIDriver asks kubelet to mint tokens for. */
 export const AUDIENCE = 'sscsi-e2e.example';
 const KUBELET_BUILD = 'test/peers/kubelet/build.sh';
+
+/** A namespace, once its default ServiceAccount exists (a pod created before it is refused). */
+export async function ensureNamespace(kc: KubeConfig, name: string): Promise<void> {
+  await apply(kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }]);
+  await eventually(
+    () => kc.makeApiClient(CoreV1Api).readNamespacedServiceAccount({ namespace: name, name: 'default' }),
+    30_000,
+    `the default service account of ${name}`,
+  );
+}
+
+/** A SecretProviderClass `name` for the example provider reading `secretsFile`. */
+export async function exampleSpc(kc: KubeConfig, namespace: string, name: string, secretsFile: string, extra: object = {}): Promise<void> {
+  await apply(kc, [
+    {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'SecretProviderClass',
+      metadata: { name, namespace },
+      spec: { provider: 'example', parameters: { secretsFile }, ...extra },
+    } as KubernetesObject,
+  ]);
+}
+
+/** A Deployment of one pod labelled app=`name`, running `spec`. */
+export function deployment(namespace: string, name: string, spec: object): KubernetesObject {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace },
+    spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec } },
+  } as KubernetesObject;
+}
+
+/**
+ * A pod spec of busybox containers running `containers`' commands, each
+ * with the inline secrets-store volume of SecretProviderClass `spc` at
+ * /mnt/secrets (host network, no API token, 1 s to stop).
+ */
+export function secretsPodSpec(spc: string, containers: ReadonlyArray<{ name: string; command: string[] }>): object {
+  return {
+    hostNetwork: true,
+    serviceAccountName: 'default',
+    automountServiceAccountToken: false,
+    terminationGracePeriodSeconds: 1,
+    containers: containers.map((c) => ({
+      ...c,
+      image: BUSYBOX_IMAGE,
+      imagePullPolicy: 'Never',
+      volumeMounts: [{ name: 'secrets', mountPath: '/mnt/secrets', readOnly: true }],
+    })),
+    volumes: [{ name: 'secrets', csi: { driver: DRIVER_NAME, readOnly: true, volumeAttributes: { secretProviderClass: spc } } }],
+  };
+}
 
 /**
  * Why this machine cannot run the suite ('' when it can), and the variable
@@ -181,24 +242,12 @@ export class E2ENode {
     return file;
   }
 
-  async secretProviderClass(namespace: string, name: string, secretsFile: string, extra: object = {}): Promise<void> {
-    await apply(this.kc, [
-      {
-        apiVersion: `${GROUP}/v1`,
-        kind: 'SecretProviderClass',
-        metadata: { name, namespace },
-        spec: { provider: 'example', parameters: { secretsFile }, ...extra },
-      } as KubernetesObject,
-    ]);
+  secretProviderClass(namespace: string, name: string, secretsFile: string, extra: object = {}): Promise<void> {
+    return exampleSpc(this.kc, namespace, name, secretsFile, extra);
   }
 
-  async namespace(name: string): Promise<void> {
-    await apply(this.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }]);
-    await eventually(
-      () => this.kc.makeApiClient(CoreV1Api).readNamespacedServiceAccount({ namespace: name, name: 'default' }),
-      30_000,
-      `the default service account of ${name}`,
-    );
+  namespace(name: string): Promise<void> {
+    return ensureNamespace(this.kc, name);
   }
 
   core(): CoreV1Api {
