@@ -151,8 +151,8 @@ export class SecretSync {
    * The status object to reconcile: the one this driver just wrote (the
    * API server's answer to that write), else the informer's copy, else a GET.
    * The fields read here (pod, class, target path, node label) never change
-   * for an object; a copy that fails the checks below is fetched again once,
-   * in case it was a recreated object's predecessor.
+   * for an object; a copy whose target path names another pod is fetched
+   * again once, in case it was a recreated object's predecessor.
    */
   private async spcps(namespace: string, name: string, fresh: boolean): Promise<SpcpsObject | null> {
     const key = `${namespace}/${name}`;
@@ -172,8 +172,8 @@ export class SecretSync {
     const { log } = this.o;
     const spcps = await this.spcps(namespace, name, fresh);
     if (!spcps) return {};
-    const again = (): Promise<ReconcileResult> => this.reconcile(key, true);
-    if (spcps.metadata.labels?.[NODE_LABEL] !== this.o.nodeId) return fresh ? {} : again();
+    // Only a GET can name another node: what this driver wrote and what its informer (by label) holds are this node's.
+    if (spcps.metadata.labels?.[NODE_LABEL] !== this.o.nodeId) return {};
     const podName = spcps.status.podName;
     const pod = await this.pod(namespace, podName);
     if (!pod) return { requeueAfterMs: 5000 };
@@ -195,7 +195,7 @@ export class SecretSync {
     if (!vol) throw new Error(`failed to find secret provider class pod status volume for pod ${namespace}/${podName}`);
     const m = TARGET_PATH_RE.exec(spcps.status.targetPath);
     if (m?.[1] !== pod.metadata?.uid) {
-      if (!fresh) return again();
+      if (!fresh) return this.reconcile(key, true);
       throw new Error(`secret provider class pod status targetPath did not match pod UID for pod ${namespace}/${podName}`);
     }
     if (m?.[2] !== vol.name)

@@ -20,10 +20,8 @@ export interface KubeSpcSourceOptions {
 
 export class KubeSpcSource implements SpcSource {
   private readonly informer: Informer<SpcObject>;
-  private readonly api: KubeApi;
 
   constructor(private readonly o: KubeSpcSourceOptions) {
-    this.api = o.api;
     this.informer = new Informer<SpcObject>(o.api.http, {
       path: paths.custom(SPC_PLURAL),
       what: 'secretproviderclass',
@@ -41,7 +39,7 @@ export class KubeSpcSource implements SpcSource {
     const cached = this.informer.get(name, namespace);
     if (cached) return cached;
     try {
-      return await this.api.secretsStore.get<SecretProviderClass>(SPC_PLURAL, namespace, name);
+      return await this.o.api.secretsStore.get<SecretProviderClass>(SPC_PLURAL, namespace, name);
     } catch (e) {
       const status = apiStatus(e);
       if (status === 404) throw spcNotFound(namespace, name);
