@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort } from '../../testkit/net.js';
+import { parseDriverStage } from '../../testkit/node/driver-image.js';
 import { Proc } from '../../testkit/proc.js';
 import { run } from '../../testkit/run.js';
 import { sleep } from '../../testkit/wait.js';
@@ -54,20 +55,9 @@ export async function upstreamBinary(): Promise<string> {
  * it is deployed, as upstream's binary is.
  */
 export async function driverImageEnv(): Promise<Record<string, string>> {
-  const env: Record<string, string> = {};
-  let stage = '';
-  for (const line of (await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8')).split('\n')) {
-    const from = /^FROM\s+\S+(?:\s+AS\s+(\S+))?/i.exec(line);
-    if (from) stage = from[1] ?? '';
-    const set = /^ENV\s+(.*)$/i.exec(line);
-    if (set && stage === 'driver')
-      for (const kv of set[1]!.trim().split(/\s+/)) {
-        const i = kv.indexOf('=');
-        if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
-      }
-  }
-  if (Object.keys(env).length === 0) throw new Error("no ENV line in the Dockerfile's driver stage");
-  return env;
+  const { env } = parseDriverStage(await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8'));
+  if (env.length === 0) throw new Error("no ENV line in the Dockerfile's driver stage");
+  return Object.fromEntries(env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 }
 
 function upstreamArgs(s: SideSpec, d: DriverSetup, metricsPort: number): string[] {
