@@ -21,7 +21,7 @@ import type { VolumeTree, VolumeTreeState } from '../fuse/volume-tree.js';
 import type { FilesystemState } from '../fuse/filesystem.js';
 import type { VolumeRecordState } from '../volume/types.js';
 import type { RecordDelta } from './record-codec.js';
-import type { DriverState } from './state.js';
+import { packJson as pack, unpackJson as unpack, type DriverState } from './state.js';
 
 type Alloc = (n: number) => Buffer;
 type Tag = 'm' | 'a';
@@ -54,21 +54,6 @@ interface NodeRecord {
   readonly root?: Array<[string, number]>;
   readonly name?: string;
   readonly tree?: VolumeTreeState;
-}
-
-function pack(json: unknown, data: readonly Buffer[], alloc: Alloc): Buffer {
-  const j = Buffer.from(typeof json === 'string' ? json : JSON.stringify(json), 'utf8');
-  const out = alloc(4 + j.length + data.reduce((n, d) => n + d.length, 0));
-  out.writeUInt32LE(j.length, 0);
-  let off = 4 + j.copy(out, 4);
-  j.fill(0);
-  for (const d of data) off += d.copy(out, off);
-  return out;
-}
-
-function unpack<T>(buf: Buffer): { json: T; data: Buffer } {
-  const len = buf.readUInt32LE(0);
-  return { json: JSON.parse(buf.toString('utf8', 4, 4 + len)) as T, data: buf.subarray(4 + len) };
 }
 
 /** One connection's node records and what each was last encoded with. */

@@ -17,26 +17,30 @@ export interface DriverState {
   readonly volumes: VolumeRecordState[];
 }
 
-export function encodeState(s: DriverState, data: readonly Buffer[], alloc: (n: number) => Buffer): Buffer {
-  const json = Buffer.from(JSON.stringify(s), 'utf8');
-  const total = 4 + json.length + data.reduce((n, d) => n + d.length, 0);
-  const out = alloc(total);
-  out.writeUInt32LE(json.length, 0);
-  json.copy(out, 4);
-  json.fill(0);
-  let off = 4 + out.readUInt32LE(0);
-  for (const d of data) {
-    d.copy(out, off);
-    off += d.length;
-  }
+/** [u32 json length][json][bytes]: the layout of a whole state and of each record (records.ts). */
+export function packJson(json: unknown, data: readonly Buffer[], alloc: (n: number) => Buffer): Buffer {
+  const j = Buffer.from(typeof json === 'string' ? json : JSON.stringify(json), 'utf8');
+  const out = alloc(4 + j.length + data.reduce((n, d) => n + d.length, 0));
+  out.writeUInt32LE(j.length, 0);
+  let off = 4 + j.copy(out, 4);
+  j.fill(0);
+  for (const d of data) off += d.copy(out, off);
   return out;
 }
 
-export function decodeState(buf: Buffer): { state: DriverState; blob: Buffer } {
+export function unpackJson<T>(buf: Buffer): { json: T; data: Buffer } {
   const len = buf.readUInt32LE(0);
-  const state = JSON.parse(buf.toString('utf8', 4, 4 + len)) as DriverState;
+  return { json: JSON.parse(buf.toString('utf8', 4, 4 + len)) as T, data: buf.subarray(4 + len) };
+}
+
+export function encodeState(s: DriverState, data: readonly Buffer[], alloc: (n: number) => Buffer): Buffer {
+  return packJson(s, data, alloc);
+}
+
+export function decodeState(buf: Buffer): { state: DriverState; blob: Buffer } {
+  const { json: state, data: blob } = unpackJson<DriverState>(buf);
   if (state.version !== 1) throw new Error(`unknown state version ${String(state.version)}`);
-  return { state, blob: buf.subarray(4 + len) };
+  return { state, blob };
 }
 
 /** Splits the file bytes between the main connection's table and the audit connection's (in that order). */
