@@ -46,5 +46,7 @@ export function skipUnless(ok: boolean, v: RequireVar, why: string): false | str
  */
 export function skipRest(t: Test, what: string, v: RequireVar, why: string): void {
   if (isRequired(v)) t.fail(`${what}: ${skipReason(v, why)} (${v}=1 requires it)`);
+  // With a `skip` reason tap reports the point as `ok - what # SKIP reason` and counts it as skipped,
+  // not passed (test/ci-run.test.ts checks the closing line says so).
   else t.pass(what, { skip: skipReason(v, why) });
 }
